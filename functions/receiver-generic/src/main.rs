@@ -1,0 +1,12 @@
+//! Receives webhooks from a generic HMAC-SHA256 sender: verifies each one and queues it to SQS.
+
+use hookgate::config::ProcessEnv;
+use hookgate::provider::Provider;
+use hookgate::{aws, lambda, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init_logging();
+    let receiver = aws::receiver_from_env(Provider::Generic, &ProcessEnv).await?;
+    lambda_http::run(lambda::receiver_service(&receiver)).await
+}

@@ -1,0 +1,80 @@
+//! The one place where a receiver's outcome becomes an HTTP answer.
+//!
+//! | outcome | status |
+//! |---|---|
+//! | verified and durably queued | 202, with the idempotency key |
+//! | provider handshake | 200, with what the provider expects |
+//! | missing or invalid signature, timestamp outside the window | 401, one generic message |
+//! | source address not allowed | 403 |
+//! | method other than POST | 405 |
+//! | body over the limit | 413 |
+//! | body or headers malformed | 400 |
+//! | secrets or queue unavailable | 503, so the provider retries |
+//!
+//! Refusal details go to the log, never to the caller, except for 400s: those come from a
+//! caller whose signature already held, and saying what is missing helps them fix it.
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::{Accepted, ReceiveError};
+use crate::verify::Rejection;
+
+/// An HTTP answer, independent of what carries it (API Gateway, a local server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: String,
+    /// Extra headers: `Allow` on a 405, `Retry-After` on a 503.
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Answer {
+    fn json(status: StatusCode, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn error(status: StatusCode, message: &str) -> Self {
+        Self::json(status, json!({ "error": message }))
+    }
+
+    pub fn from_outcome(outcome: &Result<Accepted, ReceiveError>) -> Self {
+        match outcome {
+            Ok(Accepted::Queued { idempotency_key, .. }) => Self::json(
+                StatusCode::ACCEPTED,
+                json!({ "status": "accepted", "idempotency_key": idempotency_key }),
+            ),
+            Ok(Accepted::Handshake(handshake)) => Self {
+                status: StatusCode::OK,
+                content_type: handshake.content_type,
+                body: handshake.body.clone(),
+                headers: Vec::new(),
+            },
+            Err(ReceiveError::Rejected(Rejection::Unauthenticated(_))) => {
+                Self::error(StatusCode::UNAUTHORIZED, "signature verification failed")
+            }
+            Err(ReceiveError::Rejected(Rejection::Malformed(malformed))) => {
+                Self::error(StatusCode::BAD_REQUEST, &format!("malformed webhook: {malformed}"))
+            }
+            Err(ReceiveError::SourceNotAllowed(_)) => Self::error(StatusCode::FORBIDDEN, "forbidden"),
+            Err(ReceiveError::MethodNotAllowed(_)) => Self {
+                headers: vec![("allow", "POST")],
+                ..Self::error(StatusCode::METHOD_NOT_ALLOWED, "webhooks must be sent with POST")
+            },
+            Err(ReceiveError::PayloadTooLarge { limit, .. }) => Self::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the payload is over the limit of {limit} bytes"),
+            ),
+            Err(ReceiveError::SecretsUnavailable(_) | ReceiveError::QueueUnavailable(_)) => Self {
+                headers: vec![("retry-after", "5")],
+                ..Self::error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable, retry later")
+            },
+        }
+    }
+}

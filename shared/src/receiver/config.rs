@@ -1,0 +1,187 @@
+//! A receiver's settings, read once from the environment at start.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `QUEUE_URL` | the SQS queue envelopes are sent to | required |
+//! | `WEBHOOK_SECRET` | the signing secret (local use) | required unless `WEBHOOK_SECRET_ARN` |
+//! | `WEBHOOK_SECRET_PREVIOUS` | the previous secret, accepted during a rotation | none |
+//! | `WEBHOOK_SECRET_ARN` | a Secrets Manager secret: the plain secret or `{"current","previous"}` | none |
+//! | `SECRET_REFRESH_SECS` | how long a Secrets Manager value is cached | 300 |
+//! | `SIGNATURE_TOLERANCE_SECS` | the replay window, either way, for timestamped schemes | 300 |
+//! | `MAX_BODY_BYTES` | the largest body accepted (at most 262144, SQS's limit) | 200000 |
+//! | `ALLOWED_SOURCE_CIDRS` | comma-separated networks allowed to call; unset allows all | none |
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::{ReceiverSettings, SQS_MESSAGE_LIMIT};
+use crate::config::{parsed_or, required, ConfigError, Env};
+use crate::secret::{KeyEncoding, KeyRing};
+
+/// Where the signing secrets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretsConfig {
+    /// Fixed secrets from the environment.
+    Environment(KeyRing),
+    /// A Secrets Manager secret, re-read after `refresh` so a rotation needs no deploy.
+    SecretsManager { secret_id: String, refresh: Duration },
+}
+
+/// Everything a receiver reads from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverConfig {
+    pub queue_url: String,
+    pub secrets: SecretsConfig,
+    pub settings: ReceiverSettings,
+}
+
+impl ReceiverConfig {
+    /// Reads and checks every setting; the error names the first bad variable.
+    pub fn from_env(env: &dyn Env, encoding: KeyEncoding) -> Result<Self, ConfigError> {
+        let queue_url = required(env, "QUEUE_URL")?;
+        if !queue_url.starts_with("https://") && !queue_url.starts_with("http://") {
+            return Err(ConfigError::invalid("QUEUE_URL", format!("`{queue_url}` is not a queue URL")));
+        }
+        Ok(Self {
+            queue_url,
+            secrets: secrets_config(env, encoding)?,
+            settings: ReceiverSettings {
+                tolerance: Duration::from_secs(parsed_or(env, "SIGNATURE_TOLERANCE_SECS", 300)?),
+                max_body_bytes: max_body_bytes(env)?,
+                allowed_sources: allowed_sources(env)?,
+            },
+        })
+    }
+}
+
+fn secrets_config(env: &dyn Env, encoding: KeyEncoding) -> Result<SecretsConfig, ConfigError> {
+    if let Some(secret_id) = env.get("WEBHOOK_SECRET_ARN") {
+        if env.get("WEBHOOK_SECRET").is_some() {
+            return Err(ConfigError::invalid(
+                "WEBHOOK_SECRET",
+                "set either WEBHOOK_SECRET or WEBHOOK_SECRET_ARN, not both",
+            ));
+        }
+        let refresh = Duration::from_secs(parsed_or(env, "SECRET_REFRESH_SECS", 300)?);
+        return Ok(SecretsConfig::SecretsManager { secret_id, refresh });
+    }
+    let current = env
+        .get("WEBHOOK_SECRET")
+        .ok_or(ConfigError::Missing { name: "WEBHOOK_SECRET" })?;
+    let previous = env.get("WEBHOOK_SECRET_PREVIOUS");
+    let keys = KeyRing::from_secrets(&current, previous.as_deref(), encoding).map_err(|error| {
+        let name = if error.to_string().starts_with("the previous") {
+            "WEBHOOK_SECRET_PREVIOUS"
+        } else {
+            "WEBHOOK_SECRET"
+        };
+        ConfigError::invalid(name, error)
+    })?;
+    Ok(SecretsConfig::Environment(keys))
+}
+
+fn max_body_bytes(env: &dyn Env) -> Result<usize, ConfigError> {
+    let limit: usize = parsed_or(env, "MAX_BODY_BYTES", ReceiverSettings::default().max_body_bytes)?;
+    if limit == 0 || limit > SQS_MESSAGE_LIMIT {
+        return Err(ConfigError::invalid(
+            "MAX_BODY_BYTES",
+            format!("{limit} is not between 1 and {SQS_MESSAGE_LIMIT} (the SQS message limit)"),
+        ));
+    }
+    Ok(limit)
+}
+
+fn allowed_sources(env: &dyn Env) -> Result<Option<Vec<IpNet>>, ConfigError> {
+    let Some(list) = env.get("ALLOWED_SOURCE_CIDRS") else {
+        return Ok(None);
+    };
+    let networks = list
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::invalid("ALLOWED_SOURCE_CIDRS", format!("`{entry}` is not a CIDR or an IP address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(networks))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(settings: &[(&str, &str)]) -> Result<ReceiverConfig, ConfigError> {
+        let env: HashMap<&str, &str> = settings.iter().copied().collect();
+        ReceiverConfig::from_env(&env, KeyEncoding::Raw)
+    }
+
+    const QUEUE: (&str, &str) = ("QUEUE_URL", "http://127.0.0.1:5000/123456789012/hookgate");
+
+    #[test]
+    fn the_defaults_need_only_a_queue_and_a_secret() {
+        let config = config(&[QUEUE, ("WEBHOOK_SECRET", "s")]).unwrap();
+        assert_eq!(config.settings, ReceiverSettings::default());
+        assert!(matches!(config.secrets, SecretsConfig::Environment(_)));
+    }
+
+    #[test]
+    fn a_missing_queue_or_secret_is_named() {
+        assert_eq!(config(&[("WEBHOOK_SECRET", "s")]), Err(ConfigError::Missing { name: "QUEUE_URL" }));
+        assert_eq!(config(&[QUEUE]), Err(ConfigError::Missing { name: "WEBHOOK_SECRET" }));
+    }
+
+    #[test]
+    fn a_secret_arn_selects_secrets_manager_with_its_refresh() {
+        let config = config(&[QUEUE, ("WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:gh"), ("SECRET_REFRESH_SECS", "60")]).unwrap();
+        assert_eq!(
+            config.secrets,
+            SecretsConfig::SecretsManager {
+                secret_id: "arn:aws:secretsmanager:us-east-1:1:secret:gh".into(),
+                refresh: Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn both_a_secret_and_a_secret_arn_is_ambiguous() {
+        let error = config(&[QUEUE, ("WEBHOOK_SECRET", "s"), ("WEBHOOK_SECRET_ARN", "arn")]).unwrap_err();
+        assert!(error.to_string().contains("not both"));
+    }
+
+    #[test]
+    fn a_bad_previous_secret_names_its_own_variable() {
+        let env: HashMap<&str, &str> =
+            [QUEUE, ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), ("WEBHOOK_SECRET_PREVIOUS", "whsec_!!")].into();
+        let error = ReceiverConfig::from_env(&env, KeyEncoding::StandardWebhooks).unwrap_err();
+        assert!(error.to_string().starts_with("WEBHOOK_SECRET_PREVIOUS is invalid"), "{error}");
+    }
+
+    #[test]
+    fn source_networks_accept_cidrs_and_bare_addresses() {
+        let config = config(&[QUEUE, ("WEBHOOK_SECRET", "s"), ("ALLOWED_SOURCE_CIDRS", "192.30.252.0/22, 2001:db8::/32,10.1.2.3")]).unwrap();
+        let networks = config.settings.allowed_sources.unwrap();
+        assert_eq!(networks.len(), 3);
+        assert!(networks[2].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_variable() {
+        let cases = [
+            ("ALLOWED_SOURCE_CIDRS", "192.30.252.0/33"),
+            ("MAX_BODY_BYTES", "0"),
+            ("MAX_BODY_BYTES", "300000"),
+            ("SIGNATURE_TOLERANCE_SECS", "-1"),
+            ("QUEUE_URL", "hookgate-queue"),
+        ];
+        for (name, value) in cases {
+            let error = config(&[QUEUE, ("WEBHOOK_SECRET", "s"), (name, value)]).unwrap_err();
+            assert!(error.to_string().starts_with(name), "{name}={value}: {error}");
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! An inbound webhook request as the receiver sees it, whatever carried it (API Gateway,
+//! a local HTTP server, a test).
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use time::OffsetDateTime;
+
+/// The raw request: the exact body bytes the provider signed and its headers, which
+/// [`HeaderMap`] looks up case-insensitively.
+#[derive(Debug, Clone)]
+pub struct InboundRequest {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The caller's address as the edge saw it, when known.
+    pub source_ip: Option<IpAddr>,
+    pub received_at: OffsetDateTime,
+}
+
+impl InboundRequest {
+    /// A `POST` with no headers, received now; for building requests in tests and tools.
+    pub fn post(body: impl Into<Bytes>) -> Self {
+        Self {
+            method: Method::POST,
+            headers: HeaderMap::new(),
+            body: body.into(),
+            source_ip: None,
+            received_at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Adds a header; a name or value that HTTP does not allow is a programming error.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("a valid header name");
+        let value = http::HeaderValue::from_str(value).expect("a valid header value");
+        self.headers.append(name, value);
+        self
+    }
+
+    /// A header's value as text. `None` when absent; a value that is not visible ASCII
+    /// counts as absent too, since no signature scheme uses such bytes.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    }
+}

@@ -1,0 +1,240 @@
+//! Signing secrets: parsed once, held as key bytes, never printed.
+//!
+//! A receiver accepts a signature made with the current secret or, during a rotation, the
+//! previous one. Secrets come from the environment (`WEBHOOK_SECRET`,
+//! `WEBHOOK_SECRET_PREVIOUS`) or from AWS Secrets Manager, whose value is either the plain
+//! secret or JSON `{"current": "...", "previous": "..."}`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use serde::Deserialize;
+
+/// How a provider turns the secret it shows its users into HMAC key bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEncoding {
+    /// The secret's UTF-8 bytes, as they are (GitHub, Stripe's whole `whsec_…`, Shopify,
+    /// Slack, generic senders).
+    Raw,
+    /// Standard Webhooks: an optional `whsec_` prefix, then base64 of the key bytes
+    /// (padding optional, as the reference libraries accept).
+    StandardWebhooks,
+}
+
+/// Base64 as the Standard Webhooks reference libraries read secrets: padding optional, and
+/// stray bits in the last symbol ignored (Python's decoder accepts them, so real secrets
+/// may have them).
+const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// HMAC key bytes. `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    pub fn parse(secret: &str, encoding: KeyEncoding) -> Result<Self, SecretError> {
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        match encoding {
+            KeyEncoding::Raw => Ok(Self(secret.as_bytes().to_vec())),
+            KeyEncoding::StandardWebhooks => {
+                let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+                let bytes = LENIENT_BASE64
+                    .decode(encoded)
+                    .map_err(|_| SecretError::NotStandardWebhooks)?;
+                if bytes.is_empty() {
+                    return Err(SecretError::Empty);
+                }
+                Ok(Self(bytes))
+            }
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// The keys a signature may be made with: the current one first, then the previous one
+/// while a rotation is under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRing {
+    current: SigningKey,
+    previous: Option<SigningKey>,
+}
+
+impl KeyRing {
+    pub fn new(current: SigningKey, previous: Option<SigningKey>) -> Self {
+        Self { current, previous }
+    }
+
+    /// Parses the current and, when given, the previous secret.
+    pub fn from_secrets(
+        current: &str,
+        previous: Option<&str>,
+        encoding: KeyEncoding,
+    ) -> Result<Self, SecretError> {
+        let current = SigningKey::parse(current, encoding).map_err(|e| e.in_field("current"))?;
+        let previous = previous
+            .filter(|secret| !secret.trim().is_empty())
+            .map(|secret| SigningKey::parse(secret, encoding))
+            .transpose()
+            .map_err(|e| e.in_field("previous"))?;
+        Ok(Self::new(current, previous))
+    }
+
+    /// Parses a Secrets Manager value: the plain secret, or
+    /// `{"current": "...", "previous": "..."}`.
+    pub fn from_secret_value(value: &str, encoding: KeyEncoding) -> Result<Self, SecretError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Rotating {
+            current: String,
+            previous: Option<String>,
+        }
+        if value.trim_start().starts_with('{') {
+            let rotating: Rotating = serde_json::from_str(value)
+                .map_err(|error| SecretError::InvalidJson(error.to_string()))?;
+            Self::from_secrets(&rotating.current, rotating.previous.as_deref(), encoding)
+        } else {
+            Self::from_secrets(value, None, encoding)
+        }
+    }
+
+    /// The keys to try, current first.
+    pub fn keys(&self) -> impl Iterator<Item = &SigningKey> {
+        std::iter::once(&self.current).chain(self.previous.as_ref())
+    }
+}
+
+/// A secret cannot be read or used. Messages never include the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("the secret is empty")]
+    Empty,
+    #[error("the secret is not a Standard Webhooks secret (`whsec_` followed by base64)")]
+    NotStandardWebhooks,
+    #[error(
+        "the secret looks like JSON but is not {{\"current\": \"...\", \"previous\": \"...\"}}: {0}"
+    )]
+    InvalidJson(String),
+    #[error("the {field} secret: {source}")]
+    InField {
+        field: &'static str,
+        #[source]
+        source: Box<SecretError>,
+    },
+    #[error("the secret store could not be read: {0}")]
+    Unavailable(String),
+}
+
+impl SecretError {
+    fn in_field(self, field: &'static str) -> Self {
+        SecretError::InField {
+            field,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// Port: where a receiver gets the keys that signatures are checked against.
+///
+/// Implementations cache: this is called once per request.
+#[async_trait]
+pub trait SecretSource: Send + Sync + fmt::Debug {
+    async fn key_ring(&self) -> Result<Arc<KeyRing>, SecretError>;
+}
+
+/// Keys fixed at start, from the environment.
+#[derive(Debug, Clone)]
+pub struct StaticSecrets(Arc<KeyRing>);
+
+impl StaticSecrets {
+    pub fn new(keys: KeyRing) -> Self {
+        Self(Arc::new(keys))
+    }
+}
+
+#[async_trait]
+impl SecretSource for StaticSecrets {
+    async fn key_ring(&self) -> Result<Arc<KeyRing>, SecretError> {
+        Ok(Arc::clone(&self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let keys = KeyRing::from_secrets("hunter2", Some("hunter1"), KeyEncoding::Raw).unwrap();
+        let printed = format!("{keys:?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(printed.contains("redacted"));
+    }
+
+    #[test]
+    fn a_standard_webhooks_secret_is_base64_decoded_with_or_without_prefix_and_padding() {
+        let padded = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", KeyEncoding::StandardWebhooks).unwrap();
+        let bare = SigningKey::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", KeyEncoding::StandardWebhooks).unwrap();
+        assert_eq!(padded, bare);
+        assert_eq!(padded.as_bytes().len(), 24);
+        for unpadded in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwBr"] {
+            assert!(SigningKey::parse(unpadded, KeyEncoding::StandardWebhooks).is_ok(), "{unpadded}");
+        }
+    }
+
+    #[test]
+    fn a_standard_webhooks_secret_that_is_not_base64_is_refused() {
+        assert_eq!(
+            SigningKey::parse("whsec_not base64!", KeyEncoding::StandardWebhooks),
+            Err(SecretError::NotStandardWebhooks)
+        );
+    }
+
+    #[test]
+    fn a_stripe_style_secret_is_used_as_its_literal_bytes() {
+        let key = SigningKey::parse("whsec_test_secret", KeyEncoding::Raw).unwrap();
+        assert_eq!(key.as_bytes(), b"whsec_test_secret");
+    }
+
+    #[test]
+    fn a_secret_value_may_be_plain_or_a_current_and_previous_pair() {
+        let plain = KeyRing::from_secret_value("s3cret", KeyEncoding::Raw).unwrap();
+        assert_eq!(plain.keys().count(), 1);
+        let rotating = KeyRing::from_secret_value(
+            r#"{"current": "new", "previous": "old"}"#,
+            KeyEncoding::Raw,
+        )
+        .unwrap();
+        let keys: Vec<_> = rotating.keys().map(SigningKey::as_bytes).collect();
+        assert_eq!(keys, [b"new".as_slice(), b"old".as_slice()]);
+    }
+
+    #[test]
+    fn a_json_secret_value_with_a_typo_is_refused_without_echoing_it() {
+        let error = KeyRing::from_secret_value(r#"{"curent": "abc"}"#, KeyEncoding::Raw).unwrap_err();
+        assert!(matches!(error, SecretError::InvalidJson(_)));
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_the_field() {
+        let error = KeyRing::from_secrets("  ", None, KeyEncoding::Raw).unwrap_err();
+        assert_eq!(error.to_string(), "the current secret: the secret is empty");
+    }
+}

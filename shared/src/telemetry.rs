@@ -1,0 +1,116 @@
+//! Structured JSON logs (`tracing`) and CloudWatch Embedded Metric Format (EMF) metrics.
+//!
+//! EMF lines are JSON objects written to stdout, which Lambda sends to CloudWatch Logs,
+//! where CloudWatch extracts them as metrics without any API call on the request path.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+/// The CloudWatch namespace of every hookgate metric.
+pub const NAMESPACE: &str = "hookgate";
+
+/// Installs the JSON log subscriber; `RUST_LOG` filters (default `info`). Safe to call twice.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+}
+
+/// Emits EMF metric lines. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    captured: Option<Arc<Mutex<Vec<Value>>>>,
+}
+
+impl Metrics {
+    /// Metrics written to stdout, for CloudWatch.
+    pub fn stdout() -> Self {
+        Self::default()
+    }
+
+    /// Metrics kept in memory, for tests: read them back with [`Metrics::captured`].
+    pub fn in_memory() -> Self {
+        Self {
+            captured: Some(Arc::default()),
+        }
+    }
+
+    /// The metric documents emitted so far (in-memory metrics only).
+    pub fn captured(&self) -> Vec<Value> {
+        self.captured
+            .as_ref()
+            .map(|captured| captured.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Counts one occurrence of `name`, aggregated by each of `dimension_sets`; the
+    /// dimensions' values come from `dimensions`.
+    pub fn count(&self, name: &str, dimensions: &[(&str, &str)], dimension_sets: &[&[&str]]) {
+        self.emit(name, "Count", 1.0, dimensions, dimension_sets);
+    }
+
+    /// Records one value of `name` in `unit` (`Milliseconds`, `Count`, …).
+    pub fn emit(
+        &self,
+        name: &str,
+        unit: &str,
+        value: f64,
+        dimensions: &[(&str, &str)],
+        dimension_sets: &[&[&str]],
+    ) {
+        let mut document = Map::new();
+        document.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": dimension_sets,
+                    "Metrics": [{ "Name": name, "Unit": unit }],
+                }],
+            }),
+        );
+        for (dimension, value) in dimensions {
+            document.insert((*dimension).into(), Value::from(*value));
+        }
+        document.insert(name.into(), Value::from(value));
+        let document = Value::Object(document);
+        match &self.captured {
+            Some(captured) => captured.lock().unwrap_or_else(|p| p.into_inner()).push(document),
+            None => println!("{document}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_is_an_emf_document_with_its_dimensions() {
+        let metrics = Metrics::in_memory();
+        metrics.count(
+            "Rejected",
+            &[("Provider", "github"), ("Reason", "signature_mismatch")],
+            &[&["Provider"], &["Provider", "Reason"]],
+        );
+        let document = &metrics.captured()[0];
+        assert_eq!(document["Rejected"], 1.0);
+        assert_eq!(document["Provider"], "github");
+        assert_eq!(document["Reason"], "signature_mismatch");
+        let directive = &document["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Dimensions"], json!([["Provider"], ["Provider", "Reason"]]));
+        assert_eq!(directive["Metrics"][0], json!({"Name": "Rejected", "Unit": "Count"}));
+        assert!(document["_aws"]["Timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+    }
+}

@@ -1,0 +1,416 @@
+//! Signature verification, one module per provider's scheme.
+//!
+//! Verification is the only way to obtain a [`VerifiedWebhook`], and the queue only takes
+//! messages made from one: forgetting to verify does not compile.
+//!
+//! Every scheme verifies the raw body bytes, compares in constant time, accepts any of
+//! several signatures in a header and any key of the [`KeyRing`] (rotation), and, where the
+//! scheme signs a timestamp, refuses one outside a two-sided window.
+
+pub mod generic;
+pub mod github;
+pub mod shopify;
+pub mod slack;
+pub mod standard;
+pub mod stripe;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use crate::config::{ConfigError, Env};
+use crate::idempotency::{IdempotencyKey, InvalidStableId};
+use crate::provider::Provider;
+use crate::request::InboundRequest;
+use crate::secret::{KeyEncoding, KeyRing};
+
+/// A provider's signature scheme and where it keeps an event's id and type.
+pub trait SignatureScheme: Send + Sync + fmt::Debug {
+    fn provider(&self) -> Provider;
+
+    /// How the provider's secret becomes key bytes.
+    fn key_encoding(&self) -> KeyEncoding {
+        KeyEncoding::Raw
+    }
+
+    /// Checks the request's signature against every key, and its timestamp (where the scheme
+    /// signs one) against `now` within `tolerance` either way.
+    fn check_signature(
+        &self,
+        request: &InboundRequest,
+        keys: &KeyRing,
+        now: OffsetDateTime,
+        tolerance: Duration,
+    ) -> Result<(), AuthFailure>;
+
+    /// Reads the event's id and type from a request whose signature holds.
+    fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest>;
+
+    /// Lowercase names of the headers copied into the envelope, besides `content-type` and
+    /// `user-agent`. Signature headers are never among them.
+    fn forwarded_headers(&self) -> Vec<String>;
+}
+
+/// The scheme for a provider, configured from the environment (only the generic scheme
+/// reads settings of its own).
+pub fn scheme_for(
+    provider: Provider,
+    env: &dyn Env,
+) -> Result<Box<dyn SignatureScheme>, ConfigError> {
+    Ok(match provider {
+        Provider::Github => Box::new(github::Github),
+        Provider::Stripe => Box::new(stripe::Stripe),
+        Provider::Shopify => Box::new(shopify::Shopify),
+        Provider::Slack => Box::new(slack::Slack),
+        Provider::Standard => Box::new(standard::StandardWebhooks),
+        Provider::Generic => Box::new(generic::Generic::from_env(env)?),
+    })
+}
+
+/// What a scheme reads from a verified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The id the provider keeps across its retries; `None` falls back to the body's hash.
+    pub stable_id: Option<String>,
+    pub event_type: String,
+    /// A handshake the provider expects answered directly, instead of being queued.
+    pub handshake: Option<Handshake>,
+}
+
+impl Delivery {
+    pub fn event(stable_id: Option<String>, event_type: impl Into<String>) -> Self {
+        Self {
+            stable_id,
+            event_type: event_type.into(),
+            handshake: None,
+        }
+    }
+}
+
+/// A provider's endpoint check, answered 200 with `body` and not queued (Slack's
+/// `url_verification`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// The outcome of a successful verification.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    Webhook(VerifiedWebhook),
+    Handshake(Handshake),
+}
+
+/// A webhook whose signature holds, with the metadata needed to route and deduplicate it.
+///
+/// Only [`verify`] builds one; fields are read through methods so that none can be altered
+/// after verification.
+#[derive(Debug, Clone)]
+pub struct VerifiedWebhook {
+    provider: Provider,
+    idempotency_key: IdempotencyKey,
+    event_type: String,
+    delivery_id: Option<String>,
+    received_at: OffsetDateTime,
+    source_ip: Option<IpAddr>,
+    headers: BTreeMap<String, String>,
+    body: Bytes,
+}
+
+impl VerifiedWebhook {
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+    pub fn idempotency_key(&self) -> &IdempotencyKey {
+        &self.idempotency_key
+    }
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    /// The provider's own id for the delivery, when it sends one.
+    pub fn delivery_id(&self) -> Option<&str> {
+        self.delivery_id.as_deref()
+    }
+    pub fn received_at(&self) -> OffsetDateTime {
+        self.received_at
+    }
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+    /// The allow-listed headers, lowercase names.
+    pub fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
+    }
+    /// The raw body, byte for byte as received.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+/// Why a request is not accepted as genuine. Each variant becomes the same 401 answer; the
+/// detail is for the log only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("the signature header `{header}` is missing")]
+    MissingSignature { header: String },
+    #[error("the signature header `{header}` is malformed")]
+    MalformedSignature { header: String },
+    #[error("the signed header `{header}` is missing")]
+    MissingSignedHeader { header: String },
+    #[error("the timestamp header `{header}` is missing")]
+    MissingTimestamp { header: String },
+    #[error("the timestamp header `{header}` is not a unix time in seconds")]
+    MalformedTimestamp { header: String },
+    #[error("the signed timestamp is {skew_secs} s away from now, outside the window")]
+    TimestampOutsideWindow { skew_secs: i64 },
+    #[error("no signature matches the body with any configured secret")]
+    SignatureMismatch,
+}
+
+impl AuthFailure {
+    /// A short stable label, for metrics and structured logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::MissingSignature { .. } => "missing_signature",
+            AuthFailure::MalformedSignature { .. } => "malformed_signature",
+            AuthFailure::MissingSignedHeader { .. } => "missing_signed_header",
+            AuthFailure::MissingTimestamp { .. } => "missing_timestamp",
+            AuthFailure::MalformedTimestamp { .. } => "malformed_timestamp",
+            AuthFailure::TimestampOutsideWindow { .. } => "timestamp_outside_window",
+            AuthFailure::SignatureMismatch => "signature_mismatch",
+        }
+    }
+}
+
+/// A genuine request that lacks what is needed to route or deduplicate it: a 400 answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedRequest {
+    #[error("the header `{header}` is missing")]
+    MissingHeader { header: String },
+    #[error("the header `{header}` is not usable: {reason}")]
+    InvalidHeader { header: String, reason: String },
+    #[error("the body is not JSON: {0}")]
+    BodyNotJson(String),
+    #[error("the body has no string field `{0}`")]
+    MissingField(String),
+    #[error("the event id cannot be used as a key: {0}")]
+    InvalidStableId(#[from] InvalidStableId),
+}
+
+/// A request failed verification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthFailure),
+    #[error(transparent)]
+    Malformed(#[from] MalformedRequest),
+}
+
+/// Verifies a request with a scheme and, if it is genuine, reads what routing and
+/// deduplication need.
+pub fn verify(
+    scheme: &dyn SignatureScheme,
+    request: &InboundRequest,
+    keys: &KeyRing,
+    now: OffsetDateTime,
+    tolerance: Duration,
+) -> Result<Verified, Rejection> {
+    scheme.check_signature(request, keys, now, tolerance)?;
+    let delivery = scheme.describe(request)?;
+    if let Some(handshake) = delivery.handshake {
+        return Ok(Verified::Handshake(handshake));
+    }
+    let provider = scheme.provider();
+    let idempotency_key = match &delivery.stable_id {
+        Some(id) => IdempotencyKey::from_stable_id(provider, id).map_err(MalformedRequest::from)?,
+        None => IdempotencyKey::from_body_hash(provider, &request.body),
+    };
+    let mut forwarded = scheme.forwarded_headers();
+    forwarded.extend(["content-type".to_owned(), "user-agent".to_owned()]);
+    let headers = forwarded
+        .into_iter()
+        .filter_map(|name| {
+            let value = request.header(&name)?.to_owned();
+            Some((name, value))
+        })
+        .collect();
+    Ok(Verified::Webhook(VerifiedWebhook {
+        provider,
+        idempotency_key,
+        event_type: delivery.event_type,
+        delivery_id: delivery.stable_id,
+        received_at: request.received_at,
+        source_ip: request.source_ip,
+        headers,
+        body: request.body.clone(),
+    }))
+}
+
+// ---- helpers the schemes share ----
+
+/// HMAC-SHA256 over the concatenation of `parts`, so signed content such as
+/// `{t}.{body}` is never copied into one buffer.
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .expect("HMAC accepts keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// True when any candidate signature equals the HMAC of `parts` under any key. Each
+/// comparison is constant-time in the signature's bytes.
+pub(crate) fn any_signature_matches(
+    keys: &KeyRing,
+    candidates: &[Vec<u8>],
+    parts: &[&[u8]],
+) -> bool {
+    keys.keys().any(|key| {
+        let expected = hmac_sha256(key.as_bytes(), parts);
+        candidates
+            .iter()
+            .any(|candidate| bool::from(candidate.as_slice().ct_eq(expected.as_slice())))
+    })
+}
+
+/// A signed unix timestamp in seconds, read from a header.
+pub(crate) fn unix_timestamp(request: &InboundRequest, header: &str) -> Result<i64, AuthFailure> {
+    let value = request.header(header).ok_or_else(|| AuthFailure::MissingTimestamp {
+        header: header.to_owned(),
+    })?;
+    parse_unix_seconds(value).ok_or_else(|| AuthFailure::MalformedTimestamp {
+        header: header.to_owned(),
+    })
+}
+
+pub(crate) fn parse_unix_seconds(value: &str) -> Option<i64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+/// Refuses a timestamp further than `tolerance` from `now`, in either direction: an old one
+/// is a replay, a future one a forgery made to outlive the window.
+pub(crate) fn check_window(
+    signed_at: i64,
+    now: OffsetDateTime,
+    tolerance: Duration,
+) -> Result<(), AuthFailure> {
+    let skew_secs = now.unix_timestamp().saturating_sub(signed_at);
+    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    if skew_secs.unsigned_abs() > tolerance.unsigned_abs() {
+        return Err(AuthFailure::TimestampOutsideWindow { skew_secs });
+    }
+    Ok(())
+}
+
+/// The body as JSON, for schemes that read the id or type from it.
+pub(crate) fn json_body(request: &InboundRequest) -> Result<serde_json::Value, MalformedRequest> {
+    serde_json::from_slice(&request.body).map_err(|error| MalformedRequest::BodyNotJson(error.to_string()))
+}
+
+/// A string at a dot-separated path (`event.type`) in a JSON document.
+pub(crate) fn json_str<'a>(document: &'a serde_json::Value, path: &str) -> Option<&'a str> {
+    path.split('.')
+        .try_fold(document, |node, field| node.get(field))
+        .and_then(serde_json::Value::as_str)
+}
+
+pub(crate) fn decode_hex(value: &str) -> Option<Vec<u8>> {
+    hex::decode(value).ok().filter(|bytes| bytes.len() == 32)
+}
+
+pub(crate) fn decode_base64(value: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()
+        .filter(|bytes| bytes.len() == 32)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Building signed requests and keys in the schemes' tests.
+
+    use super::*;
+
+    pub fn keys(secret: &str) -> KeyRing {
+        KeyRing::from_secrets(secret, None, KeyEncoding::Raw).unwrap()
+    }
+
+    pub fn at(unix: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(unix).unwrap()
+    }
+
+    pub const WINDOW: Duration = Duration::from_secs(300);
+
+    pub fn hex_hmac(secret: &str, content: &[u8]) -> String {
+        hex::encode(hmac_sha256(secret.as_bytes(), &[content]))
+    }
+
+    pub fn expect_auth_failure(result: Result<(), AuthFailure>) -> AuthFailure {
+        result.expect_err("the request must be refused")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn a_timestamp_inside_the_window_is_accepted_either_side() {
+        assert!(check_window(1000, at(1300), WINDOW).is_ok());
+        assert!(check_window(1300, at(1000), WINDOW).is_ok());
+    }
+
+    #[test]
+    fn a_stale_or_future_timestamp_is_refused() {
+        assert_eq!(
+            check_window(1000, at(1301), WINDOW),
+            Err(AuthFailure::TimestampOutsideWindow { skew_secs: 301 })
+        );
+        assert_eq!(
+            check_window(1301, at(1000), WINDOW),
+            Err(AuthFailure::TimestampOutsideWindow { skew_secs: -301 })
+        );
+    }
+
+    #[test]
+    fn a_timestamp_that_is_not_plain_digits_is_malformed() {
+        for bad in ["", "-5", "+5", "1.5", "12 34", "0x10", "99999999999999999999999"] {
+            assert_eq!(parse_unix_seconds(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_previous_key_still_verifies_during_a_rotation() {
+        let ring = KeyRing::from_secrets("new", Some("old"), KeyEncoding::Raw).unwrap();
+        let signature = hmac_sha256(b"old", &[b"body"]).to_vec();
+        assert!(any_signature_matches(&ring, &[signature], &[b"body"]));
+    }
+
+    #[test]
+    fn a_signature_of_another_length_never_matches() {
+        let signature = hmac_sha256(b"k", &[b"body"]);
+        assert!(!any_signature_matches(&keys("k"), &[signature[..31].to_vec()], &[b"body"]));
+    }
+
+    #[test]
+    fn json_paths_reach_nested_strings_only() {
+        let document = serde_json::json!({"event": {"type": "app_mention", "n": 1}});
+        assert_eq!(json_str(&document, "event.type"), Some("app_mention"));
+        assert_eq!(json_str(&document, "event.n"), None);
+        assert_eq!(json_str(&document, "missing.type"), None);
+    }
+}

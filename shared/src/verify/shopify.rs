@@ -1,0 +1,140 @@
+//! Shopify: `X-Shopify-Hmac-Sha256: <base64>`, HMAC-SHA256 of the raw body with the app's
+//! client secret.
+//!
+//! Shopify signs no timestamp. Deliveries are deduplicated by `X-Shopify-Webhook-Id`, or
+//! `X-Shopify-Event-Id` where only that is sent; the type is `X-Shopify-Topic`.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{
+    any_signature_matches, decode_base64, AuthFailure, Delivery, MalformedRequest,
+    SignatureScheme,
+};
+use crate::provider::Provider;
+use crate::request::InboundRequest;
+use crate::secret::KeyRing;
+
+const SIGNATURE: &str = "x-shopify-hmac-sha256";
+const WEBHOOK_ID: &str = "x-shopify-webhook-id";
+const EVENT_ID: &str = "x-shopify-event-id";
+const TOPIC: &str = "x-shopify-topic";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shopify;
+
+impl SignatureScheme for Shopify {
+    fn provider(&self) -> Provider {
+        Provider::Shopify
+    }
+
+    fn check_signature(
+        &self,
+        request: &InboundRequest,
+        keys: &KeyRing,
+        _now: OffsetDateTime,
+        _tolerance: Duration,
+    ) -> Result<(), AuthFailure> {
+        let header = request.header(SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
+            header: SIGNATURE.to_owned(),
+        })?;
+        let signature = decode_base64(header).ok_or_else(|| AuthFailure::MalformedSignature {
+            header: SIGNATURE.to_owned(),
+        })?;
+        if any_signature_matches(keys, &[signature], &[&request.body]) {
+            Ok(())
+        } else {
+            Err(AuthFailure::SignatureMismatch)
+        }
+    }
+
+    fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
+        let topic = request.header(TOPIC).ok_or_else(|| MalformedRequest::MissingHeader {
+            header: TOPIC.to_owned(),
+        })?;
+        let id = request.header(WEBHOOK_ID).or_else(|| request.header(EVENT_ID));
+        Ok(Delivery::event(id.map(str::to_owned), topic))
+    }
+
+    fn forwarded_headers(&self) -> Vec<String> {
+        [
+            WEBHOOK_ID,
+            EVENT_ID,
+            TOPIC,
+            "x-shopify-shop-domain",
+            "x-shopify-api-version",
+            "x-shopify-triggered-at",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::test_support::*;
+
+    const BODY: &str = r#"{"id":820982911946154508,"email":"jon@doe.ca"}"#;
+    const KNOWN: &str = "fp5HwmAHEVGQQwJU1KRpk57Ts2YHF6/TLOCczCtB5bs=";
+
+    fn check(request: &InboundRequest, secret: &str) -> Result<(), AuthFailure> {
+        Shopify.check_signature(request, &keys(secret), at(0), WINDOW)
+    }
+
+    fn request(signature: &str) -> InboundRequest {
+        InboundRequest::post(BODY)
+            .with_header("X-Shopify-Hmac-Sha256", signature)
+            .with_header("X-Shopify-Topic", "orders/create")
+    }
+
+    #[test]
+    fn accepts_the_known_answer_vector() {
+        assert_eq!(check(&request(KNOWN), "hush"), Ok(()));
+    }
+
+    #[test]
+    fn rejects_a_missing_or_non_base64_signature() {
+        assert!(matches!(
+            check(&InboundRequest::post(BODY), "hush"),
+            Err(AuthFailure::MissingSignature { .. })
+        ));
+        assert!(matches!(
+            check(&request("not base64!"), "hush"),
+            Err(AuthFailure::MalformedSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_a_hex_signature_where_base64_is_expected() {
+        let hex_signature = hex_hmac("hush", BODY.as_bytes());
+        assert!(check(&request(&hex_signature), "hush").is_err());
+    }
+
+    #[test]
+    fn rejects_another_secret_and_a_changed_body() {
+        assert_eq!(check(&request(KNOWN), "hush!"), Err(AuthFailure::SignatureMismatch));
+        let mut changed = request(KNOWN);
+        changed.body = bytes::Bytes::from(BODY.replace("jon", "jan"));
+        assert_eq!(check(&changed, "hush"), Err(AuthFailure::SignatureMismatch));
+    }
+
+    #[test]
+    fn the_key_prefers_the_webhook_id_then_the_event_id() {
+        let both = request(KNOWN)
+            .with_header("X-Shopify-Webhook-Id", "b54557e4")
+            .with_header("X-Shopify-Event-Id", "98880550");
+        assert_eq!(Shopify.describe(&both).unwrap().stable_id.as_deref(), Some("b54557e4"));
+        let event_only = request(KNOWN).with_header("X-Shopify-Event-Id", "98880550");
+        assert_eq!(Shopify.describe(&event_only).unwrap().stable_id.as_deref(), Some("98880550"));
+        assert_eq!(Shopify.describe(&request(KNOWN)).unwrap().stable_id, None);
+    }
+
+    #[test]
+    fn the_type_is_the_topic_and_is_required() {
+        assert_eq!(Shopify.describe(&request(KNOWN)).unwrap().event_type, "orders/create");
+        let untyped = InboundRequest::post(BODY);
+        assert!(matches!(Shopify.describe(&untyped), Err(MalformedRequest::MissingHeader { .. })));
+    }
+}

@@ -1,0 +1,198 @@
+//! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`, HMAC-SHA256 of `{t}.{body}`.
+//!
+//! The key is the whole `whsec_…` string as bytes (Stripe does not base64-decode it). Any
+//! `v1` may match, which is how Stripe signs during a secret roll; `v0` (test-mode legacy)
+//! and unknown schemes are ignored. Deliveries are deduplicated by the event's `id`.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{
+    any_signature_matches, check_window, decode_hex, json_body, json_str, parse_unix_seconds,
+    AuthFailure, Delivery, MalformedRequest, SignatureScheme,
+};
+use crate::provider::Provider;
+use crate::request::InboundRequest;
+use crate::secret::KeyRing;
+
+const SIGNATURE: &str = "stripe-signature";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stripe;
+
+struct ParsedHeader {
+    timestamp: i64,
+    signatures: Vec<Vec<u8>>,
+}
+
+fn parse_header(value: &str) -> Option<ParsedHeader> {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for item in value.split(',') {
+        let (name, value) = item.trim().split_once('=')?;
+        match name {
+            "t" if timestamp.is_none() => timestamp = Some(parse_unix_seconds(value)?),
+            "t" => return None,
+            "v1" => signatures.push(decode_hex(value)?),
+            _ => {}
+        }
+    }
+    if signatures.is_empty() {
+        return None;
+    }
+    Some(ParsedHeader {
+        timestamp: timestamp?,
+        signatures,
+    })
+}
+
+impl SignatureScheme for Stripe {
+    fn provider(&self) -> Provider {
+        Provider::Stripe
+    }
+
+    fn check_signature(
+        &self,
+        request: &InboundRequest,
+        keys: &KeyRing,
+        now: OffsetDateTime,
+        tolerance: Duration,
+    ) -> Result<(), AuthFailure> {
+        let header = request.header(SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
+            header: SIGNATURE.to_owned(),
+        })?;
+        let parsed = parse_header(header).ok_or_else(|| AuthFailure::MalformedSignature {
+            header: SIGNATURE.to_owned(),
+        })?;
+        check_window(parsed.timestamp, now, tolerance)?;
+        let timestamp = parsed.timestamp.to_string();
+        let signed = [timestamp.as_bytes(), b".", &request.body];
+        if any_signature_matches(keys, &parsed.signatures, &signed) {
+            Ok(())
+        } else {
+            Err(AuthFailure::SignatureMismatch)
+        }
+    }
+
+    fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
+        let event = json_body(request)?;
+        let id = json_str(&event, "id").ok_or_else(|| MalformedRequest::MissingField("id".into()))?;
+        let event_type =
+            json_str(&event, "type").ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
+        Ok(Delivery::event(Some(id.to_owned()), event_type))
+    }
+
+    fn forwarded_headers(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::test_support::*;
+
+    const SECRET: &str = "whsec_test_secret";
+    const BODY: &str = r#"{"id":"evt_test_webhook","object":"event"}"#;
+    const T: i64 = 1_492_774_577;
+    const KNOWN: &str = "88a022085c6bdb887b02cb26ff76dd681234d9675c0f22844059f55552a8883a";
+
+    fn request(header: &str) -> InboundRequest {
+        InboundRequest::post(BODY).with_header("Stripe-Signature", header)
+    }
+
+    fn check_at(request: &InboundRequest, now: i64) -> Result<(), AuthFailure> {
+        Stripe.check_signature(request, &keys(SECRET), at(now), WINDOW)
+    }
+
+    fn sign(t: i64) -> String {
+        hex_hmac(SECRET, format!("{t}.{BODY}").as_bytes())
+    }
+
+    #[test]
+    fn accepts_the_known_answer_vector() {
+        assert_eq!(check_at(&request(&format!("t={T},v1={KNOWN}")), T), Ok(()));
+    }
+
+    #[test]
+    fn accepts_when_any_of_several_v1_signatures_matches() {
+        let wrong = "0".repeat(64);
+        let header = format!("t={T},v1={wrong},v1={KNOWN},v0={wrong}");
+        assert_eq!(check_at(&request(&header), T), Ok(()));
+    }
+
+    #[test]
+    fn rejects_a_header_without_a_v1_signature() {
+        let header = format!("t={T},v0={KNOWN}");
+        assert!(matches!(check_at(&request(&header), T), Err(AuthFailure::MalformedSignature { .. })));
+    }
+
+    #[test]
+    fn rejects_a_header_without_a_timestamp() {
+        assert!(matches!(
+            check_at(&request(&format!("v1={KNOWN}")), T),
+            Err(AuthFailure::MalformedSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_a_missing_header() {
+        assert!(matches!(
+            check_at(&InboundRequest::post(BODY), T),
+            Err(AuthFailure::MissingSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_a_stripe_signature_older_than_the_tolerance() {
+        let result = check_at(&request(&format!("t={T},v1={KNOWN}")), T + 301);
+        assert_eq!(result, Err(AuthFailure::TimestampOutsideWindow { skew_secs: 301 }));
+    }
+
+    #[test]
+    fn rejects_a_timestamp_from_the_future() {
+        let t = T + 301;
+        let result = check_at(&request(&format!("t={t},v1={}", sign(t))), T);
+        assert_eq!(result, Err(AuthFailure::TimestampOutsideWindow { skew_secs: -301 }));
+    }
+
+    #[test]
+    fn rejects_a_signature_made_for_another_timestamp() {
+        let header = format!("t={},v1={KNOWN}", T + 1);
+        assert_eq!(check_at(&request(&header), T), Err(AuthFailure::SignatureMismatch));
+    }
+
+    #[test]
+    fn rejects_a_signature_made_with_another_secret() {
+        let result = Stripe.check_signature(
+            &request(&format!("t={T},v1={KNOWN}")),
+            &keys("whsec_other"),
+            at(T),
+            WINDOW,
+        );
+        assert_eq!(result, Err(AuthFailure::SignatureMismatch));
+    }
+
+    #[test]
+    fn rejects_a_body_with_one_byte_changed() {
+        let mut changed = request(&format!("t={T},v1={KNOWN}"));
+        changed.body = bytes::Bytes::from(BODY.replace("evt_test", "evt_tesu"));
+        assert_eq!(check_at(&changed, T), Err(AuthFailure::SignatureMismatch));
+    }
+
+    #[test]
+    fn the_key_is_the_event_id_and_the_type_its_type() {
+        let body = r#"{"id":"evt_1","type":"invoice.paid","object":"event"}"#;
+        let delivery = Stripe.describe(&InboundRequest::post(body)).unwrap();
+        assert_eq!(delivery, Delivery::event(Some("evt_1".into()), "invoice.paid"));
+    }
+
+    #[test]
+    fn an_event_without_an_id_or_not_json_is_malformed() {
+        let no_id = InboundRequest::post(r#"{"type":"invoice.paid"}"#);
+        assert_eq!(Stripe.describe(&no_id), Err(MalformedRequest::MissingField("id".into())));
+        let not_json = InboundRequest::post("id=evt_1");
+        assert!(matches!(Stripe.describe(&not_json), Err(MalformedRequest::BodyNotJson(_))));
+    }
+}

@@ -1,0 +1,1 @@
+//! hookgate's integration and end-to-end tests live in `tests/`; see the README.

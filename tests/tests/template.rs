@@ -1,0 +1,893 @@
+//! Checks on `template.yaml` that cfn-lint and `sam validate --lint` do not
+//! make: that the template and the receivers' code agree (binaries, routes,
+//! environment variables, metric names) and that each receiver has only the
+//! permissions it needs.
+
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+
+/// Every provider has one receiver, `receiver-<provider>`, and one route,
+/// `/webhooks/<provider>`.
+const PROVIDERS: [&str; 6] = [
+    "github", "stripe", "shopify", "slack", "standard", "generic",
+];
+
+/// What every receiver reads from its environment.
+const COMMON_ENV: [&str; 7] = [
+    "QUEUE_URL",
+    "WEBHOOK_SECRET_ARN",
+    "SECRET_REFRESH_SECS",
+    "SIGNATURE_TOLERANCE_SECS",
+    "MAX_BODY_BYTES",
+    "ALLOWED_SOURCE_CIDRS",
+    "RUST_LOG",
+];
+
+/// What `receiver-generic` reads on top of `COMMON_ENV`.
+const GENERIC_ENV: [&str; 8] = [
+    "SIGNATURE_HEADER",
+    "SIGNATURE_ENCODING",
+    "SIGNATURE_PREFIX",
+    "TIMESTAMP_HEADER",
+    "SIGNED_CONTENT",
+    "ID_HEADER",
+    "EVENT_TYPE_HEADER",
+    "EVENT_TYPE_FIELD",
+];
+
+/// The default of the parameter behind each environment variable that comes
+/// from a parameter.
+const ENV_DEFAULTS: [(&str, &str); 13] = [
+    ("SECRET_REFRESH_SECS", "300"),
+    ("SIGNATURE_TOLERANCE_SECS", "300"),
+    ("MAX_BODY_BYTES", "200000"),
+    ("ALLOWED_SOURCE_CIDRS", ""),
+    ("RUST_LOG", "info"),
+    ("SIGNATURE_HEADER", "X-Signature"),
+    ("SIGNATURE_ENCODING", "hex"),
+    ("SIGNATURE_PREFIX", ""),
+    ("TIMESTAMP_HEADER", ""),
+    ("SIGNED_CONTENT", "{body}"),
+    ("ID_HEADER", ""),
+    ("EVENT_TYPE_HEADER", ""),
+    ("EVENT_TYPE_FIELD", ""),
+];
+
+/// The receivers may do exactly this to the queue. `GetQueueAttributes` is
+/// their warm-up call at init.
+const QUEUE_ACTIONS: [&str; 2] = ["sqs:SendMessage", "sqs:GetQueueAttributes"];
+
+// ---------------------------------------------------------------------------
+// Reading the template
+
+#[derive(Debug)]
+struct Template {
+    root: Value,
+}
+
+#[derive(Debug)]
+struct Receiver<'a> {
+    id: String,
+    provider: String,
+    binary: String,
+    resource: &'a Value,
+}
+
+impl Template {
+    fn load() -> Self {
+        let text =
+            fs::read_to_string(TEMPLATE).unwrap_or_else(|e| panic!("cannot read {TEMPLATE}: {e}"));
+        let root = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{TEMPLATE} is not valid YAML: {e}"));
+        Template { root }
+    }
+
+    fn resources(&self) -> &Mapping {
+        self.root["Resources"]
+            .as_mapping()
+            .expect("the template has a Resources mapping")
+    }
+
+    fn resource(&self, id: &str) -> &Value {
+        self.resources()
+            .get(id)
+            .unwrap_or_else(|| panic!("no resource {id}"))
+    }
+
+    fn resources_of_type(&self, ty: &str) -> Vec<(String, &Value)> {
+        self.resources()
+            .iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+            .map(|(id, r)| (id.as_str().expect("logical ids are strings").to_owned(), r))
+            .collect()
+    }
+
+    fn parameter(&self, name: &str) -> &Value {
+        self.root["Parameters"]
+            .get(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+    }
+
+    /// Functions whose binary is a receiver, in template order.
+    fn receivers(&self) -> Vec<Receiver<'_>> {
+        self.resources_of_type("AWS::Serverless::Function")
+            .into_iter()
+            .filter_map(|(id, resource)| {
+                let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str()?;
+                let provider = binary.strip_prefix("receiver-")?;
+                Some(Receiver {
+                    id,
+                    provider: provider.to_owned(),
+                    binary: binary.to_owned(),
+                    resource,
+                })
+            })
+            .collect()
+    }
+
+    /// A function property as SAM sees it: the function's own value, else the
+    /// one from `Globals.Function`.
+    fn function_property<'a>(&'a self, function: &'a Value, key: &str) -> &'a Value {
+        match function["Properties"].get(key) {
+            Some(value) => value,
+            None => &self.root["Globals"]["Function"][key],
+        }
+    }
+
+    /// A function's environment variables, global ones merged with its own.
+    fn environment(&self, function: &Value) -> BTreeMap<String, Value> {
+        let mut env = BTreeMap::new();
+        for source in [
+            &self.root["Globals"]["Function"]["Environment"]["Variables"],
+            &function["Properties"]["Environment"]["Variables"],
+        ] {
+            if let Some(vars) = source.as_mapping() {
+                for (name, value) in vars {
+                    let name = name.as_str().expect("variable names are strings");
+                    env.insert(name.to_owned(), value.clone());
+                }
+            }
+        }
+        env
+    }
+
+    fn alarms(&self) -> Vec<(String, &Value)> {
+        self.resources_of_type("AWS::CloudWatch::Alarm")
+    }
+
+    fn outputs(&self) -> &Mapping {
+        self.root["Outputs"]
+            .as_mapping()
+            .expect("the template has an Outputs mapping")
+    }
+}
+
+// CloudFormation intrinsics come in two spellings: the short tag (`!Ref X`,
+// which serde_yaml gives as `Value::Tagged`) and the long mapping
+// (`{Ref: X}`, `{"Fn::GetAtt": [A, B]}`). These accept both.
+
+fn intrinsic<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    let short = name.strip_prefix("Fn::").unwrap_or(name);
+    match value {
+        Value::Tagged(tagged) if tagged.tag == short => Some(&tagged.value),
+        Value::Mapping(map) if map.len() == 1 => map.get(name),
+        _ => None,
+    }
+}
+
+fn ref_target(value: &Value) -> Option<&str> {
+    intrinsic(value, "Ref")?.as_str()
+}
+
+fn get_att(value: &Value) -> Option<(String, String)> {
+    match intrinsic(value, "Fn::GetAtt")? {
+        Value::String(s) => {
+            let (resource, attribute) = s.split_once('.')?;
+            Some((resource.to_owned(), attribute.to_owned()))
+        }
+        Value::Sequence(parts) if parts.len() == 2 => {
+            Some((parts[0].as_str()?.to_owned(), parts[1].as_str()?.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+fn sub_text(value: &Value) -> Option<&str> {
+    match intrinsic(value, "Fn::Sub")? {
+        Value::String(s) => Some(s),
+        Value::Sequence(parts) => parts.first()?.as_str(),
+        _ => None,
+    }
+}
+
+/// A scalar as text, the way CloudFormation passes it on.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_str()?.parse().ok())
+}
+
+/// A value that is a literal number or a `Ref` to a parameter: the number, or
+/// the parameter's default.
+fn number_or_default(template: &Template, value: &Value) -> Option<i64> {
+    match ref_target(value) {
+        Some(param) => integer(&template.parameter(param)["Default"]),
+        None => integer(value),
+    }
+}
+
+fn one_or_many(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Sequence(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The quoted entries of `members = [...]` in the workspace manifest.
+fn workspace_members() -> BTreeSet<String> {
+    let path = repo_root().join("Cargo.toml");
+    let manifest =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let start = manifest
+        .lines()
+        .position(|line| line.trim_start().starts_with("members"))
+        .expect("the workspace manifest lists members");
+    let mut block = String::new();
+    for line in manifest.lines().skip(start) {
+        let line = line.split('#').next().unwrap_or_default();
+        block.push_str(line);
+        if line.contains(']') {
+            break;
+        }
+    }
+    block
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|member| member.trim_end_matches('/').to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Functions
+
+#[test]
+fn there_is_exactly_one_receiver_per_provider() {
+    let template = Template::load();
+    let mut providers: Vec<String> = template
+        .receivers()
+        .into_iter()
+        .map(|r| r.provider)
+        .collect();
+    providers.sort();
+    let mut expected: Vec<String> = PROVIDERS.iter().map(|p| p.to_string()).collect();
+    expected.sort();
+    assert_eq!(providers, expected);
+}
+
+#[test]
+fn every_receiver_uses_provided_al2023_on_arm64_with_cargo_lambda() {
+    let template = Template::load();
+    for receiver in template.receivers() {
+        let function = receiver.resource;
+        let property = |key| template.function_property(function, key);
+        let id = &receiver.id;
+
+        assert_eq!(
+            property("Runtime").as_str(),
+            Some("provided.al2023"),
+            "{id}: Runtime"
+        );
+        let architectures: Vec<_> = one_or_many(property("Architectures"))
+            .into_iter()
+            .map(|a| a.as_str())
+            .collect();
+        assert_eq!(architectures, [Some("arm64")], "{id}: Architectures");
+        assert_eq!(
+            property("Handler").as_str(),
+            Some("bootstrap"),
+            "{id}: Handler"
+        );
+        assert_eq!(
+            property("CodeUri").as_str(),
+            Some("."),
+            "{id}: CodeUri is the workspace root"
+        );
+        assert_eq!(
+            function["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{id}: Metadata.BuildMethod"
+        );
+        assert_eq!(receiver.binary, format!("receiver-{}", receiver.provider));
+    }
+}
+
+#[test]
+fn the_binary_named_in_build_properties_is_a_workspace_member() {
+    let template = Template::load();
+    let members = workspace_members();
+    for receiver in template.receivers() {
+        let member = format!("functions/{}", receiver.binary);
+        assert!(
+            members.contains(&member),
+            "{}: {member} is not in the workspace members {members:?}",
+            receiver.id
+        );
+        // The crate may not exist yet; when it does, its package is the binary.
+        let manifest = repo_root().join(&member).join("Cargo.toml");
+        if let Ok(text) = fs::read_to_string(&manifest) {
+            let wanted = format!("name = \"{}\"", receiver.binary);
+            assert!(
+                text.lines().any(|line| line.trim() == wanted),
+                "{} does not declare {wanted}",
+                manifest.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_receiver_has_an_any_route_under_webhooks() {
+    let template = Template::load();
+    for receiver in template.receivers() {
+        let id = &receiver.id;
+        let events = receiver.resource["Properties"]["Events"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{id} has no Events"));
+        assert_eq!(events.len(), 1, "{id}: one route per receiver");
+        let (_, event) = events.iter().next().expect("one event");
+        assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{id}: event type");
+
+        let properties = &event["Properties"];
+        let api = ref_target(&properties["ApiId"])
+            .unwrap_or_else(|| panic!("{id}: ApiId is not a Ref to the HTTP API"));
+        assert_eq!(
+            template.resource(api)["Type"].as_str(),
+            Some("AWS::Serverless::HttpApi"),
+            "{id}: ApiId"
+        );
+        assert_eq!(
+            properties["Method"].as_str(),
+            Some("ANY"),
+            "{id}: the receiver answers 405 itself, so the route takes every method"
+        );
+        assert_eq!(
+            properties["Path"].as_str(),
+            Some(format!("/webhooks/{}", receiver.provider).as_str()),
+            "{id}: Path"
+        );
+        assert_eq!(
+            properties["PayloadFormatVersion"].as_str(),
+            Some("2.0"),
+            "{id}: PayloadFormatVersion must be the string \"2.0\""
+        );
+    }
+}
+
+#[test]
+fn every_receiver_can_send_only_to_the_queue_and_read_only_its_own_secret() {
+    let template = Template::load();
+    let mut secrets_seen = BTreeSet::new();
+    for receiver in template.receivers() {
+        let id = &receiver.id;
+        let properties = &receiver.resource["Properties"];
+        assert!(
+            properties.get("Role").is_none(),
+            "{id}: a custom Role would bypass the Policies checked here"
+        );
+
+        let env = template.environment(receiver.resource);
+        let secret = env
+            .get("WEBHOOK_SECRET_ARN")
+            .and_then(ref_target)
+            .unwrap_or_else(|| panic!("{id}: WEBHOOK_SECRET_ARN is not a Ref to a secret"));
+        let queue = env
+            .get("QUEUE_URL")
+            .and_then(ref_target)
+            .unwrap_or_else(|| panic!("{id}: QUEUE_URL is not a Ref to a queue"));
+        assert_eq!(
+            template.resource(secret)["Type"].as_str(),
+            Some("AWS::SecretsManager::Secret"),
+            "{id}: WEBHOOK_SECRET_ARN"
+        );
+        assert!(
+            secrets_seen.insert(secret.to_owned()),
+            "{id}: {secret} is shared with another receiver"
+        );
+
+        let mut reads_secret = false;
+        let mut queue_actions = BTreeSet::new();
+        let policies = properties["Policies"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{id}: Policies must be a list"));
+        for policy in policies {
+            if let Some(arguments) = policy.get("AWSSecretsManagerGetSecretValuePolicy") {
+                assert_eq!(
+                    ref_target(&arguments["SecretArn"]),
+                    Some(secret),
+                    "{id}: may read only its own secret"
+                );
+                reads_secret = true;
+            } else if let Some(statements) = policy.get("Statement") {
+                for statement in one_or_many(statements) {
+                    assert_eq!(
+                        statement["Effect"].as_str(),
+                        Some("Allow"),
+                        "{id}: {statement:?}"
+                    );
+                    let resources = one_or_many(&statement["Resource"]);
+                    assert_eq!(
+                        resources.len(),
+                        1,
+                        "{id}: one resource per statement: {statement:?}"
+                    );
+                    assert_eq!(
+                        get_att(resources[0]),
+                        Some((queue.to_owned(), "Arn".to_owned())),
+                        "{id}: inline statements may only name the queue: {statement:?}"
+                    );
+                    for action in one_or_many(&statement["Action"]) {
+                        let action = action.as_str().unwrap_or_default();
+                        assert!(
+                            QUEUE_ACTIONS.contains(&action),
+                            "{id}: {action:?} is more than the queue needs"
+                        );
+                        queue_actions.insert(action.to_owned());
+                    }
+                }
+            } else {
+                panic!("{id}: unexpected policy {policy:?}");
+            }
+        }
+        assert!(reads_secret, "{id}: cannot read its secret");
+        let expected: BTreeSet<String> = QUEUE_ACTIONS.iter().map(|a| a.to_string()).collect();
+        assert_eq!(queue_actions, expected, "{id}: queue permissions");
+    }
+}
+
+#[test]
+fn every_environment_variable_the_receivers_read_is_set() {
+    let template = Template::load();
+    for receiver in template.receivers() {
+        let id = &receiver.id;
+        let env = template.environment(receiver.resource);
+        let mut expected: BTreeSet<&str> = COMMON_ENV.into_iter().collect();
+        if receiver.provider == "generic" {
+            expected.extend(GENERIC_ENV);
+        }
+        let actual: BTreeSet<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(actual, expected, "{id}: environment variables");
+
+        for (name, value) in &env {
+            if let Some(target) = ref_target(value) {
+                let known = template.root["Parameters"].get(target).is_some()
+                    || template.resources().get(target).is_some();
+                assert!(
+                    known,
+                    "{id}: {name} refers to {target}, which does not exist"
+                );
+            } else {
+                assert!(
+                    scalar_text(value).is_some(),
+                    "{id}: {name} is neither a literal nor a Ref: {value:?}"
+                );
+            }
+        }
+        assert_eq!(
+            env.get("WEBHOOK_SECRET_ARN").and_then(ref_target),
+            Some(format!("{}Secret", capitalised(&receiver.provider)).as_str()),
+            "{id}: WEBHOOK_SECRET_ARN"
+        );
+    }
+}
+
+#[test]
+fn every_receiver_setting_defaults_to_the_documented_value() {
+    let template = Template::load();
+    let defaults: BTreeMap<&str, &str> = ENV_DEFAULTS.into_iter().collect();
+    for receiver in template.receivers() {
+        let id = &receiver.id;
+        for (name, value) in template.environment(receiver.resource) {
+            let Some(expected) = defaults.get(name.as_str()) else {
+                continue;
+            };
+            let actual = match ref_target(&value) {
+                Some(param) => scalar_text(&template.parameter(param)["Default"]),
+                None => scalar_text(&value),
+            };
+            assert_eq!(
+                actual.as_deref(),
+                Some(*expected),
+                "{id}: default of {name}"
+            );
+        }
+        if receiver.provider == "generic" {
+            let env = template.environment(receiver.resource);
+            let param = env
+                .get("SIGNATURE_ENCODING")
+                .and_then(ref_target)
+                .expect("SIGNATURE_ENCODING comes from a parameter");
+            let allowed: BTreeSet<String> =
+                one_or_many(&template.parameter(param)["AllowedValues"])
+                    .into_iter()
+                    .filter_map(scalar_text)
+                    .collect();
+            let expected: BTreeSet<String> = ["hex", "base64"].map(String::from).into();
+            assert_eq!(allowed, expected, "{param}: AllowedValues");
+        }
+    }
+}
+
+#[test]
+fn every_receiver_logs_to_a_log_group_with_retention() {
+    let template = Template::load();
+    let log_groups = template.resources_of_type("AWS::Logs::LogGroup");
+    for receiver in template.receivers() {
+        let id = &receiver.id;
+        let wanted = format!("/aws/lambda/${{{id}}}");
+        let (_, group) = log_groups
+            .iter()
+            .find(|(_, g)| sub_text(&g["Properties"]["LogGroupName"]) == Some(wanted.as_str()))
+            .unwrap_or_else(|| panic!("{id}: no log group named {wanted}"));
+        let retention = number_or_default(&template, &group["Properties"]["RetentionInDays"]);
+        assert!(
+            retention.is_some_and(|days| days > 0),
+            "{id}: log retention {retention:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Queue and secrets
+
+#[test]
+fn the_queue_is_encrypted_and_has_a_dead_letter_queue() {
+    let template = Template::load();
+    let queue_id =
+        ref_target(&template.root["Globals"]["Function"]["Environment"]["Variables"]["QUEUE_URL"])
+            .expect("QUEUE_URL is set for every function from a Ref to the queue");
+    let queue = &template.resource(queue_id)["Properties"];
+    assert_eq!(
+        template.resource(queue_id)["Type"].as_str(),
+        Some("AWS::SQS::Queue")
+    );
+    assert_eq!(
+        queue["SqsManagedSseEnabled"].as_bool(),
+        Some(true),
+        "queue encryption"
+    );
+    assert_eq!(
+        integer(&queue["MessageRetentionPeriod"]),
+        Some(4 * 24 * 3600),
+        "queue retention"
+    );
+
+    let redrive = &queue["RedrivePolicy"];
+    let (dlq_id, attribute) = get_att(&redrive["deadLetterTargetArn"])
+        .expect("RedrivePolicy names the dead-letter queue by GetAtt");
+    assert_eq!(attribute, "Arn");
+    assert_eq!(
+        number_or_default(&template, &redrive["maxReceiveCount"]),
+        Some(5),
+        "maxReceiveCount (default)"
+    );
+
+    let dlq_resource = template.resource(&dlq_id);
+    let dlq = &dlq_resource["Properties"];
+    assert_eq!(dlq_resource["Type"].as_str(), Some("AWS::SQS::Queue"));
+    assert_eq!(
+        dlq["SqsManagedSseEnabled"].as_bool(),
+        Some(true),
+        "dead-letter queue encryption"
+    );
+    assert_eq!(
+        integer(&dlq["MessageRetentionPeriod"]),
+        Some(14 * 24 * 3600),
+        "dead-letter retention"
+    );
+    assert!(
+        dlq.get("RedrivePolicy").is_none(),
+        "the dead-letter queue redrives nowhere"
+    );
+
+    // Only the envelope queue may use the dead-letter queue.
+    let allow = &dlq["RedriveAllowPolicy"];
+    assert_eq!(allow["redrivePermission"].as_str(), Some("byQueue"));
+    let queue_name = sub_text(&queue["QueueName"])
+        .expect("the queue has a QueueName, so that RedriveAllowPolicy can name it");
+    let sources: Vec<&str> = one_or_many(&allow["sourceQueueArns"])
+        .into_iter()
+        .filter_map(sub_text)
+        .collect();
+    assert_eq!(sources.len(), 1, "one source queue: {sources:?}");
+    assert!(
+        sources[0].ends_with(&format!(":{queue_name}")),
+        "RedriveAllowPolicy names {} but the queue is {queue_name}",
+        sources[0]
+    );
+}
+
+#[test]
+fn the_queue_visibility_timeout_is_at_least_six_times_every_function_timeout() {
+    let template = Template::load();
+    let queue_id =
+        ref_target(&template.root["Globals"]["Function"]["Environment"]["Variables"]["QUEUE_URL"])
+            .expect("QUEUE_URL is a Ref");
+    let visibility = &template.resource(queue_id)["Properties"]["VisibilityTimeout"];
+    let visibility = visibility.as_i64().unwrap_or_else(|| {
+        panic!("VisibilityTimeout must be a literal number, not {visibility:?}")
+    });
+    assert_eq!(visibility, 360);
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let timeout = number_or_default(&template, template.function_property(function, "Timeout"))
+            .unwrap_or(3);
+        assert!(
+            visibility >= 6 * timeout,
+            "{id}: Timeout {timeout} s needs a queue VisibilityTimeout of at least {} s",
+            6 * timeout
+        );
+    }
+}
+
+#[test]
+fn every_secret_is_generated_with_32_characters_and_no_punctuation() {
+    let template = Template::load();
+    let secrets = template.resources_of_type("AWS::SecretsManager::Secret");
+    assert_eq!(secrets.len(), PROVIDERS.len(), "one secret per provider");
+    for (id, secret) in secrets {
+        let properties = &secret["Properties"];
+        let generate = &properties["GenerateSecretString"];
+        assert_eq!(
+            integer(&generate["PasswordLength"]),
+            Some(32),
+            "{id}: PasswordLength"
+        );
+        assert_eq!(
+            generate["ExcludePunctuation"].as_bool(),
+            Some(true),
+            "{id}: ExcludePunctuation"
+        );
+        assert!(
+            properties.get("SecretString").is_none(),
+            "{id}: a literal SecretString would put the secret in the template"
+        );
+        let description = scalar_text(&properties["Description"])
+            .or_else(|| sub_text(&properties["Description"]).map(str::to_owned))
+            .unwrap_or_default();
+        assert!(
+            description.contains("\"current\"") && description.contains("\"previous\""),
+            "{id}: the Description explains the rotation format: {description:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// API, alarms, outputs
+
+#[test]
+fn the_api_logs_access_and_throttles_by_default() {
+    let template = Template::load();
+    let apis = template.resources_of_type("AWS::Serverless::HttpApi");
+    assert_eq!(apis.len(), 1, "one HTTP API");
+    let (id, api) = &apis[0];
+    let properties = &api["Properties"];
+
+    let (group, attribute) = get_att(&properties["AccessLogSettings"]["DestinationArn"])
+        .unwrap_or_else(|| panic!("{id}: access logs go to a log group of this stack"));
+    assert_eq!(attribute, "Arn");
+    let group = &template.resource(&group)["Properties"];
+    assert!(
+        number_or_default(&template, &group["RetentionInDays"]).is_some(),
+        "{id}: access log retention"
+    );
+    let format = properties["AccessLogSettings"]["Format"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        format.contains("$context.requestId"),
+        "{id}: access log format {format:?}"
+    );
+
+    let throttling = &properties["DefaultRouteSettings"];
+    for key in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+        let limit = number_or_default(&template, &throttling[key]);
+        assert!(
+            limit.is_some_and(|n| n > 0),
+            "{id}: DefaultRouteSettings.{key} is {limit:?}"
+        );
+    }
+}
+
+#[test]
+fn every_receiver_has_an_errors_alarm() {
+    let template = Template::load();
+    let alarms = template.alarms();
+    for receiver in template.receivers() {
+        let id = &receiver.id;
+        let found = alarms.iter().any(|(_, alarm)| {
+            let p = &alarm["Properties"];
+            p["Namespace"].as_str() == Some("AWS/Lambda")
+                && p["MetricName"].as_str() == Some("Errors")
+                && one_or_many(&p["Dimensions"]).into_iter().any(|d| {
+                    d["Name"].as_str() == Some("FunctionName")
+                        && ref_target(&d["Value"]) == Some(id)
+                })
+        });
+        assert!(found, "{id}: no alarm on its Lambda Errors");
+    }
+}
+
+#[test]
+fn every_provider_has_an_alarm_on_rejected_deliveries() {
+    let template = Template::load();
+    let alarms = template.alarms();
+    for provider in PROVIDERS {
+        let found = alarms.iter().find(|(_, alarm)| {
+            let p = &alarm["Properties"];
+            let dimensions = one_or_many(&p["Dimensions"]);
+            p["Namespace"].as_str() == Some("hookgate")
+                && p["MetricName"].as_str() == Some("Rejected")
+                && dimensions.len() == 1
+                && dimensions[0]["Name"].as_str() == Some("Provider")
+                && dimensions[0]["Value"].as_str() == Some(provider)
+        });
+        let (id, alarm) =
+            found.unwrap_or_else(|| panic!("{provider}: no alarm on hookgate/Rejected"));
+        let p = &alarm["Properties"];
+        assert_eq!(p["Statistic"].as_str(), Some("Sum"), "{id}");
+        assert_eq!(
+            integer(&p["Period"]),
+            Some(300),
+            "{id}: summed over 5 minutes"
+        );
+        assert_eq!(
+            number_or_default(&template, &p["Threshold"]),
+            Some(50),
+            "{id}: default threshold"
+        );
+    }
+}
+
+#[test]
+fn the_dead_letter_queue_and_the_queue_backlog_have_alarms() {
+    let template = Template::load();
+    let queue = &template.resource("Queue")["Properties"];
+    let (dlq, _) =
+        get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]).expect("the queue has a DLQ");
+    let alarm_on = |queue_id: &str, metric: &str| {
+        template.alarms().into_iter().find(|(_, alarm)| {
+            let p = &alarm["Properties"];
+            p["Namespace"].as_str() == Some("AWS/SQS")
+                && p["MetricName"].as_str() == Some(metric)
+                && one_or_many(&p["Dimensions"]).into_iter().any(|d| {
+                    d["Name"].as_str() == Some("QueueName")
+                        && get_att(&d["Value"])
+                            == Some((queue_id.to_owned(), "QueueName".to_owned()))
+                })
+        })
+    };
+
+    let (id, alarm) =
+        alarm_on(&dlq, "ApproximateNumberOfMessagesVisible").expect("an alarm on the DLQ depth");
+    let p = &alarm["Properties"];
+    assert_eq!(integer(&p["Threshold"]), Some(0), "{id}");
+    assert_eq!(
+        p["ComparisonOperator"].as_str(),
+        Some("GreaterThanThreshold"),
+        "{id}"
+    );
+
+    let (id, alarm) = alarm_on("Queue", "ApproximateAgeOfOldestMessage")
+        .expect("an alarm on the queue's oldest message");
+    let p = &alarm["Properties"];
+    assert_eq!(integer(&p["Threshold"]), Some(15 * 60), "{id}");
+    assert_eq!(
+        p["ComparisonOperator"].as_str(),
+        Some("GreaterThanThreshold"),
+        "{id}"
+    );
+}
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_only_when_one_is_given() {
+    let template = Template::load();
+    let default = &template.parameter("AlarmTopicArn")["Default"];
+    assert_eq!(
+        default.as_str(),
+        Some(""),
+        "alarms notify no one unless asked"
+    );
+    let alarms = template.alarms();
+    assert!(!alarms.is_empty());
+    for (id, alarm) in alarms {
+        let actions = &alarm["Properties"]["AlarmActions"];
+        let branches = intrinsic(actions, "Fn::If")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{id}: AlarmActions must depend on a condition"));
+        assert_eq!(branches.len(), 3, "{id}: Fn::If takes three arguments");
+        let condition = branches[0].as_str().unwrap_or_default();
+        assert!(
+            template.root["Conditions"].get(condition).is_some(),
+            "{id}: unknown condition {condition}"
+        );
+        let topics: Vec<_> = one_or_many(&branches[1])
+            .into_iter()
+            .filter_map(ref_target)
+            .collect();
+        assert_eq!(
+            topics,
+            ["AlarmTopicArn"],
+            "{id}: notifies the AlarmTopicArn topic"
+        );
+        assert_eq!(
+            ref_target(&branches[2]),
+            Some("AWS::NoValue"),
+            "{id}: otherwise no actions"
+        );
+    }
+}
+
+#[test]
+fn every_provider_has_a_webhook_url_output() {
+    let template = Template::load();
+    let outputs = template.outputs();
+    for provider in PROVIDERS {
+        let name = format!("{}WebhookUrl", capitalised(provider));
+        let output = outputs
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("no output {name}"));
+        let url = sub_text(&output["Value"]).unwrap_or_else(|| panic!("{name} is not a !Sub"));
+        assert_eq!(
+            url,
+            format!("https://${{HttpApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/webhooks/{provider}"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_outputs_name_the_queues_and_every_secret() {
+    let template = Template::load();
+    let values: Vec<&Value> = template.outputs().values().map(|o| &o["Value"]).collect();
+    let has_ref = |id: &str| values.iter().any(|v| ref_target(v) == Some(id));
+    let has_arn = |id: &str| {
+        values
+            .iter()
+            .any(|v| get_att(v) == Some((id.to_owned(), "Arn".to_owned())))
+    };
+
+    let queue = &template.resource("Queue")["Properties"];
+    let (dlq, _) =
+        get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]).expect("the queue has a DLQ");
+    for id in ["Queue", dlq.as_str()] {
+        assert!(has_ref(id), "no output with the URL of {id}");
+        assert!(has_arn(id), "no output with the ARN of {id}");
+    }
+    for (id, _) in template.resources_of_type("AWS::SecretsManager::Secret") {
+        assert!(has_ref(&id), "no output with the ARN of {id}");
+    }
+}
