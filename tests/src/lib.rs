@@ -1,1 +1,7 @@
-//! hookgate's integration and end-to-end tests live in `tests/`; see the README.
+//! Support for hookgate's integration and end-to-end tests, which live in `tests/tests/`.
+//!
+//! Integration tests talk to SQS, DynamoDB and Secrets Manager over the wire, through the
+//! AWS-compatible emulator (moto's server) that `scripts/test` starts on 127.0.0.1 and names
+//! in `HOOKGATE_TEST_AWS_ENDPOINT`.
+
+pub mod emulator;
