@@ -21,7 +21,9 @@ impl Env for ProcessEnv {
 
 impl Env for HashMap<String, String> {
     fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).filter(|value| !value.is_empty()).cloned()
+        HashMap::get(self, name)
+            .filter(|value| !value.is_empty())
+            .cloned()
     }
 }
 
@@ -88,6 +90,8 @@ mod tests {
     fn a_bad_number_is_refused_with_the_variable_and_the_value() {
         let env = HashMap::from([("MAX_BODY_BYTES", "lots")]);
         let error = parsed_or(&env, "MAX_BODY_BYTES", 1_u64).unwrap_err();
-        assert!(error.to_string().starts_with("MAX_BODY_BYTES is invalid: `lots`"));
+        assert!(error
+            .to_string()
+            .starts_with("MAX_BODY_BYTES is invalid: `lots`"));
     }
 }

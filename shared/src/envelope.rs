@@ -209,7 +209,10 @@ mod tests {
 
     #[test]
     fn text_bodies_travel_as_text_and_other_bytes_as_base64() {
-        assert_eq!(RawBody::from_bytes("héllo".as_bytes()), RawBody::Utf8("héllo".into()));
+        assert_eq!(
+            RawBody::from_bytes("héllo".as_bytes()),
+            RawBody::Utf8("héllo".into())
+        );
         let binary = [0xff, 0x00, 0xfe];
         let body = RawBody::from_bytes(&binary);
         assert_eq!(body, RawBody::Base64("/wD+".into()));
@@ -218,7 +221,8 @@ mod tests {
 
     #[test]
     fn an_envelope_of_an_unknown_version_is_refused() {
-        let error = Envelope::from_json(r#"{"version": 2, "idempotency_key": "github:x"}"#).unwrap_err();
+        let error =
+            Envelope::from_json(r#"{"version": 2, "idempotency_key": "github:x"}"#).unwrap_err();
         assert!(error.to_string().contains("unknown variant `2`"), "{error}");
     }
 

@@ -50,7 +50,10 @@ impl IdempotencyKey {
     /// The fallback key for a delivery without a stable id: the SHA-256 of its raw body, so
     /// that byte-identical retries still collapse into one event.
     pub fn from_body_hash(provider: Provider, body: &[u8]) -> Self {
-        Self(format!("{provider}:sha256:{}", hex::encode(Sha256::digest(body))))
+        Self(format!(
+            "{provider}:sha256:{}",
+            hex::encode(Sha256::digest(body))
+        ))
     }
 
     pub fn as_str(&self) -> &str {

@@ -53,7 +53,9 @@ impl fmt::Display for Provider {
 
 /// The name given is not one of [`Provider::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown provider `{0}` (expected one of: github, stripe, shopify, slack, standard, generic)")]
+#[error(
+    "unknown provider `{0}` (expected one of: github, stripe, shopify, slack, standard, generic)"
+)]
 pub struct UnknownProvider(pub String);
 
 impl FromStr for Provider {

@@ -71,7 +71,9 @@ impl MemoryQueue {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         // A panic while holding the lock leaves plain data behind, still consistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -80,7 +82,9 @@ impl EventQueue for MemoryQueue {
     async fn enqueue(&self, message: &QueueMessage) -> Result<String, QueueError> {
         let mut state = self.lock();
         if state.unavailable {
-            return Err(QueueError::new("the in-memory queue is set to be unavailable"));
+            return Err(QueueError::new(
+                "the in-memory queue is set to be unavailable",
+            ));
         }
         let id = format!("memory-{}", state.messages.len() + 1);
         state.messages.push(StoredMessage {

@@ -190,12 +190,26 @@ mod tests {
 
     #[test]
     fn a_standard_webhooks_secret_is_base64_decoded_with_or_without_prefix_and_padding() {
-        let padded = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", KeyEncoding::StandardWebhooks).unwrap();
-        let bare = SigningKey::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", KeyEncoding::StandardWebhooks).unwrap();
+        let padded = SigningKey::parse(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            KeyEncoding::StandardWebhooks,
+        )
+        .unwrap();
+        let bare = SigningKey::parse(
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            KeyEncoding::StandardWebhooks,
+        )
+        .unwrap();
         assert_eq!(padded, bare);
         assert_eq!(padded.as_bytes().len(), 24);
-        for unpadded in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwBr"] {
-            assert!(SigningKey::parse(unpadded, KeyEncoding::StandardWebhooks).is_ok(), "{unpadded}");
+        for unpadded in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwBr",
+        ] {
+            assert!(
+                SigningKey::parse(unpadded, KeyEncoding::StandardWebhooks).is_ok(),
+                "{unpadded}"
+            );
         }
     }
 
@@ -228,7 +242,8 @@ mod tests {
 
     #[test]
     fn a_json_secret_value_with_a_typo_is_refused_without_echoing_it() {
-        let error = KeyRing::from_secret_value(r#"{"curent": "abc"}"#, KeyEncoding::Raw).unwrap_err();
+        let error =
+            KeyRing::from_secret_value(r#"{"curent": "abc"}"#, KeyEncoding::Raw).unwrap_err();
         assert!(matches!(error, SecretError::InvalidJson(_)));
     }
 

@@ -85,7 +85,10 @@ impl Metrics {
         document.insert(name.into(), Value::from(value));
         let document = Value::Object(document);
         match &self.captured {
-            Some(captured) => captured.lock().unwrap_or_else(|p| p.into_inner()).push(document),
+            Some(captured) => captured
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(document),
             None => println!("{document}"),
         }
     }
@@ -109,8 +112,14 @@ mod tests {
         assert_eq!(document["Reason"], "signature_mismatch");
         let directive = &document["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], NAMESPACE);
-        assert_eq!(directive["Dimensions"], json!([["Provider"], ["Provider", "Reason"]]));
-        assert_eq!(directive["Metrics"][0], json!({"Name": "Rejected", "Unit": "Count"}));
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["Provider"], ["Provider", "Reason"]])
+        );
+        assert_eq!(
+            directive["Metrics"][0],
+            json!({"Name": "Rejected", "Unit": "Count"})
+        );
         assert!(document["_aws"]["Timestamp"].as_i64().unwrap() > 1_600_000_000_000);
     }
 }

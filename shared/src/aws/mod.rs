@@ -28,7 +28,8 @@ use crate::verify::scheme_for;
 /// A receiver's SDK calls must finish well inside the tightest provider deadline (Slack's
 /// 3 s, cold start included), so that a slow queue is answered 503 and retried by the
 /// provider rather than timed out by it.
-const RECEIVER_TIMEOUTS: (Duration, Duration) = (Duration::from_millis(1_000), Duration::from_millis(2_500));
+const RECEIVER_TIMEOUTS: (Duration, Duration) =
+    (Duration::from_millis(1_000), Duration::from_millis(2_500));
 
 /// A function could not start. The message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +58,17 @@ pub async fn receiver_sdk_config() -> aws_config::SdkConfig {
 }
 
 /// Builds a receiver for `provider` from the environment: its scheme, its secrets (from the
-/// environment or Secrets Manager) and the SQS queue, each checked and warmed.
+/// environment or Secrets Manager) and the SQS queue, each checked and warmed. A failure is
+/// logged as JSON before it is returned, so it reads well in CloudWatch too.
 pub async fn receiver_from_env(provider: Provider, env: &dyn Env) -> Result<Receiver, InitError> {
+    let receiver = build_receiver(provider, env).await;
+    if let Err(error) = &receiver {
+        tracing::error!(%provider, %error, "the receiver cannot start");
+    }
+    receiver
+}
+
+async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, InitError> {
     let scheme = scheme_for(provider, env)?;
     let config = ReceiverConfig::from_env(env, scheme.key_encoding())?;
     let sdk_config = receiver_sdk_config().await;
@@ -74,6 +84,12 @@ pub async fn receiver_from_env(provider: Provider, env: &dyn Env) -> Result<Rece
             .await?,
         ),
     };
-    let queue = SqsEventQueue::connect(aws_sdk_sqs::Client::new(&sdk_config), config.queue_url).await?;
-    Ok(Receiver::new(scheme, secrets, Arc::new(queue), config.settings))
+    let queue =
+        SqsEventQueue::connect(aws_sdk_sqs::Client::new(&sdk_config), config.queue_url).await?;
+    Ok(Receiver::new(
+        scheme,
+        secrets,
+        Arc::new(queue),
+        config.settings,
+    ))
 }

@@ -65,7 +65,9 @@ async fn fetch(
         .secret_id(secret_id)
         .send()
         .await
-        .map_err(|error| SecretError::Unavailable(format!("{secret_id}: {}", DisplayErrorContext(&error))))?;
+        .map_err(|error| {
+            SecretError::Unavailable(format!("{secret_id}: {}", DisplayErrorContext(&error)))
+        })?;
     let value = output
         .secret_string()
         .ok_or_else(|| SecretError::Unavailable(format!("{secret_id} has no string value")))?;

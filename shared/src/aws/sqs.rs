@@ -17,14 +17,22 @@ pub struct SqsEventQueue {
 impl SqsEventQueue {
     /// Checks that the queue exists (and warms the connection) with one
     /// `GetQueueAttributes` call.
-    pub async fn connect(client: aws_sdk_sqs::Client, queue_url: String) -> Result<Self, QueueError> {
+    pub async fn connect(
+        client: aws_sdk_sqs::Client,
+        queue_url: String,
+    ) -> Result<Self, QueueError> {
         client
             .get_queue_attributes()
             .queue_url(&queue_url)
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|error| QueueError::new(format!("cannot reach {queue_url}: {}", DisplayErrorContext(&error))))?;
+            .map_err(|error| {
+                QueueError::new(format!(
+                    "cannot reach {queue_url}: {}",
+                    DisplayErrorContext(&error)
+                ))
+            })?;
         Ok(Self { client, queue_url })
     }
 

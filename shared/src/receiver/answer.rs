@@ -46,7 +46,9 @@ impl Answer {
 
     pub fn from_outcome(outcome: &Result<Accepted, ReceiveError>) -> Self {
         match outcome {
-            Ok(Accepted::Queued { idempotency_key, .. }) => Self::json(
+            Ok(Accepted::Queued {
+                idempotency_key, ..
+            }) => Self::json(
                 StatusCode::ACCEPTED,
                 json!({ "status": "accepted", "idempotency_key": idempotency_key }),
             ),
@@ -59,13 +61,19 @@ impl Answer {
             Err(ReceiveError::Rejected(Rejection::Unauthenticated(_))) => {
                 Self::error(StatusCode::UNAUTHORIZED, "signature verification failed")
             }
-            Err(ReceiveError::Rejected(Rejection::Malformed(malformed))) => {
-                Self::error(StatusCode::BAD_REQUEST, &format!("malformed webhook: {malformed}"))
+            Err(ReceiveError::Rejected(Rejection::Malformed(malformed))) => Self::error(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed webhook: {malformed}"),
+            ),
+            Err(ReceiveError::SourceNotAllowed(_)) => {
+                Self::error(StatusCode::FORBIDDEN, "forbidden")
             }
-            Err(ReceiveError::SourceNotAllowed(_)) => Self::error(StatusCode::FORBIDDEN, "forbidden"),
             Err(ReceiveError::MethodNotAllowed(_)) => Self {
                 headers: vec![("allow", "POST")],
-                ..Self::error(StatusCode::METHOD_NOT_ALLOWED, "webhooks must be sent with POST")
+                ..Self::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "webhooks must be sent with POST",
+                )
             },
             Err(ReceiveError::PayloadTooLarge { limit, .. }) => Self::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -73,7 +81,10 @@ impl Answer {
             ),
             Err(ReceiveError::SecretsUnavailable(_) | ReceiveError::QueueUnavailable(_)) => Self {
                 headers: vec![("retry-after", "5")],
-                ..Self::error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable, retry later")
+                ..Self::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable, retry later",
+                )
             },
         }
     }

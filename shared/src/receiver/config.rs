@@ -25,7 +25,10 @@ pub enum SecretsConfig {
     /// Fixed secrets from the environment.
     Environment(KeyRing),
     /// A Secrets Manager secret, re-read after `refresh` so a rotation needs no deploy.
-    SecretsManager { secret_id: String, refresh: Duration },
+    SecretsManager {
+        secret_id: String,
+        refresh: Duration,
+    },
 }
 
 /// Everything a receiver reads from the environment.
@@ -41,7 +44,10 @@ impl ReceiverConfig {
     pub fn from_env(env: &dyn Env, encoding: KeyEncoding) -> Result<Self, ConfigError> {
         let queue_url = required(env, "QUEUE_URL")?;
         if !queue_url.starts_with("https://") && !queue_url.starts_with("http://") {
-            return Err(ConfigError::invalid("QUEUE_URL", format!("`{queue_url}` is not a queue URL")));
+            return Err(ConfigError::invalid(
+                "QUEUE_URL",
+                format!("`{queue_url}` is not a queue URL"),
+            ));
         }
         Ok(Self {
             queue_url,
@@ -66,9 +72,9 @@ fn secrets_config(env: &dyn Env, encoding: KeyEncoding) -> Result<SecretsConfig,
         let refresh = Duration::from_secs(parsed_or(env, "SECRET_REFRESH_SECS", 300)?);
         return Ok(SecretsConfig::SecretsManager { secret_id, refresh });
     }
-    let current = env
-        .get("WEBHOOK_SECRET")
-        .ok_or(ConfigError::Missing { name: "WEBHOOK_SECRET" })?;
+    let current = env.get("WEBHOOK_SECRET").ok_or(ConfigError::Missing {
+        name: "WEBHOOK_SECRET",
+    })?;
     let previous = env.get("WEBHOOK_SECRET_PREVIOUS");
     let keys = KeyRing::from_secrets(&current, previous.as_deref(), encoding).map_err(|error| {
         let name = if error.to_string().starts_with("the previous") {
@@ -82,7 +88,11 @@ fn secrets_config(env: &dyn Env, encoding: KeyEncoding) -> Result<SecretsConfig,
 }
 
 fn max_body_bytes(env: &dyn Env) -> Result<usize, ConfigError> {
-    let limit: usize = parsed_or(env, "MAX_BODY_BYTES", ReceiverSettings::default().max_body_bytes)?;
+    let limit: usize = parsed_or(
+        env,
+        "MAX_BODY_BYTES",
+        ReceiverSettings::default().max_body_bytes,
+    )?;
     if limit == 0 || limit > SQS_MESSAGE_LIMIT {
         return Err(ConfigError::invalid(
             "MAX_BODY_BYTES",
@@ -104,7 +114,12 @@ fn allowed_sources(env: &dyn Env) -> Result<Option<Vec<IpNet>>, ConfigError> {
             entry
                 .parse::<IpNet>()
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::invalid("ALLOWED_SOURCE_CIDRS", format!("`{entry}` is not a CIDR or an IP address")))
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        "ALLOWED_SOURCE_CIDRS",
+                        format!("`{entry}` is not a CIDR or an IP address"),
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(networks))
@@ -132,13 +147,29 @@ mod tests {
 
     #[test]
     fn a_missing_queue_or_secret_is_named() {
-        assert_eq!(config(&[("WEBHOOK_SECRET", "s")]), Err(ConfigError::Missing { name: "QUEUE_URL" }));
-        assert_eq!(config(&[QUEUE]), Err(ConfigError::Missing { name: "WEBHOOK_SECRET" }));
+        assert_eq!(
+            config(&[("WEBHOOK_SECRET", "s")]),
+            Err(ConfigError::Missing { name: "QUEUE_URL" })
+        );
+        assert_eq!(
+            config(&[QUEUE]),
+            Err(ConfigError::Missing {
+                name: "WEBHOOK_SECRET"
+            })
+        );
     }
 
     #[test]
     fn a_secret_arn_selects_secrets_manager_with_its_refresh() {
-        let config = config(&[QUEUE, ("WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:gh"), ("SECRET_REFRESH_SECS", "60")]).unwrap();
+        let config = config(&[
+            QUEUE,
+            (
+                "WEBHOOK_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:gh",
+            ),
+            ("SECRET_REFRESH_SECS", "60"),
+        ])
+        .unwrap();
         assert_eq!(
             config.secrets,
             SecretsConfig::SecretsManager {
@@ -150,21 +181,43 @@ mod tests {
 
     #[test]
     fn both_a_secret_and_a_secret_arn_is_ambiguous() {
-        let error = config(&[QUEUE, ("WEBHOOK_SECRET", "s"), ("WEBHOOK_SECRET_ARN", "arn")]).unwrap_err();
+        let error = config(&[
+            QUEUE,
+            ("WEBHOOK_SECRET", "s"),
+            ("WEBHOOK_SECRET_ARN", "arn"),
+        ])
+        .unwrap_err();
         assert!(error.to_string().contains("not both"));
     }
 
     #[test]
     fn a_bad_previous_secret_names_its_own_variable() {
-        let env: HashMap<&str, &str> =
-            [QUEUE, ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), ("WEBHOOK_SECRET_PREVIOUS", "whsec_!!")].into();
+        let env: HashMap<&str, &str> = [
+            QUEUE,
+            ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("WEBHOOK_SECRET_PREVIOUS", "whsec_!!"),
+        ]
+        .into();
         let error = ReceiverConfig::from_env(&env, KeyEncoding::StandardWebhooks).unwrap_err();
-        assert!(error.to_string().starts_with("WEBHOOK_SECRET_PREVIOUS is invalid"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("WEBHOOK_SECRET_PREVIOUS is invalid"),
+            "{error}"
+        );
     }
 
     #[test]
     fn source_networks_accept_cidrs_and_bare_addresses() {
-        let config = config(&[QUEUE, ("WEBHOOK_SECRET", "s"), ("ALLOWED_SOURCE_CIDRS", "192.30.252.0/22, 2001:db8::/32,10.1.2.3")]).unwrap();
+        let config = config(&[
+            QUEUE,
+            ("WEBHOOK_SECRET", "s"),
+            (
+                "ALLOWED_SOURCE_CIDRS",
+                "192.30.252.0/22, 2001:db8::/32,10.1.2.3",
+            ),
+        ])
+        .unwrap();
         let networks = config.settings.allowed_sources.unwrap();
         assert_eq!(networks.len(), 3);
         assert!(networks[2].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
@@ -181,7 +234,10 @@ mod tests {
         ];
         for (name, value) in cases {
             let error = config(&[QUEUE, ("WEBHOOK_SECRET", "s"), (name, value)]).unwrap_err();
-            assert!(error.to_string().starts_with(name), "{name}={value}: {error}");
+            assert!(
+                error.to_string().starts_with(name),
+                "{name}={value}: {error}"
+            );
         }
     }
 }

@@ -154,7 +154,8 @@ impl Receiver {
     /// Handles a request and answers it, logging the outcome and counting it.
     pub async fn answer(&self, request: InboundRequest) -> Answer {
         let provider = self.provider().as_str();
-        self.metrics.count("Received", &[("Provider", provider)], &[&["Provider"]]);
+        self.metrics
+            .count("Received", &[("Provider", provider)], &[&["Provider"]]);
         let outcome = self.receive(request).await;
         match &outcome {
             Ok(Accepted::Queued {
@@ -163,10 +164,15 @@ impl Receiver {
                 message_id,
             }) => {
                 info!(provider, idempotency_key = %idempotency_key, event_type, message_id, outcome = "enqueued", "webhook enqueued");
-                self.metrics.count("Enqueued", &[("Provider", provider)], &[&["Provider"]]);
+                self.metrics
+                    .count("Enqueued", &[("Provider", provider)], &[&["Provider"]]);
             }
             Ok(Accepted::Handshake(_)) => {
-                info!(provider, outcome = "handshake", "provider handshake answered");
+                info!(
+                    provider,
+                    outcome = "handshake",
+                    "provider handshake answered"
+                );
             }
             Err(refusal) => {
                 let reason = refusal.reason();
@@ -174,7 +180,9 @@ impl Receiver {
                     ReceiveError::SecretsUnavailable(_) | ReceiveError::QueueUnavailable(_) => {
                         error!(provider, outcome = "unavailable", reason, error = %refusal, "webhook not accepted");
                     }
-                    _ => warn!(provider, outcome = "rejected", reason, error = %refusal, "webhook rejected"),
+                    _ => {
+                        warn!(provider, outcome = "rejected", reason, error = %refusal, "webhook rejected")
+                    }
                 }
                 self.metrics.count(
                     "Rejected",
@@ -207,7 +215,13 @@ impl Receiver {
         }
         let keys = self.secrets.key_ring().await?;
         let now = (self.clock)();
-        let webhook = match verify::verify(self.scheme.as_ref(), &request, &keys, now, self.settings.tolerance)? {
+        let webhook = match verify::verify(
+            self.scheme.as_ref(),
+            &request,
+            &keys,
+            now,
+            self.settings.tolerance,
+        )? {
             Verified::Handshake(handshake) => return Ok(Accepted::Handshake(handshake)),
             Verified::Webhook(webhook) => webhook,
         };
@@ -227,3 +241,6 @@ impl Receiver {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! The receiver's answers, one test per row of the HTTP table, against the in-memory queue.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+
+use super::*;
+use crate::envelope::{Envelope, RawBody};
+use crate::queue::MemoryQueue;
+use crate::secret::{KeyEncoding, KeyRing, StaticSecrets};
+use crate::telemetry::Metrics;
+use crate::verify::{github::Github, hmac_sha256, slack::Slack};
+
+const SECRET: &str = "receiver-test-secret";
+
+struct Fixture {
+    receiver: Receiver,
+    queue: MemoryQueue,
+    metrics: Metrics,
+}
+
+fn fixture_with(scheme: Box<dyn SignatureScheme>, settings: ReceiverSettings) -> Fixture {
+    let queue = MemoryQueue::new();
+    let metrics = Metrics::in_memory();
+    let keys = KeyRing::from_secrets(SECRET, None, KeyEncoding::Raw).unwrap();
+    let receiver = Receiver::new(
+        scheme,
+        Arc::new(StaticSecrets::new(keys)),
+        Arc::new(queue.clone()),
+        settings,
+    )
+    .with_metrics(metrics.clone())
+    .with_clock(Arc::new(|| {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+    }));
+    Fixture {
+        receiver,
+        queue,
+        metrics,
+    }
+}
+
+fn github(settings: ReceiverSettings) -> Fixture {
+    fixture_with(Box::new(Github), settings)
+}
+
+fn github_delivery(body: &str) -> InboundRequest {
+    let signature = hex::encode(hmac_sha256(SECRET.as_bytes(), &[body.as_bytes()]));
+    InboundRequest::post(body.to_owned())
+        .with_header("X-Hub-Signature-256", &format!("sha256={signature}"))
+        .with_header("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .with_header("X-GitHub-Event", "pull_request")
+        .with_header("Content-Type", "application/json")
+}
+
+fn body_json(answer: &Answer) -> serde_json::Value {
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+#[tokio::test]
+async fn a_verified_delivery_is_answered_202_with_its_key_only_once_queued() {
+    let fixture = github(ReceiverSettings::default());
+    let answer = fixture
+        .receiver
+        .answer(github_delivery(r#"{"action":"opened"}"#))
+        .await;
+
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        body_json(&answer),
+        serde_json::json!({"status": "accepted", "idempotency_key": "github:72d3162e-cc78-11e3-81ab-4c9367dc0958"})
+    );
+    let messages = fixture.queue.messages();
+    assert_eq!(messages.len(), 1);
+    let envelope = Envelope::from_json(&messages[0].body).unwrap();
+    let envelope = envelope.v1();
+    assert_eq!(envelope.event_type, "pull_request.opened");
+    assert_eq!(
+        envelope.body,
+        RawBody::Utf8(r#"{"action":"opened"}"#.into())
+    );
+    assert_eq!(
+        envelope.headers.get("x-github-event").map(String::as_str),
+        Some("pull_request")
+    );
+    assert!(
+        !envelope.headers.contains_key("x-hub-signature-256"),
+        "signatures never travel"
+    );
+    assert!(messages[0]
+        .attributes
+        .contains(&("event_type".into(), "pull_request.opened".into())));
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_401_with_one_generic_message_and_nothing_queued() {
+    let fixture = github(ReceiverSettings::default());
+    let mut forged = github_delivery(r#"{"action":"opened"}"#);
+    forged.body = bytes::Bytes::from_static(br#"{"action":"closed"}"#);
+    let answer = fixture.receiver.answer(forged).await;
+
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body_json(&answer),
+        serde_json::json!({"error": "signature verification failed"})
+    );
+    assert!(fixture.queue.messages().is_empty());
+
+    let mut unsigned = github_delivery("{}");
+    unsigned.headers.remove("x-hub-signature-256");
+    let answer = fixture.receiver.answer(unsigned).await;
+    assert_eq!(
+        answer.body, r#"{"error":"signature verification failed"}"#,
+        "the reason stays in the log"
+    );
+}
+
+#[tokio::test]
+async fn a_source_outside_the_allowed_networks_is_403_before_anything_else() {
+    let settings = ReceiverSettings {
+        allowed_sources: Some(vec!["192.30.252.0/22".parse().unwrap()]),
+        ..ReceiverSettings::default()
+    };
+    let fixture = github(settings);
+
+    let mut outsider = github_delivery("{}");
+    outsider.source_ip = Some("203.0.113.9".parse().unwrap());
+    outsider.method = Method::GET;
+    assert_eq!(
+        fixture.receiver.answer(outsider).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let unknown = github_delivery("{}");
+    assert_eq!(
+        fixture.receiver.answer(unknown).await.status,
+        StatusCode::FORBIDDEN,
+        "an unknown source is not allowed"
+    );
+
+    let mut insider = github_delivery("{}");
+    insider.source_ip = Some("192.30.252.10".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        fixture.receiver.answer(insider).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn a_method_other_than_post_is_405_naming_post() {
+    let fixture = github(ReceiverSettings::default());
+    let mut get = github_delivery("{}");
+    get.method = Method::GET;
+    let answer = fixture.receiver.answer(get).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.headers, vec![("allow", "POST")]);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_before_its_signature_is_checked() {
+    let settings = ReceiverSettings {
+        max_body_bytes: 10,
+        ..ReceiverSettings::default()
+    };
+    let fixture = github(settings);
+    let answer = fixture
+        .receiver
+        .answer(github_delivery(r#"{"action":"opened"}"#))
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(fixture.queue.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_body_whose_envelope_outgrows_sqs_is_413_not_a_failed_send() {
+    // Control characters are escaped to six bytes each in JSON, so a body under the limit
+    // can still make an envelope over SQS's.
+    let settings = ReceiverSettings {
+        max_body_bytes: SQS_MESSAGE_LIMIT,
+        ..ReceiverSettings::default()
+    };
+    let fixture = github(settings);
+    let answer = fixture
+        .receiver
+        .answer(github_delivery(&"\u{1}".repeat(100_000)))
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(fixture.queue.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_genuine_delivery_missing_its_delivery_id_is_400_saying_so() {
+    let fixture = github(ReceiverSettings::default());
+    let mut request = github_delivery("{}");
+    request.headers.remove("x-github-delivery");
+    let answer = fixture.receiver.answer(request).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.body.contains("x-github-delivery"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_queue_that_does_not_accept_the_message_is_503_so_the_provider_retries() {
+    let fixture = github(ReceiverSettings::default());
+    fixture.queue.set_unavailable(true);
+    let answer = fixture.receiver.answer(github_delivery("{}")).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers, vec![("retry-after", "5")]);
+    assert!(!answer.body.contains("in-memory"), "5xx bodies stay opaque");
+}
+
+#[tokio::test]
+async fn a_slack_url_verification_is_answered_200_with_its_challenge_and_not_queued() {
+    let fixture = fixture_with(Box::new(Slack), ReceiverSettings::default());
+    let body = r#"{"token":"t","challenge":"c-123","type":"url_verification"}"#;
+    let timestamp = "1700000000";
+    let signature = hex::encode(hmac_sha256(
+        SECRET.as_bytes(),
+        &[b"v0:", timestamp.as_bytes(), b":", body.as_bytes()],
+    ));
+    let request = InboundRequest::post(body)
+        .with_header("X-Slack-Signature", &format!("v0={signature}"))
+        .with_header("X-Slack-Request-Timestamp", timestamp)
+        .with_header("Content-Type", "application/json");
+
+    let answer = fixture.receiver.answer(request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        body_json(&answer),
+        serde_json::json!({"challenge": "c-123"})
+    );
+    assert!(fixture.queue.messages().is_empty());
+}
+
+#[tokio::test]
+async fn every_request_is_counted_received_and_then_enqueued_or_rejected_by_reason() {
+    let fixture = github(ReceiverSettings::default());
+    fixture.receiver.answer(github_delivery("{}")).await;
+    let mut forged = github_delivery("{}");
+    forged.body = bytes::Bytes::from_static(b"[]");
+    fixture.receiver.answer(forged).await;
+
+    let names: Vec<String> = fixture
+        .metrics
+        .captured()
+        .iter()
+        .map(|document| {
+            document["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["Received", "Enqueued", "Received", "Rejected"]);
+    let rejected = &fixture.metrics.captured()[3];
+    assert_eq!(rejected["Reason"], "signature_mismatch");
+    assert_eq!(rejected["Provider"], "github");
+}
