@@ -22,6 +22,7 @@ pub mod provider;
 pub mod queue;
 pub mod receiver;
 pub mod request;
+pub mod samples;
 pub mod secret;
 pub mod telemetry;
 pub mod verify;

@@ -17,9 +17,9 @@ pub trait EventQueue: Send + Sync + fmt::Debug {
     async fn enqueue(&self, message: &QueueMessage) -> Result<String, QueueError>;
 }
 
-/// The queue did not confirm that it stored the message.
+/// The queue cannot be reached, or did not confirm that it stored a message.
 #[derive(Debug, thiserror::Error)]
-#[error("the queue did not accept the message: {reason}")]
+#[error("{reason}")]
 pub struct QueueError {
     reason: String,
 }

@@ -37,7 +37,11 @@ pub async fn sdk_config() -> SdkConfig {
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "hookgate-tests",
+            "testing",
+            "testing",
+            None,
+            None,
+            "hookgate-tests",
         ))
         .load()
         .await

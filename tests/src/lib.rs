@@ -5,3 +5,4 @@
 //! in `HOOKGATE_TEST_AWS_ENDPOINT`.
 
 pub mod emulator;
+pub mod lambda_runtime_api;

@@ -17,8 +17,9 @@ const PROVIDERS: [&str; 6] = [
 ];
 
 /// What every receiver reads from its environment.
-const COMMON_ENV: [&str; 7] = [
+const COMMON_ENV: [&str; 8] = [
     "QUEUE_URL",
+    "WEBHOOK_SECRET",
     "WEBHOOK_SECRET_ARN",
     "SECRET_REFRESH_SECS",
     "SIGNATURE_TOLERANCE_SECS",
@@ -41,7 +42,10 @@ const GENERIC_ENV: [&str; 8] = [
 
 /// The default of the parameter behind each environment variable that comes
 /// from a parameter.
-const ENV_DEFAULTS: [(&str, &str); 13] = [
+const ENV_DEFAULTS: [(&str, &str); 14] = [
+    // Declared empty only so `sam local invoke --env-vars` may set it; deployed receivers
+    // read their secret from WEBHOOK_SECRET_ARN.
+    ("WEBHOOK_SECRET", ""),
     ("SECRET_REFRESH_SECS", "300"),
     ("SIGNATURE_TOLERANCE_SECS", "300"),
     ("MAX_BODY_BYTES", "200000"),

@@ -32,7 +32,7 @@ const RECEIVER_TIMEOUTS: (Duration, Duration) =
     (Duration::from_millis(1_000), Duration::from_millis(2_500));
 
 /// A function could not start. The message names what to fix.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum InitError {
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
@@ -40,6 +40,14 @@ pub enum InitError {
     Secret(#[from] SecretError),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+}
+
+/// `main` prints the error it returns with `Debug`: make that the readable message rather
+/// than a dump of nested SDK structures.
+impl std::fmt::Debug for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// The SDK configuration for a receiver: the standard environment, with timeouts.

@@ -57,10 +57,13 @@ impl EventQueue for SqsEventQueue {
                 .map_err(|error| QueueError::new(error.to_string()))?;
             request = request.message_attributes(name, attribute);
         }
-        let output = request
-            .send()
-            .await
-            .map_err(|error| QueueError::new(DisplayErrorContext(&error).to_string()))?;
+        let output = request.send().await.map_err(|error| {
+            QueueError::new(format!(
+                "SendMessage to {} failed: {}",
+                self.queue_url,
+                DisplayErrorContext(&error)
+            ))
+        })?;
         output
             .message_id
             .ok_or_else(|| QueueError::new("SQS answered without a message id"))

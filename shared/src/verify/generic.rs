@@ -22,13 +22,13 @@ use http::HeaderName;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, json_str, unix_timestamp, AuthFailure, Delivery,
-    MalformedRequest, SignatureScheme,
+    any_signature_matches, check_window, encode_base64, header, hmac_sha256, json_str,
+    unix_timestamp, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::config::{ConfigError, Env};
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::KeyRing;
+use crate::secret::{KeyRing, SigningKey};
 
 /// The event type when neither `EVENT_TYPE_HEADER` nor `EVENT_TYPE_FIELD` gives one.
 pub const UNTYPED_EVENT: &str = "webhook";
@@ -98,6 +98,20 @@ impl SignedContent {
     fn uses(&self, wanted: &Part) -> bool {
         self.0.iter().any(|part| part == wanted)
     }
+
+    /// The signed bytes, piece by piece, for both checking and signing, so the two cannot
+    /// drift apart.
+    fn pieces<'a>(&'a self, body: &'a [u8], timestamp: &'a str, id: &'a str) -> Vec<&'a [u8]> {
+        self.0
+            .iter()
+            .map(|part| match part {
+                Part::Literal(text) => text.as_bytes(),
+                Part::Body => body,
+                Part::Timestamp => timestamp.as_bytes(),
+                Part::Id => id.as_bytes(),
+            })
+            .collect()
+    }
 }
 
 /// The generic scheme, as configured.
@@ -116,8 +130,9 @@ pub struct Generic {
 fn header_setting(env: &dyn Env, name: &'static str) -> Result<Option<HeaderName>, ConfigError> {
     env.get(name)
         .map(|value| {
-            HeaderName::from_bytes(value.trim().as_bytes())
-                .map_err(|_| ConfigError::invalid(name, format!("`{value}` is not an HTTP header name")))
+            HeaderName::from_bytes(value.trim().as_bytes()).map_err(|_| {
+                ConfigError::invalid(name, format!("`{value}` is not an HTTP header name"))
+            })
         })
         .transpose()
 }
@@ -130,23 +145,42 @@ impl Generic {
             None | Some("hex") => SignatureEncoding::Hex,
             Some("base64") => SignatureEncoding::Base64,
             Some(other) => {
-                return Err(ConfigError::invalid("SIGNATURE_ENCODING", format!("`{other}` is neither `hex` nor `base64`")))
+                return Err(ConfigError::invalid(
+                    "SIGNATURE_ENCODING",
+                    format!("`{other}` is neither `hex` nor `base64`"),
+                ))
             }
         };
         let timestamp_header = header_setting(env, "TIMESTAMP_HEADER")?;
         let id_header = header_setting(env, "ID_HEADER")?;
-        let template = env.get("SIGNED_CONTENT").unwrap_or_else(|| "{body}".to_owned());
-        let signed_content =
-            SignedContent::parse(&template).map_err(|reason| ConfigError::invalid("SIGNED_CONTENT", reason))?;
+        let template = env
+            .get("SIGNED_CONTENT")
+            .unwrap_or_else(|| "{body}".to_owned());
+        let signed_content = SignedContent::parse(&template)
+            .map_err(|reason| ConfigError::invalid("SIGNED_CONTENT", reason))?;
         if signed_content.uses(&Part::Timestamp) && timestamp_header.is_none() {
-            return Err(ConfigError::invalid("SIGNED_CONTENT", "`{timestamp}` needs TIMESTAMP_HEADER to be set"));
+            return Err(ConfigError::invalid(
+                "SIGNED_CONTENT",
+                "`{timestamp}` needs TIMESTAMP_HEADER to be set",
+            ));
         }
         if signed_content.uses(&Part::Id) && id_header.is_none() {
-            return Err(ConfigError::invalid("SIGNED_CONTENT", "`{id}` needs ID_HEADER to be set"));
+            return Err(ConfigError::invalid(
+                "SIGNED_CONTENT",
+                "`{id}` needs ID_HEADER to be set",
+            ));
         }
-        let event_type_field = env.get("EVENT_TYPE_FIELD").map(|field| field.trim().to_owned());
-        if event_type_field.as_deref().is_some_and(|field| field.split('.').any(str::is_empty)) {
-            return Err(ConfigError::invalid("EVENT_TYPE_FIELD", "a dot path must not have empty segments"));
+        let event_type_field = env
+            .get("EVENT_TYPE_FIELD")
+            .map(|field| field.trim().to_owned());
+        if event_type_field
+            .as_deref()
+            .is_some_and(|field| field.split('.').any(str::is_empty))
+        {
+            return Err(ConfigError::invalid(
+                "EVENT_TYPE_FIELD",
+                "a dot path must not have empty segments",
+            ));
         }
         Ok(Self {
             signature_header,
@@ -182,9 +216,11 @@ impl SignatureScheme for Generic {
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
         let header_name = self.signature_header.as_str();
-        let header = request.header(header_name).ok_or_else(|| AuthFailure::MissingSignature {
-            header: header_name.to_owned(),
-        })?;
+        let header = request
+            .header(header_name)
+            .ok_or_else(|| AuthFailure::MissingSignature {
+                header: header_name.to_owned(),
+            })?;
         let candidates: Vec<Vec<u8>> = header
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|entry| !entry.is_empty())
@@ -204,26 +240,20 @@ impl SignatureScheme for Generic {
             None => None,
         };
         let id = match &self.id_header {
-            Some(name) if self.signed_content.uses(&Part::Id) => Some(
-                request
-                    .header(name.as_str())
-                    .ok_or_else(|| AuthFailure::MissingSignedHeader {
+            Some(name) if self.signed_content.uses(&Part::Id) => {
+                Some(request.header(name.as_str()).ok_or_else(|| {
+                    AuthFailure::MissingSignedHeader {
                         header: name.as_str().to_owned(),
-                    })?,
-            ),
+                    }
+                })?)
+            }
             _ => None,
         };
-        let signed: Vec<&[u8]> = self
-            .signed_content
-            .0
-            .iter()
-            .map(|part| match part {
-                Part::Literal(text) => text.as_bytes(),
-                Part::Body => &request.body,
-                Part::Timestamp => timestamp.as_deref().unwrap_or_default().as_bytes(),
-                Part::Id => id.unwrap_or_default().as_bytes(),
-            })
-            .collect();
+        let signed = self.signed_content.pieces(
+            &request.body,
+            timestamp.as_deref().unwrap_or_default(),
+            id.unwrap_or_default(),
+        );
         if any_signature_matches(keys, &candidates, &signed) {
             Ok(())
         } else {
@@ -233,8 +263,10 @@ impl SignatureScheme for Generic {
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
         let stable_id = match &self.id_header {
-            Some(name) => Some(request.header(name.as_str()).ok_or_else(|| MalformedRequest::MissingHeader {
-                header: name.as_str().to_owned(),
+            Some(name) => Some(request.header(name.as_str()).ok_or_else(|| {
+                MalformedRequest::MissingHeader {
+                    header: name.as_str().to_owned(),
+                }
             })?),
             None => None,
         };
@@ -258,11 +290,47 @@ impl SignatureScheme for Generic {
     }
 
     fn forwarded_headers(&self) -> Vec<String> {
-        [&self.timestamp_header, &self.id_header, &self.event_type_header]
-            .into_iter()
-            .flatten()
-            .map(|name| name.as_str().to_owned())
-            .collect()
+        [
+            &self.timestamp_header,
+            &self.id_header,
+            &self.event_type_header,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|name| name.as_str().to_owned())
+        .collect()
+    }
+
+    /// The configured signature header, and the timestamp and id headers when the
+    /// settings make them part of the signature.
+    fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
+        let timestamp = delivery.signed_at.unix_timestamp().to_string();
+        let mut headers = Vec::new();
+        if let Some(name) = &self.timestamp_header {
+            headers.push(header(name.as_str(), timestamp.as_str()));
+        }
+        if let Some(name) = self
+            .id_header
+            .as_ref()
+            .filter(|_| self.signed_content.uses(&Part::Id))
+        {
+            headers.push(header(name.as_str(), delivery.id));
+        }
+        // `from_env` refuses `{timestamp}` without a timestamp header, so the timestamp is
+        // only ever signed when it is also sent.
+        let signed = self
+            .signed_content
+            .pieces(delivery.body, &timestamp, delivery.id);
+        let signature = hmac_sha256(key.as_bytes(), &signed);
+        let encoded = match self.encoding {
+            SignatureEncoding::Hex => hex::encode(signature),
+            SignatureEncoding::Base64 => encode_base64(&signature),
+        };
+        headers.push(header(
+            self.signature_header.as_str(),
+            format!("{}{encoded}", self.prefix),
+        ));
+        headers
     }
 }
 
@@ -290,17 +358,30 @@ mod tests {
 
     #[test]
     fn the_default_is_a_hex_x_signature_over_the_body() {
-        let request = InboundRequest::post(BODY).with_header("X-Signature", &hex_hmac("s", BODY.as_bytes()));
-        assert_eq!(scheme(&[]).check_signature(&request, &keys("s"), at(0), WINDOW), Ok(()));
+        let request =
+            InboundRequest::post(BODY).with_header("X-Signature", &hex_hmac("s", BODY.as_bytes()));
+        assert_eq!(
+            scheme(&[]).check_signature(&request, &keys("s"), at(0), WINDOW),
+            Ok(())
+        );
     }
 
     #[test]
     fn a_prefixed_hex_signature_in_a_custom_header_is_accepted() {
-        let generic = scheme(&[("SIGNATURE_HEADER", "X-AgentX-Signature"), ("SIGNATURE_PREFIX", "sha256=")]);
-        let request = InboundRequest::post(BODY)
-            .with_header("x-agentx-signature", &format!("sha256={}", hex_hmac("s", BODY.as_bytes())));
-        assert_eq!(generic.check_signature(&request, &keys("s"), at(0), WINDOW), Ok(()));
-        let unprefixed = InboundRequest::post(BODY).with_header("x-agentx-signature", &hex_hmac("s", BODY.as_bytes()));
+        let generic = scheme(&[
+            ("SIGNATURE_HEADER", "X-AgentX-Signature"),
+            ("SIGNATURE_PREFIX", "sha256="),
+        ]);
+        let request = InboundRequest::post(BODY).with_header(
+            "x-agentx-signature",
+            &format!("sha256={}", hex_hmac("s", BODY.as_bytes())),
+        );
+        assert_eq!(
+            generic.check_signature(&request, &keys("s"), at(0), WINDOW),
+            Ok(())
+        );
+        let unprefixed = InboundRequest::post(BODY)
+            .with_header("x-agentx-signature", &hex_hmac("s", BODY.as_bytes()));
         assert!(matches!(
             generic.check_signature(&unprefixed, &keys("s"), at(0), WINDOW),
             Err(AuthFailure::MalformedSignature { .. })
@@ -309,68 +390,193 @@ mod tests {
 
     #[test]
     fn a_base64_signature_is_accepted_when_configured() {
-        let generic = scheme(&[("SIGNATURE_HEADER", "X-Webhook-Signature"), ("SIGNATURE_ENCODING", "base64")]);
-        let signature = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(b"s", &[BODY.as_bytes()]));
+        let generic = scheme(&[
+            ("SIGNATURE_HEADER", "X-Webhook-Signature"),
+            ("SIGNATURE_ENCODING", "base64"),
+        ]);
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(hmac_sha256(b"s", &[BODY.as_bytes()]));
         let request = InboundRequest::post(BODY).with_header("X-Webhook-Signature", &signature);
-        assert_eq!(generic.check_signature(&request, &keys("s"), at(0), WINDOW), Ok(()));
+        assert_eq!(
+            generic.check_signature(&request, &keys("s"), at(0), WINDOW),
+            Ok(())
+        );
     }
 
     #[test]
     fn a_timestamped_template_is_signed_and_windowed() {
-        let generic = scheme(&[("TIMESTAMP_HEADER", "X-Timestamp"), ("SIGNED_CONTENT", "{timestamp}.{body}")]);
+        let generic = scheme(&[
+            ("TIMESTAMP_HEADER", "X-Timestamp"),
+            ("SIGNED_CONTENT", "{timestamp}.{body}"),
+        ]);
         let signed = |t: i64| {
             InboundRequest::post(BODY)
                 .with_header("X-Timestamp", &t.to_string())
-                .with_header("X-Signature", &hex_hmac("s", format!("{t}.{BODY}").as_bytes()))
+                .with_header(
+                    "X-Signature",
+                    &hex_hmac("s", format!("{t}.{BODY}").as_bytes()),
+                )
         };
-        assert_eq!(generic.check_signature(&signed(1000), &keys("s"), at(1000), WINDOW), Ok(()));
+        assert_eq!(
+            generic.check_signature(&signed(1000), &keys("s"), at(1000), WINDOW),
+            Ok(())
+        );
         assert!(matches!(
             generic.check_signature(&signed(1000), &keys("s"), at(1301), WINDOW),
             Err(AuthFailure::TimestampOutsideWindow { .. })
         ));
         let mut replayed = signed(1000);
-        replayed.headers.insert("x-timestamp", "1001".parse().unwrap());
-        assert_eq!(generic.check_signature(&replayed, &keys("s"), at(1000), WINDOW), Err(AuthFailure::SignatureMismatch));
+        replayed
+            .headers
+            .insert("x-timestamp", "1001".parse().unwrap());
+        assert_eq!(
+            generic.check_signature(&replayed, &keys("s"), at(1000), WINDOW),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
     fn an_id_can_be_signed_and_keys_the_delivery() {
-        let generic = scheme(&[("ID_HEADER", "X-Delivery"), ("SIGNED_CONTENT", "{id}:{body}")]);
+        let generic = scheme(&[
+            ("ID_HEADER", "X-Delivery"),
+            ("SIGNED_CONTENT", "{id}:{body}"),
+        ]);
         let request = InboundRequest::post(BODY)
             .with_header("X-Delivery", "d-42")
-            .with_header("X-Signature", &hex_hmac("s", format!("d-42:{BODY}").as_bytes()));
-        assert_eq!(generic.check_signature(&request, &keys("s"), at(0), WINDOW), Ok(()));
-        assert_eq!(generic.describe(&request).unwrap().stable_id.as_deref(), Some("d-42"));
+            .with_header(
+                "X-Signature",
+                &hex_hmac("s", format!("d-42:{BODY}").as_bytes()),
+            );
+        assert_eq!(
+            generic.check_signature(&request, &keys("s"), at(0), WINDOW),
+            Ok(())
+        );
+        assert_eq!(
+            generic.describe(&request).unwrap().stable_id.as_deref(),
+            Some("d-42")
+        );
     }
 
     #[test]
     fn any_of_several_listed_signatures_may_match() {
         let good = hex_hmac("s", BODY.as_bytes());
-        let request = InboundRequest::post(BODY).with_header("X-Signature", &format!("{}, {good}", "ab".repeat(32)));
-        assert_eq!(scheme(&[]).check_signature(&request, &keys("s"), at(0), WINDOW), Ok(()));
+        let request = InboundRequest::post(BODY)
+            .with_header("X-Signature", &format!("{}, {good}", "ab".repeat(32)));
+        assert_eq!(
+            scheme(&[]).check_signature(&request, &keys("s"), at(0), WINDOW),
+            Ok(())
+        );
     }
 
     #[test]
     fn rejects_missing_malformed_and_mismatched_signatures() {
         let generic = scheme(&[]);
-        let check = |request: &InboundRequest| generic.check_signature(request, &keys("s"), at(0), WINDOW);
-        assert!(matches!(check(&InboundRequest::post(BODY)), Err(AuthFailure::MissingSignature { .. })));
+        let check =
+            |request: &InboundRequest| generic.check_signature(request, &keys("s"), at(0), WINDOW);
+        assert!(matches!(
+            check(&InboundRequest::post(BODY)),
+            Err(AuthFailure::MissingSignature { .. })
+        ));
         assert!(matches!(
             check(&InboundRequest::post(BODY).with_header("X-Signature", "zz")),
             Err(AuthFailure::MalformedSignature { .. })
         ));
-        let wrong_secret = InboundRequest::post(BODY).with_header("X-Signature", &hex_hmac("t", BODY.as_bytes()));
+        let wrong_secret =
+            InboundRequest::post(BODY).with_header("X-Signature", &hex_hmac("t", BODY.as_bytes()));
         assert_eq!(check(&wrong_secret), Err(AuthFailure::SignatureMismatch));
+    }
+
+    #[test]
+    fn signing_matches_a_hand_made_signature_for_every_encoding() {
+        let hex_scheme = scheme(&[
+            ("SIGNATURE_HEADER", "X-AgentX-Signature"),
+            ("SIGNATURE_PREFIX", "sha256="),
+        ]);
+        assert_eq!(
+            hex_scheme.sign(&outgoing(BODY, 0), &raw_key("s")),
+            [(
+                "x-agentx-signature".to_owned(),
+                format!("sha256={}", hex_hmac("s", BODY.as_bytes()))
+            )]
+        );
+        let base64_scheme = scheme(&[("SIGNATURE_ENCODING", "base64")]);
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(hmac_sha256(b"s", &[BODY.as_bytes()]));
+        assert_eq!(
+            base64_scheme.sign(&outgoing(BODY, 0), &raw_key("s")),
+            [("x-signature".to_owned(), expected)]
+        );
+    }
+
+    #[test]
+    fn a_delivery_signed_with_timestamp_and_id_verifies_until_stale_or_tampered_with() {
+        let generic = scheme(&[
+            ("SIGNATURE_HEADER", "X-AgentX-Signature"),
+            ("SIGNATURE_PREFIX", "sha256="),
+            ("TIMESTAMP_HEADER", "X-AgentX-Timestamp"),
+            ("ID_HEADER", "X-AgentX-Delivery"),
+            ("SIGNED_CONTENT", "{id}:{timestamp}.{body}"),
+        ]);
+        let check = |request: &InboundRequest, now: i64| {
+            generic.check_signature(request, &keys("s"), at(now), WINDOW)
+        };
+        let headers = generic.sign(&outgoing(BODY, 1_000), &raw_key("s"));
+        let names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "x-agentx-timestamp",
+                "x-agentx-delivery",
+                "x-agentx-signature"
+            ]
+        );
+        let request = request_with(BODY, &headers);
+        assert_eq!(check(&request, 1_000), Ok(()));
+        assert!(matches!(
+            check(&request, 1_301),
+            Err(AuthFailure::TimestampOutsideWindow { .. })
+        ));
+        let mut other_id = request.clone();
+        other_id
+            .headers
+            .insert("x-agentx-delivery", "d-other".parse().unwrap());
+        assert_eq!(check(&other_id, 1_000), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check(&with_one_byte_changed(request), 1_000),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn an_id_header_that_is_not_signed_is_left_to_the_sender() {
+        let generic = scheme(&[("ID_HEADER", "X-Delivery")]);
+        let headers = generic.sign(&outgoing(BODY, 0), &raw_key("s"));
+        assert_eq!(
+            headers,
+            [("x-signature".to_owned(), hex_hmac("s", BODY.as_bytes()))]
+        );
     }
 
     #[test]
     fn the_event_type_comes_from_the_header_then_the_field_then_a_default() {
         let request = InboundRequest::post(BODY).with_header("X-Event", "run.failed");
-        let by_header = scheme(&[("EVENT_TYPE_HEADER", "X-Event"), ("EVENT_TYPE_FIELD", "type")]);
-        assert_eq!(by_header.describe(&request).unwrap().event_type, "run.failed");
+        let by_header = scheme(&[
+            ("EVENT_TYPE_HEADER", "X-Event"),
+            ("EVENT_TYPE_FIELD", "type"),
+        ]);
+        assert_eq!(
+            by_header.describe(&request).unwrap().event_type,
+            "run.failed"
+        );
         let by_field = scheme(&[("EVENT_TYPE_FIELD", "type")]);
-        assert_eq!(by_field.describe(&request).unwrap().event_type, "task.completed");
-        assert_eq!(scheme(&[]).describe(&request).unwrap(), Delivery::event(None, UNTYPED_EVENT));
+        assert_eq!(
+            by_field.describe(&request).unwrap().event_type,
+            "task.completed"
+        );
+        assert_eq!(
+            scheme(&[]).describe(&request).unwrap(),
+            Delivery::event(None, UNTYPED_EVENT)
+        );
     }
 
     #[test]
@@ -379,7 +585,10 @@ mod tests {
             (&[("SIGNATURE_ENCODING", "base32")], "SIGNATURE_ENCODING"),
             (&[("SIGNATURE_HEADER", "bad header")], "SIGNATURE_HEADER"),
             (&[("SIGNED_CONTENT", "{timestamp}")], "SIGNED_CONTENT"),
-            (&[("SIGNED_CONTENT", "{timestamp}.{body}")], "SIGNED_CONTENT"),
+            (
+                &[("SIGNED_CONTENT", "{timestamp}.{body}")],
+                "SIGNED_CONTENT",
+            ),
             (&[("SIGNED_CONTENT", "{body}{nonce}")], "SIGNED_CONTENT"),
             (&[("EVENT_TYPE_FIELD", "event..type")], "EVENT_TYPE_FIELD"),
         ];

@@ -9,12 +9,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_hex, json_str, AuthFailure, Delivery, MalformedRequest,
-    SignatureScheme,
+    any_signature_matches, decode_hex, header, hmac_sha256, json_str, AuthFailure, Delivery,
+    MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::KeyRing;
+use crate::secret::{KeyRing, SigningKey};
 
 const SIGNATURE: &str = "x-hub-signature-256";
 const DELIVERY: &str = "x-github-delivery";
@@ -35,9 +35,11 @@ impl SignatureScheme for Github {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request.header(SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
-            header: SIGNATURE.to_owned(),
-        })?;
+        let header = request
+            .header(SIGNATURE)
+            .ok_or_else(|| AuthFailure::MissingSignature {
+                header: SIGNATURE.to_owned(),
+            })?;
         let signature = header
             .strip_prefix("sha256=")
             .and_then(decode_hex)
@@ -55,12 +57,16 @@ impl SignatureScheme for Github {
     /// (`pull_request.opened`). Payloads come as JSON or, for hooks set to
     /// `application/x-www-form-urlencoded`, as JSON in a `payload` form field.
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
-        let delivery = request.header(DELIVERY).ok_or_else(|| MalformedRequest::MissingHeader {
-            header: DELIVERY.to_owned(),
-        })?;
-        let event = request.header(EVENT).ok_or_else(|| MalformedRequest::MissingHeader {
-            header: EVENT.to_owned(),
-        })?;
+        let delivery = request
+            .header(DELIVERY)
+            .ok_or_else(|| MalformedRequest::MissingHeader {
+                header: DELIVERY.to_owned(),
+            })?;
+        let event = request
+            .header(EVENT)
+            .ok_or_else(|| MalformedRequest::MissingHeader {
+                header: EVENT.to_owned(),
+            })?;
         let payload = payload_json(request);
         let event_type = match payload.as_ref().and_then(|json| json_str(json, "action")) {
             Some(action) => format!("{event}.{action}"),
@@ -79,6 +85,16 @@ impl SignatureScheme for Github {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    /// Only `X-Hub-Signature-256`: the legacy SHA-1 header GitHub also sends is not
+    /// accepted here, so it is not made either.
+    fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
+        let signature = hmac_sha256(key.as_bytes(), &[delivery.body]);
+        vec![header(
+            SIGNATURE,
+            format!("sha256={}", hex::encode(signature)),
+        )]
     }
 }
 
@@ -102,7 +118,10 @@ mod tests {
 
     fn signed(secret: &str, body: &'static str) -> InboundRequest {
         InboundRequest::post(body)
-            .with_header(SIGNATURE, &format!("sha256={}", hex_hmac(secret, body.as_bytes())))
+            .with_header(
+                SIGNATURE,
+                &format!("sha256={}", hex_hmac(secret, body.as_bytes())),
+            )
             .with_header("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
             .with_header("X-GitHub-Event", "pull_request")
     }
@@ -130,7 +149,8 @@ mod tests {
             ("my_webhook_secret", "{\"action\":\"opened\"}", "a8591b84025410fb80a4c1621f4bf8e9c2576e5c2c7715a04609250612010665"),
         ];
         for (secret, body, signature) in vectors {
-            let request = InboundRequest::post(body).with_header(SIGNATURE, &format!("sha256={signature}"));
+            let request =
+                InboundRequest::post(body).with_header(SIGNATURE, &format!("sha256={signature}"));
             assert_eq!(check(&request, secret), Ok(()), "{body:?}");
         }
     }
@@ -141,26 +161,38 @@ mod tests {
             SIGNATURE,
             "sha256=xxxccac34c43c7dc1cbb905488b1b81347fcc700a7b025697a9d07862256023f",
         );
-        assert!(matches!(check(&request, "mysecret"), Err(AuthFailure::MalformedSignature { .. })));
+        assert!(matches!(
+            check(&request, "mysecret"),
+            Err(AuthFailure::MalformedSignature { .. })
+        ));
     }
 
     #[test]
     fn rejects_a_request_without_the_signature_header() {
         let request = InboundRequest::post("{}");
-        assert!(matches!(check(&request, "s"), Err(AuthFailure::MissingSignature { .. })));
+        assert!(matches!(
+            check(&request, "s"),
+            Err(AuthFailure::MissingSignature { .. })
+        ));
     }
 
     #[test]
     fn rejects_a_signature_without_the_sha256_prefix() {
         let body = "{}";
-        let request = InboundRequest::post(body).with_header(SIGNATURE, &hex_hmac("s", body.as_bytes()));
-        assert!(matches!(check(&request, "s"), Err(AuthFailure::MalformedSignature { .. })));
+        let request =
+            InboundRequest::post(body).with_header(SIGNATURE, &hex_hmac("s", body.as_bytes()));
+        assert!(matches!(
+            check(&request, "s"),
+            Err(AuthFailure::MalformedSignature { .. })
+        ));
     }
 
     #[test]
     fn rejects_the_legacy_sha1_header_alone() {
-        let request = InboundRequest::post("Hello, World!")
-            .with_header("X-Hub-Signature", "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59");
+        let request = InboundRequest::post("Hello, World!").with_header(
+            "X-Hub-Signature",
+            "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59",
+        );
         assert!(matches!(
             check(&request, "It's a Secret to Everybody"),
             Err(AuthFailure::MissingSignature { .. })
@@ -170,7 +202,10 @@ mod tests {
     #[test]
     fn rejects_a_signature_made_with_another_secret() {
         let request = signed("other", "{}");
-        assert_eq!(check(&request, "right"), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check(&request, "right"),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -181,10 +216,43 @@ mod tests {
     }
 
     #[test]
+    fn signing_reproduces_githubs_documented_example() {
+        let key = raw_key("It's a Secret to Everybody");
+        assert_eq!(
+            Github.sign(&outgoing("Hello, World!", 0), &key),
+            [(
+                SIGNATURE.to_owned(),
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+                    .to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_signed_delivery_verifies_and_fails_once_tampered_with() {
+        let body = r#"{"action":"opened","number":1347}"#;
+        let request = request_with(body, &Github.sign(&outgoing(body, 0), &raw_key("s")));
+        assert_eq!(check(&request, "s"), Ok(()));
+        assert_eq!(
+            check(&request, "another"),
+            Err(AuthFailure::SignatureMismatch)
+        );
+        assert_eq!(
+            check(&with_one_byte_changed(request), "s"),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
     fn the_event_type_joins_the_event_header_and_the_payload_action() {
-        let delivery = Github.describe(&signed("s", "{\"action\":\"opened\"}")).unwrap();
+        let delivery = Github
+            .describe(&signed("s", "{\"action\":\"opened\"}"))
+            .unwrap();
         assert_eq!(delivery.event_type, "pull_request.opened");
-        assert_eq!(delivery.stable_id.as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+        assert_eq!(
+            delivery.stable_id.as_deref(),
+            Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        );
     }
 
     #[test]
@@ -201,7 +269,10 @@ mod tests {
             .with_header("content-type", "application/x-www-form-urlencoded")
             .with_header(DELIVERY, "d-1")
             .with_header(EVENT, "issues");
-        assert_eq!(Github.describe(&request).unwrap().event_type, "issues.closed");
+        assert_eq!(
+            Github.describe(&request).unwrap().event_type,
+            "issues.closed"
+        );
     }
 
     #[test]
@@ -209,7 +280,9 @@ mod tests {
         let request = InboundRequest::post("{}").with_header(EVENT, "push");
         assert_eq!(
             Github.describe(&request),
-            Err(MalformedRequest::MissingHeader { header: DELIVERY.to_owned() })
+            Err(MalformedRequest::MissingHeader {
+                header: DELIVERY.to_owned()
+            })
         );
     }
 }

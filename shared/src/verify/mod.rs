@@ -6,6 +6,10 @@
 //! Every scheme verifies the raw body bytes, compares in constant time, accepts any of
 //! several signatures in a header and any key of the [`KeyRing`] (rotation), and, where the
 //! scheme signs a timestamp, refuses one outside a two-sided window.
+//!
+//! Every scheme can also sign a delivery the way its provider does
+//! ([`SignatureScheme::sign`]), so that sample events and test deliveries are made by the
+//! same code that checks them, and each scheme's tests prove the two agree.
 
 pub mod generic;
 pub mod github;
@@ -29,7 +33,7 @@ use crate::config::{ConfigError, Env};
 use crate::idempotency::{IdempotencyKey, InvalidStableId};
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::{KeyEncoding, KeyRing};
+use crate::secret::{KeyEncoding, KeyRing, SigningKey};
 
 /// A provider's signature scheme and where it keeps an event's id and type.
 pub trait SignatureScheme: Send + Sync + fmt::Debug {
@@ -56,6 +60,32 @@ pub trait SignatureScheme: Send + Sync + fmt::Debug {
     /// Lowercase names of the headers copied into the envelope, besides `content-type` and
     /// `user-agent`. Signature headers are never among them.
     fn forwarded_headers(&self) -> Vec<String>;
+
+    /// Signs a delivery as the provider would, with one key.
+    ///
+    /// Returns the headers, lowercase names, that carry the signature and whatever else it
+    /// covers: the timestamp, and the id where the scheme signs one. A request with these
+    /// headers and `delivery.body` passes [`check_signature`] with a ring holding `key`
+    /// whenever `delivery.signed_at` is within the window. Headers the provider sends
+    /// beside the signature (the event type, a delivery id it does not sign) are the
+    /// caller's to add.
+    ///
+    /// [`check_signature`]: SignatureScheme::check_signature
+    fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)>;
+}
+
+/// A delivery to be signed, as a provider has it just before sending.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingDelivery<'a> {
+    /// The exact body bytes that will be sent.
+    pub body: &'a [u8],
+    /// When the provider signs it; schemes that sign no timestamp ignore it. Sub-second
+    /// precision is dropped, as every scheme signs unix seconds.
+    pub signed_at: OffsetDateTime,
+    /// The provider's id for the delivery. Only schemes that sign an id (Standard Webhooks,
+    /// a generic `{id}` template) use it; the others' providers send their id in a header
+    /// of their own or in the body, which the caller provides.
+    pub id: &'a str,
 }
 
 /// The scheme for a provider, configured from the environment (only the generic scheme
@@ -259,8 +289,8 @@ pub fn verify(
 /// HMAC-SHA256 over the concatenation of `parts`, so signed content such as
 /// `{t}.{body}` is never copied into one buffer.
 pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     for part in parts {
         mac.update(part);
     }
@@ -284,9 +314,11 @@ pub(crate) fn any_signature_matches(
 
 /// A signed unix timestamp in seconds, read from a header.
 pub(crate) fn unix_timestamp(request: &InboundRequest, header: &str) -> Result<i64, AuthFailure> {
-    let value = request.header(header).ok_or_else(|| AuthFailure::MissingTimestamp {
-        header: header.to_owned(),
-    })?;
+    let value = request
+        .header(header)
+        .ok_or_else(|| AuthFailure::MissingTimestamp {
+            header: header.to_owned(),
+        })?;
     parse_unix_seconds(value).ok_or_else(|| AuthFailure::MalformedTimestamp {
         header: header.to_owned(),
     })
@@ -316,7 +348,8 @@ pub(crate) fn check_window(
 
 /// The body as JSON, for schemes that read the id or type from it.
 pub(crate) fn json_body(request: &InboundRequest) -> Result<serde_json::Value, MalformedRequest> {
-    serde_json::from_slice(&request.body).map_err(|error| MalformedRequest::BodyNotJson(error.to_string()))
+    serde_json::from_slice(&request.body)
+        .map_err(|error| MalformedRequest::BodyNotJson(error.to_string()))
 }
 
 /// A string at a dot-separated path (`event.type`) in a JSON document.
@@ -324,6 +357,16 @@ pub(crate) fn json_str<'a>(document: &'a serde_json::Value, path: &str) -> Optio
     path.split('.')
         .try_fold(document, |node, field| node.get(field))
         .and_then(serde_json::Value::as_str)
+}
+
+/// One `(name, value)` pair of a signed delivery's headers.
+pub(crate) fn header(name: &str, value: impl Into<String>) -> (String, String) {
+    (name.to_owned(), value.into())
+}
+
+pub(crate) fn encode_base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 pub(crate) fn decode_hex(value: &str) -> Option<Vec<u8>> {
@@ -358,8 +401,38 @@ pub(crate) mod test_support {
         hex::encode(hmac_sha256(secret.as_bytes(), &[content]))
     }
 
-    pub fn expect_auth_failure(result: Result<(), AuthFailure>) -> AuthFailure {
-        result.expect_err("the request must be refused")
+    pub fn raw_key(secret: &str) -> SigningKey {
+        SigningKey::parse(secret, KeyEncoding::Raw).unwrap()
+    }
+
+    /// A delivery to sign; the id is one no test relies on unless it sets its own.
+    pub fn outgoing(body: &str, signed_at: i64) -> OutgoingDelivery<'_> {
+        OutgoingDelivery {
+            body: body.as_bytes(),
+            signed_at: at(signed_at),
+            id: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+        }
+    }
+
+    /// The request a provider sends: `body` with the headers [`SignatureScheme::sign`]
+    /// returned, plus any others.
+    pub fn request_with(body: &str, headers: &[(String, String)]) -> InboundRequest {
+        headers.iter().fold(
+            InboundRequest::post(body.to_owned()),
+            |request, (name, value)| request.with_header(name, value),
+        )
+    }
+
+    /// The same request with the first ASCII digit of its body changed, keeping it JSON.
+    pub fn with_one_byte_changed(mut request: InboundRequest) -> InboundRequest {
+        let mut body = request.body.to_vec();
+        let digit = body
+            .iter_mut()
+            .find(|byte| byte.is_ascii_digit())
+            .expect("a body with a digit");
+        *digit = if *digit == b'9' { b'0' } else { *digit + 1 };
+        request.body = body.into();
+        request
     }
 }
 
@@ -388,7 +461,15 @@ mod tests {
 
     #[test]
     fn a_timestamp_that_is_not_plain_digits_is_malformed() {
-        for bad in ["", "-5", "+5", "1.5", "12 34", "0x10", "99999999999999999999999"] {
+        for bad in [
+            "",
+            "-5",
+            "+5",
+            "1.5",
+            "12 34",
+            "0x10",
+            "99999999999999999999999",
+        ] {
             assert_eq!(parse_unix_seconds(bad), None, "{bad:?}");
         }
     }
@@ -403,7 +484,11 @@ mod tests {
     #[test]
     fn a_signature_of_another_length_never_matches() {
         let signature = hmac_sha256(b"k", &[b"body"]);
-        assert!(!any_signature_matches(&keys("k"), &[signature[..31].to_vec()], &[b"body"]));
+        assert!(!any_signature_matches(
+            &keys("k"),
+            &[signature[..31].to_vec()],
+            &[b"body"]
+        ));
     }
 
     #[test]

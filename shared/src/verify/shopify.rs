@@ -9,12 +9,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_base64, AuthFailure, Delivery, MalformedRequest,
-    SignatureScheme,
+    any_signature_matches, decode_base64, encode_base64, header, hmac_sha256, AuthFailure,
+    Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::KeyRing;
+use crate::secret::{KeyRing, SigningKey};
 
 const SIGNATURE: &str = "x-shopify-hmac-sha256";
 const WEBHOOK_ID: &str = "x-shopify-webhook-id";
@@ -36,9 +36,11 @@ impl SignatureScheme for Shopify {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request.header(SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
-            header: SIGNATURE.to_owned(),
-        })?;
+        let header = request
+            .header(SIGNATURE)
+            .ok_or_else(|| AuthFailure::MissingSignature {
+                header: SIGNATURE.to_owned(),
+            })?;
         let signature = decode_base64(header).ok_or_else(|| AuthFailure::MalformedSignature {
             header: SIGNATURE.to_owned(),
         })?;
@@ -50,10 +52,14 @@ impl SignatureScheme for Shopify {
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
-        let topic = request.header(TOPIC).ok_or_else(|| MalformedRequest::MissingHeader {
-            header: TOPIC.to_owned(),
-        })?;
-        let id = request.header(WEBHOOK_ID).or_else(|| request.header(EVENT_ID));
+        let topic = request
+            .header(TOPIC)
+            .ok_or_else(|| MalformedRequest::MissingHeader {
+                header: TOPIC.to_owned(),
+            })?;
+        let id = request
+            .header(WEBHOOK_ID)
+            .or_else(|| request.header(EVENT_ID));
         Ok(Delivery::event(id.map(str::to_owned), topic))
     }
 
@@ -68,6 +74,11 @@ impl SignatureScheme for Shopify {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
+        let signature = hmac_sha256(key.as_bytes(), &[delivery.body]);
+        vec![header(SIGNATURE, encode_base64(&signature))]
     }
 }
 
@@ -114,10 +125,29 @@ mod tests {
 
     #[test]
     fn rejects_another_secret_and_a_changed_body() {
-        assert_eq!(check(&request(KNOWN), "hush!"), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check(&request(KNOWN), "hush!"),
+            Err(AuthFailure::SignatureMismatch)
+        );
         let mut changed = request(KNOWN);
         changed.body = bytes::Bytes::from(BODY.replace("jon", "jan"));
         assert_eq!(check(&changed, "hush"), Err(AuthFailure::SignatureMismatch));
+    }
+
+    #[test]
+    fn signing_reproduces_the_known_answer_vector() {
+        let headers = Shopify.sign(&outgoing(BODY, 0), &raw_key("hush"));
+        assert_eq!(headers, [(SIGNATURE.to_owned(), KNOWN.to_owned())]);
+    }
+
+    #[test]
+    fn a_signed_delivery_verifies_and_fails_once_tampered_with() {
+        let request = request_with(BODY, &Shopify.sign(&outgoing(BODY, 0), &raw_key("hush")));
+        assert_eq!(check(&request, "hush"), Ok(()));
+        assert_eq!(
+            check(&with_one_byte_changed(request), "hush"),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -125,16 +155,28 @@ mod tests {
         let both = request(KNOWN)
             .with_header("X-Shopify-Webhook-Id", "b54557e4")
             .with_header("X-Shopify-Event-Id", "98880550");
-        assert_eq!(Shopify.describe(&both).unwrap().stable_id.as_deref(), Some("b54557e4"));
+        assert_eq!(
+            Shopify.describe(&both).unwrap().stable_id.as_deref(),
+            Some("b54557e4")
+        );
         let event_only = request(KNOWN).with_header("X-Shopify-Event-Id", "98880550");
-        assert_eq!(Shopify.describe(&event_only).unwrap().stable_id.as_deref(), Some("98880550"));
+        assert_eq!(
+            Shopify.describe(&event_only).unwrap().stable_id.as_deref(),
+            Some("98880550")
+        );
         assert_eq!(Shopify.describe(&request(KNOWN)).unwrap().stable_id, None);
     }
 
     #[test]
     fn the_type_is_the_topic_and_is_required() {
-        assert_eq!(Shopify.describe(&request(KNOWN)).unwrap().event_type, "orders/create");
+        assert_eq!(
+            Shopify.describe(&request(KNOWN)).unwrap().event_type,
+            "orders/create"
+        );
         let untyped = InboundRequest::post(BODY);
-        assert!(matches!(Shopify.describe(&untyped), Err(MalformedRequest::MissingHeader { .. })));
+        assert!(matches!(
+            Shopify.describe(&untyped),
+            Err(MalformedRequest::MissingHeader { .. })
+        ));
     }
 }

@@ -12,12 +12,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_hex, json_body, json_str, unix_timestamp,
-    AuthFailure, Delivery, Handshake, MalformedRequest, SignatureScheme,
+    any_signature_matches, check_window, decode_hex, header, hmac_sha256, json_body, json_str,
+    unix_timestamp, AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery,
+    SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::KeyRing;
+use crate::secret::{KeyRing, SigningKey};
 
 const SIGNATURE: &str = "x-slack-signature";
 const TIMESTAMP: &str = "x-slack-request-timestamp";
@@ -37,9 +38,11 @@ impl SignatureScheme for Slack {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request.header(SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
-            header: SIGNATURE.to_owned(),
-        })?;
+        let header = request
+            .header(SIGNATURE)
+            .ok_or_else(|| AuthFailure::MissingSignature {
+                header: SIGNATURE.to_owned(),
+            })?;
         let signature = header
             .strip_prefix("v0=")
             .and_then(decode_hex)
@@ -65,7 +68,8 @@ impl SignatureScheme for Slack {
             return Ok(describe_form(request));
         }
         let body = json_body(request)?;
-        let kind = json_str(&body, "type").ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
+        let kind =
+            json_str(&body, "type").ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
         if kind == "url_verification" {
             let challenge = json_str(&body, "challenge")
                 .ok_or_else(|| MalformedRequest::MissingField("challenge".into()))?;
@@ -87,6 +91,16 @@ impl SignatureScheme for Slack {
         [TIMESTAMP, "x-slack-retry-num", "x-slack-retry-reason"]
             .map(str::to_owned)
             .to_vec()
+    }
+
+    fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
+        let timestamp = delivery.signed_at.unix_timestamp().to_string();
+        let signed = [b"v0:", timestamp.as_bytes(), b":", delivery.body];
+        let signature = hmac_sha256(key.as_bytes(), &signed);
+        vec![
+            header(TIMESTAMP, timestamp),
+            header(SIGNATURE, format!("v0={}", hex::encode(signature))),
+        ]
     }
 }
 
@@ -113,7 +127,8 @@ mod tests {
     const DOC_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
     const DOC_TIMESTAMP: i64 = 1_531_420_618;
     const DOC_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
-    const DOC_SIGNATURE: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+    const DOC_SIGNATURE: &str =
+        "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
     fn doc_request() -> InboundRequest {
         InboundRequest::post(DOC_BODY)
@@ -151,19 +166,31 @@ mod tests {
     #[test]
     fn accepts_the_slack_morphism_vector() {
         let request = InboundRequest::post("test-body")
-            .with_header(SIGNATURE, "v0=baa91ef62d346e56607bbdd278a8acd570b91226854f15a382f43d33be42f666")
+            .with_header(
+                SIGNATURE,
+                "v0=baa91ef62d346e56607bbdd278a8acd570b91226854f15a382f43d33be42f666",
+            )
             .with_header(TIMESTAMP, "1531420618");
-        assert_eq!(check_at(&request, "fa2c05deeef5a4077494e89f54394de0", 1_531_420_620), Ok(()));
+        assert_eq!(
+            check_at(&request, "fa2c05deeef5a4077494e89f54394de0", 1_531_420_620),
+            Ok(())
+        );
     }
 
     #[test]
     fn rejects_a_missing_or_unversioned_signature() {
         let mut request = doc_request();
         request.headers.remove(SIGNATURE);
-        assert!(matches!(check_at(&request, DOC_SECRET, DOC_TIMESTAMP), Err(AuthFailure::MissingSignature { .. })));
+        assert!(matches!(
+            check_at(&request, DOC_SECRET, DOC_TIMESTAMP),
+            Err(AuthFailure::MissingSignature { .. })
+        ));
         let unversioned = doc_request();
         let mut unversioned = unversioned;
-        unversioned.headers.insert(SIGNATURE, DOC_SIGNATURE.trim_start_matches("v0=").parse().unwrap());
+        unversioned.headers.insert(
+            SIGNATURE,
+            DOC_SIGNATURE.trim_start_matches("v0=").parse().unwrap(),
+        );
         assert!(matches!(
             check_at(&unversioned, DOC_SECRET, DOC_TIMESTAMP),
             Err(AuthFailure::MalformedSignature { .. })
@@ -174,44 +201,102 @@ mod tests {
     fn rejects_a_missing_or_malformed_timestamp() {
         let mut request = doc_request();
         request.headers.remove(TIMESTAMP);
-        assert!(matches!(check_at(&request, DOC_SECRET, DOC_TIMESTAMP), Err(AuthFailure::MissingTimestamp { .. })));
-        request.headers.insert(TIMESTAMP, "yesterday".parse().unwrap());
-        assert!(matches!(check_at(&request, DOC_SECRET, DOC_TIMESTAMP), Err(AuthFailure::MalformedTimestamp { .. })));
+        assert!(matches!(
+            check_at(&request, DOC_SECRET, DOC_TIMESTAMP),
+            Err(AuthFailure::MissingTimestamp { .. })
+        ));
+        request
+            .headers
+            .insert(TIMESTAMP, "yesterday".parse().unwrap());
+        assert!(matches!(
+            check_at(&request, DOC_SECRET, DOC_TIMESTAMP),
+            Err(AuthFailure::MalformedTimestamp { .. })
+        ));
     }
 
     #[test]
     fn rejects_stale_and_future_timestamps() {
         assert!(check_at(&doc_request(), DOC_SECRET, DOC_TIMESTAMP + 301).is_err());
         assert!(check_at(&doc_request(), DOC_SECRET, DOC_TIMESTAMP - 301).is_err());
-        assert_eq!(check_at(&doc_request(), DOC_SECRET, DOC_TIMESTAMP + 300), Ok(()));
+        assert_eq!(
+            check_at(&doc_request(), DOC_SECRET, DOC_TIMESTAMP + 300),
+            Ok(())
+        );
     }
 
     #[test]
     fn rejects_a_signature_made_for_another_timestamp() {
         let mut request = doc_request();
-        request.headers.insert(TIMESTAMP, (DOC_TIMESTAMP + 1).to_string().parse().unwrap());
-        assert_eq!(check_at(&request, DOC_SECRET, DOC_TIMESTAMP), Err(AuthFailure::SignatureMismatch));
+        request
+            .headers
+            .insert(TIMESTAMP, (DOC_TIMESTAMP + 1).to_string().parse().unwrap());
+        assert_eq!(
+            check_at(&request, DOC_SECRET, DOC_TIMESTAMP),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
     fn rejects_another_secret_and_a_changed_body() {
-        assert_eq!(check_at(&doc_request(), "another", DOC_TIMESTAMP), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check_at(&doc_request(), "another", DOC_TIMESTAMP),
+            Err(AuthFailure::SignatureMismatch)
+        );
         let mut changed = doc_request();
         changed.body = bytes::Bytes::from(DOC_BODY.replace("foobar", "foobaz"));
-        assert_eq!(check_at(&changed, DOC_SECRET, DOC_TIMESTAMP), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check_at(&changed, DOC_SECRET, DOC_TIMESTAMP),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn signing_reproduces_slacks_documented_example() {
+        let headers = Slack.sign(&outgoing(DOC_BODY, DOC_TIMESTAMP), &raw_key(DOC_SECRET));
+        assert_eq!(
+            headers,
+            [
+                (TIMESTAMP.to_owned(), DOC_TIMESTAMP.to_string()),
+                (SIGNATURE.to_owned(), DOC_SIGNATURE.to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_signed_delivery_verifies_until_it_is_stale_or_tampered_with() {
+        let body = r#"{"type":"event_callback","event_id":"Ev08MFMKH6","event_time":1531420618}"#;
+        let request = request_with(body, &Slack.sign(&outgoing(body, 1_000), &raw_key("s")));
+        assert_eq!(check_at(&request, "s", 1_000), Ok(()));
+        assert!(matches!(
+            check_at(&request, "s", 1_301),
+            Err(AuthFailure::TimestampOutsideWindow { .. })
+        ));
+        assert_eq!(
+            check_at(&with_one_byte_changed(request), "s", 1_000),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
     fn a_url_verification_is_a_handshake_echoing_the_challenge() {
-        let request = signed_json(r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#, 1);
+        let request = signed_json(
+            r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#,
+            1,
+        );
         let delivery = Slack.describe(&request).unwrap();
         let handshake = delivery.handshake.expect("a handshake");
-        assert_eq!(handshake.body, r#"{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#);
+        assert_eq!(
+            handshake.body,
+            r#"{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#
+        );
     }
 
     #[test]
     fn an_event_callback_is_keyed_by_event_id_and_typed_by_its_inner_event() {
-        let request = signed_json(r#"{"type":"event_callback","event_id":"Ev08MFMKH6","event":{"type":"app_mention","text":"hi"}}"#, 1);
+        let request = signed_json(
+            r#"{"type":"event_callback","event_id":"Ev08MFMKH6","event":{"type":"app_mention","text":"hi"}}"#,
+            1,
+        );
         assert_eq!(
             Slack.describe(&request).unwrap(),
             Delivery::event(Some("Ev08MFMKH6".into()), "app_mention")
@@ -228,6 +313,9 @@ mod tests {
     fn an_interactivity_payload_is_typed_by_its_payload_type() {
         let request = InboundRequest::post("payload=%7B%22type%22%3A%22block_actions%22%7D")
             .with_header("content-type", "application/x-www-form-urlencoded");
-        assert_eq!(Slack.describe(&request).unwrap().event_type, "block_actions");
+        assert_eq!(
+            Slack.describe(&request).unwrap().event_type,
+            "block_actions"
+        );
     }
 }

@@ -11,12 +11,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_base64, json_str, parse_unix_seconds,
-    AuthFailure, Delivery, MalformedRequest, SignatureScheme,
+    any_signature_matches, check_window, decode_base64, encode_base64, header, hmac_sha256,
+    json_str, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
+    SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::{KeyEncoding, KeyRing};
+use crate::secret::{KeyEncoding, KeyRing, SigningKey};
 
 const ID: [&str; 2] = ["webhook-id", "svix-id"];
 const TIMESTAMP: [&str; 2] = ["webhook-timestamp", "svix-timestamp"];
@@ -49,18 +50,21 @@ impl SignatureScheme for StandardWebhooks {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = first_header(request, SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
-            header: SIGNATURE[0].to_owned(),
-        })?;
+        let header =
+            first_header(request, SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
+                header: SIGNATURE[0].to_owned(),
+            })?;
         let id = first_header(request, ID).ok_or_else(|| AuthFailure::MissingSignedHeader {
             header: ID[0].to_owned(),
         })?;
-        let timestamp = first_header(request, TIMESTAMP).ok_or_else(|| AuthFailure::MissingTimestamp {
-            header: TIMESTAMP[0].to_owned(),
-        })?;
-        let signed_at = parse_unix_seconds(timestamp).ok_or_else(|| AuthFailure::MalformedTimestamp {
-            header: TIMESTAMP[0].to_owned(),
-        })?;
+        let timestamp =
+            first_header(request, TIMESTAMP).ok_or_else(|| AuthFailure::MissingTimestamp {
+                header: TIMESTAMP[0].to_owned(),
+            })?;
+        let signed_at =
+            parse_unix_seconds(timestamp).ok_or_else(|| AuthFailure::MalformedTimestamp {
+                header: TIMESTAMP[0].to_owned(),
+            })?;
         check_window(signed_at, now, tolerance)?;
 
         let v1_entries: Vec<&str> = header
@@ -73,7 +77,13 @@ impl SignatureScheme for StandardWebhooks {
             });
         }
         let candidates: Vec<Vec<u8>> = v1_entries.into_iter().filter_map(decode_base64).collect();
-        let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", &request.body];
+        let signed = [
+            id.as_bytes(),
+            b".",
+            timestamp.as_bytes(),
+            b".",
+            &request.body,
+        ];
         if any_signature_matches(keys, &candidates, &signed) {
             Ok(())
         } else {
@@ -96,6 +106,26 @@ impl SignatureScheme for StandardWebhooks {
         [ID[0], TIMESTAMP[0], ID[1], TIMESTAMP[1]]
             .map(str::to_owned)
             .to_vec()
+    }
+
+    /// The specification's `webhook-*` headers, with one `v1` signature; `key` is the
+    /// decoded secret, as [`KeyEncoding::StandardWebhooks`] parses it.
+    fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
+        let timestamp = delivery.signed_at.unix_timestamp().to_string();
+        let id = delivery.id;
+        let signed = [
+            id.as_bytes(),
+            b".",
+            timestamp.as_bytes(),
+            b".",
+            delivery.body,
+        ];
+        let signature = hmac_sha256(key.as_bytes(), &signed);
+        vec![
+            header(ID[0], id),
+            header(TIMESTAMP[0], timestamp),
+            header(SIGNATURE[0], format!("v1,{}", encode_base64(&signature))),
+        ]
     }
 }
 
@@ -136,9 +166,15 @@ mod tests {
         let request = InboundRequest::post(r#"{"test": 2432232314}"#)
             .with_header("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")
             .with_header("webhook-timestamp", "1614265330")
-            .with_header("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+            .with_header(
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            );
         let keys = ring("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        assert_eq!(StandardWebhooks.check_signature(&request, &keys, at(1_614_265_330), WINDOW), Ok(()));
+        assert_eq!(
+            StandardWebhooks.check_signature(&request, &keys, at(1_614_265_330), WINDOW),
+            Ok(())
+        );
     }
 
     #[test]
@@ -156,8 +192,20 @@ mod tests {
     #[test]
     fn accepts_a_list_of_signatures_containing_one_valid_and_unknown_versions() {
         let others = "v1,tFtCZ5RDCPxzWQRWXWPgrCgE2frDBe9gjpbWQxnVfsQ= v1,Mm7xgUVICxZfQ3bgf0h0Dof65L/IFx+PnZvnDWPCX6Q= v2,abc=";
-        assert_eq!(check_at(&request(&format!("{others} {VALID} v1,9DfC1c3eeOrXB6w/5dIDydLNQaEyww5KalE5jLBZucE="), TS), TS), Ok(()));
-        assert_eq!(check_at(&request(others, TS), TS), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check_at(
+                &request(
+                    &format!("{others} {VALID} v1,9DfC1c3eeOrXB6w/5dIDydLNQaEyww5KalE5jLBZucE="),
+                    TS
+                ),
+                TS
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_at(&request(others, TS), TS),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -170,24 +218,46 @@ mod tests {
 
     #[test]
     fn rejects_timestamps_one_second_outside_the_window_either_way() {
-        assert!(matches!(check_at(&request(VALID, TS), TS + 301), Err(AuthFailure::TimestampOutsideWindow { .. })));
-        assert!(matches!(check_at(&request(VALID, TS), TS - 301), Err(AuthFailure::TimestampOutsideWindow { .. })));
+        assert!(matches!(
+            check_at(&request(VALID, TS), TS + 301),
+            Err(AuthFailure::TimestampOutsideWindow { .. })
+        ));
+        assert!(matches!(
+            check_at(&request(VALID, TS), TS - 301),
+            Err(AuthFailure::TimestampOutsideWindow { .. })
+        ));
     }
 
     #[test]
     fn rejects_a_signature_made_for_another_timestamp() {
-        assert_eq!(check_at(&request(VALID, TS + 1), TS), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check_at(&request(VALID, TS + 1), TS),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
     fn rejects_a_changed_id_body_or_secret() {
         let mut changed_id = request(VALID, TS);
-        changed_id.headers.insert("webhook-id", "msg_other".parse().unwrap());
-        assert_eq!(check_at(&changed_id, TS), Err(AuthFailure::SignatureMismatch));
+        changed_id
+            .headers
+            .insert("webhook-id", "msg_other".parse().unwrap());
+        assert_eq!(
+            check_at(&changed_id, TS),
+            Err(AuthFailure::SignatureMismatch)
+        );
         let mut changed_body = request(VALID, TS);
         changed_body.body = bytes::Bytes::from(BODY.replace("test_user", "test_usep"));
-        assert_eq!(check_at(&changed_body, TS), Err(AuthFailure::SignatureMismatch));
-        let other_secret = StandardWebhooks.check_signature(&request(VALID, TS), &ring("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), at(TS), WINDOW);
+        assert_eq!(
+            check_at(&changed_body, TS),
+            Err(AuthFailure::SignatureMismatch)
+        );
+        let other_secret = StandardWebhooks.check_signature(
+            &request(VALID, TS),
+            &ring("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            at(TS),
+            WINDOW,
+        );
         assert_eq!(other_secret, Err(AuthFailure::SignatureMismatch));
     }
 
@@ -196,10 +266,54 @@ mod tests {
         let no_signature = InboundRequest::post(BODY)
             .with_header("webhook-id", ID_VALUE)
             .with_header("webhook-timestamp", &TS.to_string());
-        assert!(matches!(check_at(&no_signature, TS), Err(AuthFailure::MissingSignature { .. })));
+        assert!(matches!(
+            check_at(&no_signature, TS),
+            Err(AuthFailure::MissingSignature { .. })
+        ));
         let mut no_timestamp = request(VALID, TS);
         no_timestamp.headers.remove("webhook-timestamp");
-        assert!(matches!(check_at(&no_timestamp, TS), Err(AuthFailure::MissingTimestamp { .. })));
+        assert!(matches!(
+            check_at(&no_timestamp, TS),
+            Err(AuthFailure::MissingTimestamp { .. })
+        ));
+    }
+
+    #[test]
+    fn signing_reproduces_the_specifications_rust_vector() {
+        let key = SigningKey::parse(SECRET, KeyEncoding::StandardWebhooks).unwrap();
+        let delivery = OutgoingDelivery {
+            id: ID_VALUE,
+            ..outgoing(BODY, TS)
+        };
+        assert_eq!(
+            StandardWebhooks.sign(&delivery, &key),
+            [
+                ("webhook-id".to_owned(), ID_VALUE.to_owned()),
+                ("webhook-timestamp".to_owned(), TS.to_string()),
+                ("webhook-signature".to_owned(), VALID.to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_signed_delivery_verifies_until_it_is_stale_or_tampered_with() {
+        let key = SigningKey::parse(SECRET, KeyEncoding::StandardWebhooks).unwrap();
+        let body = r#"{"type":"response.completed","created_at":1719168000}"#;
+        let request = request_with(body, &StandardWebhooks.sign(&outgoing(body, TS), &key));
+        assert_eq!(check_at(&request, TS), Ok(()));
+        assert!(matches!(
+            check_at(&request, TS + 301),
+            Err(AuthFailure::TimestampOutsideWindow { .. })
+        ));
+        let mut other_id = request.clone();
+        other_id
+            .headers
+            .insert("webhook-id", "msg_other".parse().unwrap());
+        assert_eq!(check_at(&other_id, TS), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check_at(&with_one_byte_changed(request), TS),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -209,14 +323,28 @@ mod tests {
             .with_header("svix-timestamp", &TS.to_string())
             .with_header("svix-signature", VALID);
         assert_eq!(check_at(&request, TS), Ok(()));
-        assert_eq!(StandardWebhooks.describe(&request).unwrap().stable_id.as_deref(), Some(ID_VALUE));
+        assert_eq!(
+            StandardWebhooks
+                .describe(&request)
+                .unwrap()
+                .stable_id
+                .as_deref(),
+            Some(ID_VALUE)
+        );
     }
 
     #[test]
     fn the_type_comes_from_the_body_when_present() {
-        let typed = InboundRequest::post(r#"{"type":"email.sent"}"#).with_header("webhook-id", "msg_1");
-        assert_eq!(StandardWebhooks.describe(&typed).unwrap(), Delivery::event(Some("msg_1".into()), "email.sent"));
+        let typed =
+            InboundRequest::post(r#"{"type":"email.sent"}"#).with_header("webhook-id", "msg_1");
+        assert_eq!(
+            StandardWebhooks.describe(&typed).unwrap(),
+            Delivery::event(Some("msg_1".into()), "email.sent")
+        );
         let untyped = InboundRequest::post("plain text").with_header("webhook-id", "msg_2");
-        assert_eq!(StandardWebhooks.describe(&untyped).unwrap().event_type, UNTYPED_EVENT);
+        assert_eq!(
+            StandardWebhooks.describe(&untyped).unwrap().event_type,
+            UNTYPED_EVENT
+        );
     }
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_hex, json_body, json_str, parse_unix_seconds,
-    AuthFailure, Delivery, MalformedRequest, SignatureScheme,
+    any_signature_matches, check_window, decode_hex, header, hmac_sha256, json_body, json_str,
+    parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::KeyRing;
+use crate::secret::{KeyRing, SigningKey};
 
 const SIGNATURE: &str = "stripe-signature";
 
@@ -59,9 +59,11 @@ impl SignatureScheme for Stripe {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request.header(SIGNATURE).ok_or_else(|| AuthFailure::MissingSignature {
-            header: SIGNATURE.to_owned(),
-        })?;
+        let header = request
+            .header(SIGNATURE)
+            .ok_or_else(|| AuthFailure::MissingSignature {
+                header: SIGNATURE.to_owned(),
+            })?;
         let parsed = parse_header(header).ok_or_else(|| AuthFailure::MalformedSignature {
             header: SIGNATURE.to_owned(),
         })?;
@@ -77,14 +79,25 @@ impl SignatureScheme for Stripe {
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
         let event = json_body(request)?;
-        let id = json_str(&event, "id").ok_or_else(|| MalformedRequest::MissingField("id".into()))?;
-        let event_type =
-            json_str(&event, "type").ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
+        let id =
+            json_str(&event, "id").ok_or_else(|| MalformedRequest::MissingField("id".into()))?;
+        let event_type = json_str(&event, "type")
+            .ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
         Ok(Delivery::event(Some(id.to_owned()), event_type))
     }
 
     fn forwarded_headers(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// One `v1` signature, as Stripe sends outside a secret roll.
+    fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
+        let timestamp = delivery.signed_at.unix_timestamp().to_string();
+        let signature = hmac_sha256(key.as_bytes(), &[timestamp.as_bytes(), b".", delivery.body]);
+        vec![header(
+            SIGNATURE,
+            format!("t={timestamp},v1={}", hex::encode(signature)),
+        )]
     }
 }
 
@@ -125,7 +138,10 @@ mod tests {
     #[test]
     fn rejects_a_header_without_a_v1_signature() {
         let header = format!("t={T},v0={KNOWN}");
-        assert!(matches!(check_at(&request(&header), T), Err(AuthFailure::MalformedSignature { .. })));
+        assert!(matches!(
+            check_at(&request(&header), T),
+            Err(AuthFailure::MalformedSignature { .. })
+        ));
     }
 
     #[test]
@@ -147,20 +163,29 @@ mod tests {
     #[test]
     fn rejects_a_stripe_signature_older_than_the_tolerance() {
         let result = check_at(&request(&format!("t={T},v1={KNOWN}")), T + 301);
-        assert_eq!(result, Err(AuthFailure::TimestampOutsideWindow { skew_secs: 301 }));
+        assert_eq!(
+            result,
+            Err(AuthFailure::TimestampOutsideWindow { skew_secs: 301 })
+        );
     }
 
     #[test]
     fn rejects_a_timestamp_from_the_future() {
         let t = T + 301;
         let result = check_at(&request(&format!("t={t},v1={}", sign(t))), T);
-        assert_eq!(result, Err(AuthFailure::TimestampOutsideWindow { skew_secs: -301 }));
+        assert_eq!(
+            result,
+            Err(AuthFailure::TimestampOutsideWindow { skew_secs: -301 })
+        );
     }
 
     #[test]
     fn rejects_a_signature_made_for_another_timestamp() {
         let header = format!("t={},v1={KNOWN}", T + 1);
-        assert_eq!(check_at(&request(&header), T), Err(AuthFailure::SignatureMismatch));
+        assert_eq!(
+            check_at(&request(&header), T),
+            Err(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -182,17 +207,54 @@ mod tests {
     }
 
     #[test]
+    fn signing_reproduces_the_known_answer_vector() {
+        let headers = Stripe.sign(&outgoing(BODY, T), &raw_key(SECRET));
+        assert_eq!(
+            headers,
+            [(SIGNATURE.to_owned(), format!("t={T},v1={KNOWN}"))]
+        );
+    }
+
+    #[test]
+    fn a_signed_delivery_verifies_until_it_is_stale_or_tampered_with() {
+        let headers = Stripe.sign(&outgoing(BODY, T + 60), &raw_key(SECRET));
+        let request = request_with(BODY, &headers);
+        assert_eq!(check_at(&request, T + 60), Ok(()));
+        assert_eq!(
+            check_at(&request, T + 60 + 301),
+            Err(AuthFailure::TimestampOutsideWindow { skew_secs: 301 })
+        );
+        let tampered = InboundRequest {
+            body: bytes::Bytes::from(BODY.replace("evt_test", "evt_tesu")),
+            ..request
+        };
+        assert_eq!(
+            check_at(&tampered, T + 60),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
     fn the_key_is_the_event_id_and_the_type_its_type() {
         let body = r#"{"id":"evt_1","type":"invoice.paid","object":"event"}"#;
         let delivery = Stripe.describe(&InboundRequest::post(body)).unwrap();
-        assert_eq!(delivery, Delivery::event(Some("evt_1".into()), "invoice.paid"));
+        assert_eq!(
+            delivery,
+            Delivery::event(Some("evt_1".into()), "invoice.paid")
+        );
     }
 
     #[test]
     fn an_event_without_an_id_or_not_json_is_malformed() {
         let no_id = InboundRequest::post(r#"{"type":"invoice.paid"}"#);
-        assert_eq!(Stripe.describe(&no_id), Err(MalformedRequest::MissingField("id".into())));
+        assert_eq!(
+            Stripe.describe(&no_id),
+            Err(MalformedRequest::MissingField("id".into()))
+        );
         let not_json = InboundRequest::post("id=evt_1");
-        assert!(matches!(Stripe.describe(&not_json), Err(MalformedRequest::BodyNotJson(_))));
+        assert!(matches!(
+            Stripe.describe(&not_json),
+            Err(MalformedRequest::BodyNotJson(_))
+        ));
     }
 }

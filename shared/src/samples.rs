@@ -1,0 +1,751 @@
+//! Sample deliveries for every provider, signed with public test secrets, as API Gateway
+//! (HTTP API, payload format 2.0) hands them to a receiver.
+//!
+//! The payloads live in `events/payloads/<provider>/`: `<name>.json` is the body exactly as
+//! the provider sends it (less the file's final newline), `<name>.headers` the headers it
+//! sends beside the signature, one `Name: value` a line. They are compiled in, so the
+//! `hookgate` tool and the tests sign the very same bytes. Signing is done here, by each
+//! scheme's own [`SignatureScheme::sign`], at a time the caller chooses: a timestamped
+//! signature goes stale within minutes, so the events in `events/<provider>/` are
+//! regenerated (`hookgate events`) rather than kept by hand.
+//!
+//! Besides one genuine event per payload, each provider has events a receiver must refuse
+//! with 401 (see [`Variant`]), all made from its first payload.
+//!
+//! The secrets here are published in `events/README.md` and sign nothing but samples: they
+//! must never be configured on a deployed receiver.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::provider::Provider;
+use crate::secret::SigningKey;
+use crate::verify::{scheme_for, OutgoingDelivery, SignatureScheme};
+
+/// Public, test-only: the GitHub samples' webhook secret.
+pub const GITHUB_TEST_SECRET: &str = "hookgate-test-github-secret";
+/// Public, test-only: the Stripe samples' endpoint signing secret (used as its literal
+/// bytes, as Stripe does).
+pub const STRIPE_TEST_SECRET: &str = "whsec_hookgate_test_stripe_secret";
+/// Public, test-only: the Shopify samples' app client secret.
+pub const SHOPIFY_TEST_SECRET: &str = "hookgate-test-shopify-secret";
+/// Public, test-only: the Slack samples' signing secret.
+pub const SLACK_TEST_SECRET: &str = "hookgate-test-slack-signing-secret";
+/// Public, test-only: the Standard Webhooks samples' secret; the key is its base64 part
+/// decoded, `hookgate-test-standard-secret`.
+pub const STANDARD_TEST_SECRET: &str = "whsec_aG9va2dhdGUtdGVzdC1zdGFuZGFyZC1zZWNyZXQ=";
+/// Public, test-only: the generic samples' secret.
+pub const GENERIC_TEST_SECRET: &str = "hookgate-test-generic-secret";
+
+/// The generic receiver's settings for the samples, which come from a fictional "AgentX"
+/// sender: `X-AgentX-Signature: sha256=<hex>` over `{timestamp}.{body}`.
+pub const GENERIC_TEST_SETTINGS: [(&str, &str); 6] = [
+    ("SIGNATURE_HEADER", "X-AgentX-Signature"),
+    ("SIGNATURE_PREFIX", "sha256="),
+    ("TIMESTAMP_HEADER", "X-AgentX-Timestamp"),
+    ("SIGNED_CONTENT", "{timestamp}.{body}"),
+    ("ID_HEADER", "X-AgentX-Delivery"),
+    ("EVENT_TYPE_FIELD", "type"),
+];
+
+/// How long before it reaches API Gateway a stale sample was signed: twice the default
+/// replay window, so it is refused unless `SIGNATURE_TOLERANCE_SECS` is raised past 600.
+pub const STALE_BY_SECS: i64 = 600;
+
+/// The secret that signs a provider's samples.
+pub const fn test_secret(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Github => GITHUB_TEST_SECRET,
+        Provider::Stripe => STRIPE_TEST_SECRET,
+        Provider::Shopify => SHOPIFY_TEST_SECRET,
+        Provider::Slack => SLACK_TEST_SECRET,
+        Provider::Standard => STANDARD_TEST_SECRET,
+        Provider::Generic => GENERIC_TEST_SECRET,
+    }
+}
+
+/// The secret that signs a provider's `rejected-wrong-secret` sample: well-formed for the
+/// scheme, but not the one the receiver is configured with.
+pub const fn wrong_secret(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Stripe => "whsec_hookgate_test_wrong_secret",
+        // base64 of `hookgate-test-wrong-secret`.
+        Provider::Standard => "whsec_aG9va2dhdGUtdGVzdC13cm9uZy1zZWNyZXQ=",
+        _ => "hookgate-test-wrong-secret",
+    }
+}
+
+/// The environment a receiver needs, besides `QUEUE_URL`, to accept the provider's
+/// genuine samples: `WEBHOOK_SECRET`, plus the generic scheme's settings.
+pub fn receiver_environment(provider: Provider) -> Vec<(&'static str, String)> {
+    let mut environment = vec![("WEBHOOK_SECRET", test_secret(provider).to_owned())];
+    if provider == Provider::Generic {
+        environment.extend(
+            GENERIC_TEST_SETTINGS
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned())),
+        );
+    }
+    environment
+}
+
+/// The scheme a receiver configured with [`receiver_environment`] uses.
+pub fn sample_scheme(provider: Provider) -> Box<dyn SignatureScheme> {
+    let environment: HashMap<String, String> = receiver_environment(provider)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    scheme_for(provider, &environment).expect("the sample settings are a valid configuration")
+}
+
+/// What a sample event is, and so what a receiver must answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Signed with the test secret at the time it arrives: queued (202), or for a
+    /// handshake answered directly (200).
+    Genuine,
+    /// Signed, then one byte of the body changed (its first digit): 401.
+    TamperedBody,
+    /// Signed with [`wrong_secret`]: 401.
+    WrongSecret,
+    /// Signed [`STALE_BY_SECS`] before it arrives: 401. Only for schemes that sign a
+    /// timestamp.
+    StaleTimestamp,
+}
+
+impl Variant {
+    pub fn is_rejected(self) -> bool {
+        self != Variant::Genuine
+    }
+}
+
+/// One payload a provider sends, as kept in `events/payloads/`.
+#[derive(Debug)]
+struct Payload {
+    provider: Provider,
+    name: &'static str,
+    body: &'static str,
+    headers: &'static str,
+}
+
+macro_rules! payload {
+    ($provider:ident, $dir:literal, $name:literal) => {
+        Payload {
+            provider: Provider::$provider,
+            name: $name,
+            body: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../events/payloads/",
+                $dir,
+                "/",
+                $name,
+                ".json"
+            )),
+            headers: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../events/payloads/",
+                $dir,
+                "/",
+                $name,
+                ".headers"
+            )),
+        }
+    };
+}
+
+/// Every payload; a provider's first is the one its rejected samples are made from.
+static PAYLOADS: [Payload; 7] = [
+    payload!(Github, "github", "pull_request.opened"),
+    payload!(Stripe, "stripe", "invoice.paid"),
+    payload!(Shopify, "shopify", "orders-create"),
+    payload!(Slack, "slack", "app_mention"),
+    payload!(Slack, "slack", "url_verification"),
+    payload!(Standard, "standard", "response.completed"),
+    payload!(Generic, "generic", "task.completed"),
+];
+
+impl Payload {
+    /// The file's content less its final newline, so the file can end like any text file
+    /// while the body stays byte for byte what the provider sends.
+    fn body(&self) -> &'static str {
+        self.body.strip_suffix('\n').unwrap_or(self.body)
+    }
+
+    /// Lowercase names, as API Gateway passes them on. `{signed_at}` in a value stands for
+    /// the signing time, for headers such as `X-Shopify-Triggered-At`.
+    fn headers(&self, signed_at: OffsetDateTime) -> BTreeMap<String, String> {
+        self.headers
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let (name, value) = line
+                    .split_once(':')
+                    .expect("a payload's header lines are `Name: value`");
+                let value = value.trim().replace("{signed_at}", &rfc3339(signed_at));
+                (name.trim().to_ascii_lowercase(), value)
+            })
+            .collect()
+    }
+}
+
+/// The header that carries the provider's own delivery id, for schemes that sign it.
+fn delivery_id_header(provider: Provider) -> Option<&'static str> {
+    match provider {
+        Provider::Github => Some("x-github-delivery"),
+        Provider::Shopify => Some("x-shopify-webhook-id"),
+        Provider::Standard => Some("webhook-id"),
+        Provider::Generic => Some("x-agentx-delivery"),
+        // Their ids are in the body.
+        Provider::Stripe | Provider::Slack => None,
+    }
+}
+
+/// Whether the provider's scheme, as the samples configure it, signs a timestamp.
+fn signs_a_timestamp(provider: Provider) -> bool {
+    !matches!(provider, Provider::Github | Provider::Shopify)
+}
+
+/// A delivery as the provider sends it, before API Gateway: what `hookgate send` posts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleDelivery {
+    /// Lowercase names, signature headers included.
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// No sample event has the name asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("there is no {provider} sample event named `{name}` (known: {known})")]
+pub struct UnknownSample {
+    pub provider: Provider,
+    pub name: String,
+    pub known: String,
+}
+
+/// One file of `events/<provider>/`: a payload, signed genuinely or spoiled in one way.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleEvent {
+    payload: &'static Payload,
+    variant: Variant,
+}
+
+impl SampleEvent {
+    /// Every sample event, provider by provider: the genuine ones first, then the rejected.
+    pub fn all() -> Vec<SampleEvent> {
+        let mut events = Vec::new();
+        for provider in Provider::ALL {
+            let mut payloads = PAYLOADS
+                .iter()
+                .filter(|p| p.provider == provider)
+                .peekable();
+            let Some(&first) = payloads.peek() else {
+                continue;
+            };
+            events.extend(payloads.map(|payload| SampleEvent {
+                payload,
+                variant: Variant::Genuine,
+            }));
+            let mut rejected = vec![Variant::TamperedBody, Variant::WrongSecret];
+            if signs_a_timestamp(provider) {
+                rejected.push(Variant::StaleTimestamp);
+            }
+            events.extend(rejected.into_iter().map(|variant| SampleEvent {
+                payload: first,
+                variant,
+            }));
+        }
+        events
+    }
+
+    /// The provider's sample event of that name (its file name without `.json`).
+    pub fn find(provider: Provider, name: &str) -> Result<SampleEvent, UnknownSample> {
+        let events = Self::all().into_iter().filter(|e| e.provider() == provider);
+        let mut known = Vec::new();
+        for event in events {
+            if event.name() == name {
+                return Ok(event);
+            }
+            known.push(event.name());
+        }
+        Err(UnknownSample {
+            provider,
+            name: name.to_owned(),
+            known: known.join(", "),
+        })
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.payload.provider
+    }
+
+    /// The file name without `.json`: the payload's name for a genuine event,
+    /// `rejected-<why>` for the others.
+    pub fn name(&self) -> &'static str {
+        match self.variant {
+            Variant::Genuine => self.payload.name,
+            Variant::TamperedBody => "rejected-tampered-body",
+            Variant::WrongSecret => "rejected-wrong-secret",
+            Variant::StaleTimestamp => "rejected-stale-timestamp",
+        }
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// Where the event lives under `events/`: `<provider>/<name>.json`.
+    pub fn relative_path(&self) -> String {
+        format!("{}/{}.json", self.provider(), self.name())
+    }
+
+    /// The delivery as the provider sends it, arriving at `at`.
+    pub fn delivery(&self, at: OffsetDateTime) -> SampleDelivery {
+        let provider = self.provider();
+        let scheme = sample_scheme(provider);
+        let secret = match self.variant {
+            Variant::WrongSecret => wrong_secret(provider),
+            _ => test_secret(provider),
+        };
+        let key = SigningKey::parse(secret, scheme.key_encoding())
+            .expect("the sample secrets are valid for their schemes");
+        let signed_at = match self.variant {
+            Variant::StaleTimestamp => at - time::Duration::seconds(STALE_BY_SECS),
+            _ => at,
+        };
+        let mut headers = self.payload.headers(signed_at);
+        let id = delivery_id_header(provider)
+            .and_then(|name| headers.get(name))
+            .cloned()
+            .unwrap_or_default();
+        let body = self.payload.body();
+        let outgoing = OutgoingDelivery {
+            body: body.as_bytes(),
+            signed_at,
+            id: &id,
+        };
+        headers.extend(scheme.sign(&outgoing, &key));
+        let body = match self.variant {
+            Variant::TamperedBody => with_first_digit_changed(body),
+            _ => body.to_owned(),
+        };
+        SampleDelivery { headers, body }
+    }
+
+    /// The complete API Gateway HTTP API (payload format 2.0) event for the delivery
+    /// arriving at `at` (to the second), as `lambda_http` reads it and as `sam local invoke`
+    /// and `cargo lambda invoke` pass it on. Everything API Gateway would make up (request
+    /// id, trace id) is derived from the event and `at`, so the same inputs give the same
+    /// event.
+    pub fn api_gateway_event(&self, at: OffsetDateTime) -> serde_json::Value {
+        serde_json::to_value(self.http_api_event(at)).expect("an event always serializes")
+    }
+
+    /// The event as its file holds it: pretty JSON in a fixed field order, with a final
+    /// newline.
+    pub fn file_contents(&self, at: OffsetDateTime) -> String {
+        let mut json = serde_json::to_string_pretty(&self.http_api_event(at))
+            .expect("an event always serializes");
+        json.push('\n');
+        json
+    }
+
+    fn http_api_event(&self, at: OffsetDateTime) -> HttpApiEvent {
+        let at = at
+            .to_offset(UtcOffset::UTC)
+            .replace_nanosecond(0)
+            .unwrap_or(at);
+        let provider = self.provider();
+        let route_key = format!("ANY /webhooks/{provider}");
+        let path = format!("/webhooks/{provider}");
+        let SampleDelivery { mut headers, body } = self.delivery(at);
+        let seed: [u8; 32] =
+            Sha256::digest(format!("{}@{}", self.relative_path(), at.unix_timestamp())).into();
+        let source_ip = source_ip(provider).to_owned();
+        let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
+        headers.extend([
+            ("content-length".to_owned(), body.len().to_string()),
+            ("host".to_owned(), DOMAIN_NAME.to_owned()),
+            (
+                "x-amzn-trace-id".to_owned(),
+                format!(
+                    "Root=1-{:08x}-{}",
+                    at.unix_timestamp(),
+                    hex::encode(&seed[..12])
+                ),
+            ),
+            ("x-forwarded-for".to_owned(), source_ip.clone()),
+            ("x-forwarded-port".to_owned(), "443".to_owned()),
+            ("x-forwarded-proto".to_owned(), "https".to_owned()),
+        ]);
+        HttpApiEvent {
+            version: "2.0",
+            route_key: route_key.clone(),
+            raw_path: path.clone(),
+            raw_query_string: "",
+            headers,
+            request_context: RequestContext {
+                account_id: "123456789012",
+                api_id: API_ID,
+                domain_name: DOMAIN_NAME,
+                domain_prefix: API_ID,
+                http: HttpDescription {
+                    method: "POST",
+                    path,
+                    protocol: "HTTP/1.1",
+                    source_ip,
+                    user_agent,
+                },
+                // API Gateway's request ids are 16 characters of base64.
+                request_id: base64::engine::general_purpose::STANDARD.encode(&seed[12..23]),
+                route_key,
+                stage: "$default",
+                time: api_gateway_time(at),
+                time_epoch: at.unix_timestamp() * 1000,
+            },
+            body,
+            is_base64_encoded: false,
+        }
+    }
+}
+
+/// The provider's sample event `name`, arriving at `at`, as an API Gateway event.
+pub fn api_gateway_event(
+    provider: Provider,
+    name: &str,
+    at: OffsetDateTime,
+) -> Result<serde_json::Value, UnknownSample> {
+    Ok(SampleEvent::find(provider, name)?.api_gateway_event(at))
+}
+
+/// When an API Gateway event arrived (`requestContext.timeEpoch`): for a sample event, the
+/// `at` it was made for, and the time to verify it at.
+pub fn event_time(event: &serde_json::Value) -> Option<OffsetDateTime> {
+    let millis = event.pointer("/requestContext/timeEpoch")?.as_i64()?;
+    OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)).ok()
+}
+
+const API_ID: &str = "a1b2c3d4e5";
+const DOMAIN_NAME: &str = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com";
+
+/// Where the provider's deliveries come from: an address in GitHub's and Stripe's
+/// published webhook ranges, documentation addresses (RFC 5737) for the others.
+fn source_ip(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Github => "192.30.252.44",
+        Provider::Stripe => "3.18.12.63",
+        Provider::Shopify => "203.0.113.10",
+        Provider::Slack => "203.0.113.20",
+        Provider::Standard => "203.0.113.30",
+        Provider::Generic => "203.0.113.40",
+    }
+}
+
+/// `02/Jun/2025:09:30:00 +0000`, API Gateway's `requestContext.time`.
+fn api_gateway_time(at: OffsetDateTime) -> String {
+    let month = at.month().to_string();
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        at.day(),
+        &month[..3],
+        at.year(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// The body with its first ASCII digit changed to another digit: one byte, and still JSON.
+fn with_first_digit_changed(body: &str) -> String {
+    let Some(at) = body.find(|c: char| c.is_ascii_digit()) else {
+        return body.to_owned();
+    };
+    let next = match body.as_bytes()[at] {
+        b'9' => '0',
+        digit => char::from(digit + 1),
+    };
+    format!("{}{next}{}", &body[..at], &body[at + 1..])
+}
+
+/// API Gateway HTTP API payload format 2.0, in the order AWS documents its fields.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpApiEvent {
+    version: &'static str,
+    route_key: String,
+    raw_path: String,
+    raw_query_string: &'static str,
+    headers: BTreeMap<String, String>,
+    request_context: RequestContext,
+    body: String,
+    is_base64_encoded: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestContext {
+    account_id: &'static str,
+    api_id: &'static str,
+    domain_name: &'static str,
+    domain_prefix: &'static str,
+    http: HttpDescription,
+    request_id: String,
+    route_key: String,
+    stage: &'static str,
+    time: String,
+    time_epoch: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpDescription {
+    method: &'static str,
+    path: String,
+    protocol: &'static str,
+    source_ip: String,
+    user_agent: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::receiver::{ReceiverConfig, SecretsConfig};
+    use crate::request::InboundRequest;
+    use crate::secret::KeyEncoding;
+    use crate::verify::{verify, AuthFailure, Rejection, Verified};
+
+    fn at() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_748_856_600).unwrap()
+    }
+
+    fn inbound(delivery: &SampleDelivery) -> InboundRequest {
+        delivery.headers.iter().fold(
+            InboundRequest::post(delivery.body.clone()),
+            |request, (name, value)| request.with_header(name, value),
+        )
+    }
+
+    fn verified(event: &SampleEvent, now: OffsetDateTime) -> Result<Verified, Rejection> {
+        let provider = event.provider();
+        let scheme = sample_scheme(provider);
+        let keys = crate::secret::KeyRing::from_secrets(
+            test_secret(provider),
+            None,
+            scheme.key_encoding(),
+        )
+        .unwrap();
+        let request = inbound(&event.delivery(at()));
+        verify(
+            scheme.as_ref(),
+            &request,
+            &keys,
+            now,
+            Duration::from_secs(300),
+        )
+    }
+
+    #[test]
+    fn every_genuine_sample_verifies_and_every_rejected_one_fails_for_its_reason() {
+        for event in SampleEvent::all() {
+            let outcome = verified(&event, at());
+            let path = event.relative_path();
+            match event.variant() {
+                Variant::Genuine => assert!(outcome.is_ok(), "{path}: {outcome:?}"),
+                Variant::TamperedBody | Variant::WrongSecret => assert!(
+                    matches!(
+                        outcome,
+                        Err(Rejection::Unauthenticated(AuthFailure::SignatureMismatch))
+                    ),
+                    "{path}: {outcome:?}"
+                ),
+                Variant::StaleTimestamp => assert!(
+                    matches!(
+                        outcome,
+                        Err(Rejection::Unauthenticated(
+                            AuthFailure::TimestampOutsideWindow {
+                                skew_secs: STALE_BY_SECS
+                            }
+                        ))
+                    ),
+                    "{path}: {outcome:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stale_sample_is_genuine_at_the_time_it_was_signed() {
+        for event in SampleEvent::all() {
+            if event.variant() == Variant::StaleTimestamp {
+                let signed_at = at() - time::Duration::seconds(STALE_BY_SECS);
+                assert!(
+                    verified(&event, signed_at).is_ok(),
+                    "{}",
+                    event.relative_path()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_provider_has_a_genuine_sample_and_a_rejected_one() {
+        let events = SampleEvent::all();
+        for provider in Provider::ALL {
+            let of = |rejected: bool| {
+                events.iter().any(|event| {
+                    event.provider() == provider && event.variant().is_rejected() == rejected
+                })
+            };
+            assert!(of(false) && of(true), "{provider}");
+        }
+    }
+
+    #[test]
+    fn sample_names_are_unique_per_provider_and_found_by_name() {
+        let events = SampleEvent::all();
+        for event in &events {
+            let found = SampleEvent::find(event.provider(), event.name()).unwrap();
+            assert_eq!(found.relative_path(), event.relative_path());
+            assert_eq!(found.variant(), event.variant());
+        }
+        let mut paths: Vec<String> = events.iter().map(SampleEvent::relative_path).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), events.len());
+    }
+
+    #[test]
+    fn an_unknown_sample_name_is_refused_listing_the_known_ones() {
+        let error = api_gateway_event(Provider::Slack, "reaction_added", at()).unwrap_err();
+        assert!(
+            error.to_string().contains("app_mention, url_verification"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_event_is_an_http_api_request_that_lambda_http_reads() {
+        let event = SampleEvent::find(Provider::Github, "pull_request.opened").unwrap();
+        let json = event.file_contents(at());
+        let request = lambda_http::request::from_str(&json).unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.uri().path(), "/webhooks/github");
+        assert_eq!(request.headers()["x-github-event"], "pull_request");
+        let inbound = crate::lambda::inbound_request(request);
+        assert_eq!(inbound.body, event.delivery(at()).body.as_bytes());
+        assert_eq!(inbound.source_ip, Some("192.30.252.44".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_event_carries_the_time_it_was_made_for() {
+        let event = SampleEvent::find(Provider::Stripe, "invoice.paid").unwrap();
+        let value = event.api_gateway_event(at() + time::Duration::milliseconds(250));
+        assert_eq!(event_time(&value), Some(at()));
+        assert_eq!(
+            value["requestContext"]["time"],
+            "02/Jun/2025:09:30:00 +0000"
+        );
+        assert_eq!(value["requestContext"]["timeEpoch"], 1_748_856_600_000_i64);
+    }
+
+    #[test]
+    fn the_same_inputs_make_the_same_file() {
+        for event in SampleEvent::all() {
+            let contents = event.file_contents(at());
+            assert_eq!(contents, event.file_contents(at()));
+            assert!(contents.ends_with("}\n"));
+            let value: serde_json::Value = serde_json::from_str(&contents).unwrap();
+            assert_eq!(value, event.api_gateway_event(at()));
+        }
+    }
+
+    #[test]
+    fn a_tampered_body_differs_from_the_genuine_one_in_exactly_one_byte() {
+        let genuine = SampleEvent::find(Provider::Stripe, "invoice.paid").unwrap();
+        let tampered = SampleEvent::find(Provider::Stripe, "rejected-tampered-body").unwrap();
+        let (genuine, tampered) = (genuine.delivery(at()).body, tampered.delivery(at()).body);
+        assert_eq!(genuine.len(), tampered.len());
+        let differing = genuine
+            .bytes()
+            .zip(tampered.bytes())
+            .filter(|(a, b)| a != b);
+        assert_eq!(differing.count(), 1);
+        assert_eq!(with_first_digit_changed("{\"n\":19}"), "{\"n\":29}");
+        assert_eq!(with_first_digit_changed("{\"n\":9}"), "{\"n\":0}");
+    }
+
+    #[test]
+    fn payload_bodies_are_json_and_keep_their_exact_bytes() {
+        for payload in &PAYLOADS {
+            let body = payload.body();
+            assert!(
+                serde_json::from_str::<serde_json::Value>(body).is_ok(),
+                "{}",
+                payload.name
+            );
+            assert!(!body.ends_with('\n'), "{}", payload.name);
+            assert!(body.bytes().any(|b| b.is_ascii_digit()), "{}", payload.name);
+        }
+    }
+
+    #[test]
+    fn signed_at_placeholders_are_filled_in() {
+        let event = SampleEvent::find(Provider::Shopify, "orders-create").unwrap();
+        let headers = event.delivery(at()).headers;
+        assert_eq!(headers["x-shopify-triggered-at"], "2025-06-02T09:30:00Z");
+        assert!(headers
+            .keys()
+            .all(|name| name == &name.to_ascii_lowercase()));
+    }
+
+    #[test]
+    fn the_receiver_environment_is_a_valid_configuration_with_the_test_secret() {
+        for provider in Provider::ALL {
+            let mut env: HashMap<String, String> = receiver_environment(provider)
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect();
+            env.insert(
+                "QUEUE_URL".into(),
+                "http://127.0.0.1:5000/123456789012/q".into(),
+            );
+            let scheme = scheme_for(provider, &env).unwrap();
+            let config = ReceiverConfig::from_env(&env, scheme.key_encoding()).unwrap();
+            assert!(
+                matches!(config.secrets, SecretsConfig::Environment(_)),
+                "{provider}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_standard_test_secret_decodes_to_a_readable_key() {
+        let key = SigningKey::parse(STANDARD_TEST_SECRET, KeyEncoding::StandardWebhooks).unwrap();
+        assert_eq!(key.as_bytes(), b"hookgate-test-standard-secret");
+        let wrong = SigningKey::parse(
+            wrong_secret(Provider::Standard),
+            KeyEncoding::StandardWebhooks,
+        )
+        .unwrap();
+        assert_eq!(wrong.as_bytes(), b"hookgate-test-wrong-secret");
+    }
+}
