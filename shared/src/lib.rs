@@ -14,14 +14,17 @@
 //! Nothing in the domain or the receiver service names an AWS type.
 
 pub mod aws;
+pub mod claims;
 pub mod config;
 pub mod envelope;
 pub mod idempotency;
 pub mod lambda;
+pub mod processor;
 pub mod provider;
 pub mod queue;
 pub mod receiver;
 pub mod request;
+pub mod routes;
 pub mod samples;
 pub mod secret;
 pub mod telemetry;

@@ -1,0 +1,146 @@
+//! The processor's settings, read once from the environment at start.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `TABLE_NAME` | the DynamoDB idempotency table | required |
+//! | `QUEUE_URL` | the queue the processor consumes (for retry delays) | required |
+//! | `DLQ_URL` | the dead-letter queue for permanent failures | required |
+//! | `ROUTES_FILE` | a routes file to use instead of the bundled `routes.toml` | bundled |
+//! | `IDEMPOTENCY_TTL_DAYS` | how long idempotency records are kept | 7 |
+//! | `LEASE_SECS` | how long a claim is exclusive; must exceed every action timeout | longest action timeout + 30 |
+//! | `BACKOFF_BASE_SECS` | the first retry's delay step | 10 |
+//! | `BACKOFF_CAP_SECS` | the largest delay step | 900 |
+
+use std::time::Duration;
+
+use super::backoff::{Backoff, MAX_VISIBILITY};
+use super::ProcessorSettings;
+use crate::config::{parsed_or, required, ConfigError, Env};
+use crate::routes::RouteTable;
+
+/// The routes compiled into the processor, used unless `ROUTES_FILE` names another file.
+pub const BUNDLED_ROUTES: &str = include_str!("../../../functions/processor/routes.toml");
+
+/// The margin a lease keeps over the longest action timeout, for recording the outcome.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Everything the processor reads from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorConfig {
+    pub table_name: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub routes: RouteTable,
+    pub settings: ProcessorSettings,
+}
+
+impl ProcessorConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let table_name = required(env, "TABLE_NAME")?;
+        let queue_url = required(env, "QUEUE_URL")?;
+        let dlq_url = required(env, "DLQ_URL")?;
+        let routes = match env.get("ROUTES_FILE") {
+            None => RouteTable::parse(BUNDLED_ROUTES, "the bundled routes.toml")
+                .map_err(|error| ConfigError::invalid("ROUTES_FILE", error))?,
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|error| ConfigError::invalid("ROUTES_FILE", format!("cannot read {path}: {error}")))?;
+                RouteTable::parse(&text, &path).map_err(|error| ConfigError::invalid("ROUTES_FILE", error))?
+            }
+        };
+
+        let ttl_days: u64 = parsed_or(env, "IDEMPOTENCY_TTL_DAYS", 7)?;
+        if ttl_days == 0 || ttl_days > 365 {
+            return Err(ConfigError::invalid("IDEMPOTENCY_TTL_DAYS", format!("{ttl_days} is not between 1 and 365")));
+        }
+        let longest = routes.longest_action_timeout();
+        let default_lease = (longest + LEASE_MARGIN).as_secs();
+        let lease = Duration::from_secs(parsed_or(env, "LEASE_SECS", default_lease)?);
+        if lease <= longest {
+            return Err(ConfigError::invalid(
+                "LEASE_SECS",
+                format!("{} s does not outlive the longest action timeout ({} s)", lease.as_secs(), longest.as_secs()),
+            ));
+        }
+        let base = Duration::from_secs(parsed_or(env, "BACKOFF_BASE_SECS", 10)?);
+        let cap = Duration::from_secs(parsed_or(env, "BACKOFF_CAP_SECS", 900)?);
+        if base.is_zero() || cap < base || cap > MAX_VISIBILITY {
+            return Err(ConfigError::invalid(
+                "BACKOFF_CAP_SECS",
+                format!(
+                    "the backoff needs 0 < BACKOFF_BASE_SECS ({}) <= BACKOFF_CAP_SECS ({}) <= {}",
+                    base.as_secs(),
+                    cap.as_secs(),
+                    MAX_VISIBILITY.as_secs()
+                ),
+            ));
+        }
+        Ok(Self {
+            table_name,
+            queue_url,
+            dlq_url,
+            routes,
+            settings: ProcessorSettings {
+                lease,
+                retention: Duration::from_secs(ttl_days * 86_400),
+                backoff: Backoff { base, cap },
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const REQUIRED: [(&str, &str); 3] = [
+        ("TABLE_NAME", "hookgate-idempotency"),
+        ("QUEUE_URL", "http://127.0.0.1:5000/123456789012/q"),
+        ("DLQ_URL", "http://127.0.0.1:5000/123456789012/dlq"),
+    ];
+
+    fn config(extra: &[(&str, &str)]) -> Result<ProcessorConfig, ConfigError> {
+        let env: HashMap<&str, &str> = REQUIRED.iter().chain(extra).copied().collect();
+        ProcessorConfig::from_env(&env)
+    }
+
+    #[test]
+    fn the_bundled_routes_are_valid_and_the_defaults_hold() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.settings.retention, Duration::from_secs(7 * 86_400));
+        assert!(config.settings.lease > config.routes.longest_action_timeout());
+        assert_eq!(config.settings.backoff.base, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn each_required_variable_is_named_when_missing() {
+        for (name, _) in REQUIRED {
+            let env: HashMap<&str, &str> = REQUIRED.iter().copied().filter(|(n, _)| *n != name).collect();
+            assert_eq!(ProcessorConfig::from_env(&env), Err(ConfigError::Missing { name }));
+        }
+    }
+
+    #[test]
+    fn a_lease_shorter_than_an_action_timeout_is_refused() {
+        let dir = std::env::temp_dir().join(format!("hookgate-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("routes.toml");
+        std::fs::write(&path, "[action.slow]\ntype = \"log\"\ntimeout_secs = 120\n").unwrap();
+        let error = config(&[("ROUTES_FILE", path.to_str().unwrap()), ("LEASE_SECS", "60")]).unwrap_err();
+        assert!(error.to_string().starts_with("LEASE_SECS is invalid: 60 s does not outlive"), "{error}");
+    }
+
+    #[test]
+    fn an_unreadable_or_invalid_routes_file_is_refused_naming_it() {
+        let error = config(&[("ROUTES_FILE", "/nonexistent/routes.toml")]).unwrap_err();
+        assert!(error.to_string().contains("cannot read /nonexistent/routes.toml"), "{error}");
+    }
+
+    #[test]
+    fn bad_ttls_and_backoffs_are_refused_naming_the_variable() {
+        assert!(config(&[("IDEMPOTENCY_TTL_DAYS", "0")]).unwrap_err().to_string().starts_with("IDEMPOTENCY_TTL_DAYS"));
+        assert!(config(&[("BACKOFF_BASE_SECS", "100"), ("BACKOFF_CAP_SECS", "10")]).unwrap_err().to_string().starts_with("BACKOFF_CAP_SECS"));
+    }
+}
