@@ -76,7 +76,12 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError>;
 
     /// Marks the event completed; later deliveries are duplicates until the record expires.
-    async fn complete(&self, claim: &HeldClaim, now: OffsetDateTime, retention: Duration) -> Result<(), StoreError>;
+    async fn complete(
+        &self,
+        claim: &HeldClaim,
+        now: OffsetDateTime,
+        retention: Duration,
+    ) -> Result<(), StoreError>;
 
     /// Gives the claim up (its lease ends now), keeping the actions done, so the next
     /// delivery can take it at once.
@@ -139,7 +144,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn with_held<T>(
@@ -149,10 +156,14 @@ impl MemoryStore {
     ) -> Result<T, StoreError> {
         let mut state = self.lock();
         if state.unavailable {
-            return Err(StoreError::Unavailable("the in-memory store is set to be unavailable".into()));
+            return Err(StoreError::Unavailable(
+                "the in-memory store is set to be unavailable".into(),
+            ));
         }
         match state.records.get_mut(&claim.key) {
-            Some(record) if record.status == Status::InProgress && record.holder == claim.holder => {
+            Some(record)
+                if record.status == Status::InProgress && record.holder == claim.holder =>
+            {
                 Ok(change(record))
             }
             _ => Err(StoreError::ClaimLost {
@@ -167,7 +178,9 @@ impl IdempotencyStore for MemoryStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError> {
         let mut state = self.lock();
         if state.unavailable {
-            return Err(StoreError::Unavailable("the in-memory store is set to be unavailable".into()));
+            return Err(StoreError::Unavailable(
+                "the in-memory store is set to be unavailable".into(),
+            ));
         }
         let lease_expires_at = request.now + request.lease;
         let expires_at = request.now + request.retention;
@@ -219,7 +232,12 @@ impl IdempotencyStore for MemoryStore {
         })
     }
 
-    async fn complete(&self, claim: &HeldClaim, now: OffsetDateTime, retention: Duration) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        claim: &HeldClaim,
+        now: OffsetDateTime,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
         self.with_held(claim, |record| {
             record.status = Status::Completed;
             record.expires_at = now + retention;

@@ -120,8 +120,14 @@ pub enum InvocationType {
 /// What an action does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionKind {
-    Http { url: String, secret: SecretRef },
-    Lambda { function: String, invocation: InvocationType },
+    Http {
+        url: String,
+        secret: SecretRef,
+    },
+    Lambda {
+        function: String,
+        invocation: InvocationType,
+    },
     Log,
 }
 
@@ -205,7 +211,10 @@ impl RouteTable {
         let mut selected: Vec<&ActionSpec> = Vec::new();
         let matching = self.routes.iter().filter(|route| {
             route.provider.is_none_or(|wanted| wanted == provider)
-                && route.events.iter().any(|pattern| pattern.matches(event_type))
+                && route
+                    .events
+                    .iter()
+                    .any(|pattern| pattern.matches(event_type))
         });
         for route in matching {
             for name in &route.actions {
@@ -244,13 +253,13 @@ fn parse_route(
     raw: RawRoute,
     actions: &BTreeMap<String, ActionSpec>,
 ) -> Result<Route, RoutesError> {
-    let provider = match raw.provider.trim() {
-        "*" => None,
-        name => Some(
-            name.parse::<Provider>()
-                .map_err(|error| RoutesError::new(format!("{label}.provider"), error.to_string()))?,
-        ),
-    };
+    let provider =
+        match raw.provider.trim() {
+            "*" => None,
+            name => Some(name.parse::<Provider>().map_err(|error| {
+                RoutesError::new(format!("{label}.provider"), error.to_string())
+            })?),
+        };
     if raw.events.is_empty() {
         return Err(RoutesError::new(
             format!("{label}.events"),
@@ -267,7 +276,10 @@ fn parse_route(
         })
         .collect::<Result<Vec<_>, _>>()?;
     if raw.actions.is_empty() {
-        return Err(RoutesError::new(format!("{label}.actions"), "lists no action"));
+        return Err(RoutesError::new(
+            format!("{label}.actions"),
+            "lists no action",
+        ));
     }
     for (index, action) in raw.actions.iter().enumerate() {
         if !actions.contains_key(action) {
@@ -287,7 +299,11 @@ fn parse_route(
 
 fn parse_action(name: &str, raw: RawAction) -> Result<ActionSpec, RoutesError> {
     let at = |field: &str| format!("action.{name}.{field}");
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(RoutesError::new(
             format!("action.{name}"),
             "an action name may only use letters, digits, `-` and `_`",
@@ -299,7 +315,10 @@ fn parse_action(name: &str, raw: RawAction) -> Result<ActionSpec, RoutesError> {
         Some(secs) if Duration::from_secs(secs) > MAX_ACTION_TIMEOUT => {
             return Err(RoutesError::new(
                 at("timeout_secs"),
-                format!("{secs} is over the maximum of {}", MAX_ACTION_TIMEOUT.as_secs()),
+                format!(
+                    "{secs} is over the maximum of {}",
+                    MAX_ACTION_TIMEOUT.as_secs()
+                ),
             ))
         }
         Some(secs) => Duration::from_secs(secs),
@@ -322,7 +341,10 @@ fn parse_action(name: &str, raw: RawAction) -> Result<ActionSpec, RoutesError> {
                 .url
                 .ok_or_else(|| RoutesError::new(at("url"), "is required for an `http` action"))?;
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(RoutesError::new(at("url"), format!("`{url}` is not an http(s) URL")));
+                return Err(RoutesError::new(
+                    at("url"),
+                    format!("`{url}` is not an http(s) URL"),
+                ));
             }
             let secret = match (raw.secret_env, raw.secret_arn) {
                 (Some(variable), None) => SecretRef::Env(variable),
@@ -334,7 +356,10 @@ fn parse_action(name: &str, raw: RawAction) -> Result<ActionSpec, RoutesError> {
                     ))
                 }
                 (Some(_), Some(_)) => {
-                    return Err(RoutesError::new(at("secret_arn"), "give secret_env or secret_arn, not both"))
+                    return Err(RoutesError::new(
+                        at("secret_arn"),
+                        "give secret_env or secret_arn, not both",
+                    ))
                 }
             };
             ActionKind::Http { url, secret }
@@ -428,7 +453,10 @@ mod tests {
     }
 
     fn names(actions: Vec<&ActionSpec>) -> Vec<&str> {
-        actions.into_iter().map(|action| action.name.as_str()).collect()
+        actions
+            .into_iter()
+            .map(|action| action.name.as_str())
+            .collect()
     }
 
     #[test]
@@ -452,9 +480,18 @@ mod tests {
     #[test]
     fn an_event_runs_every_matching_routes_actions_once_in_first_named_order() {
         let table = table();
-        assert_eq!(names(table.actions_for(Provider::Github, "pull_request.opened")), ["agent", "audit"]);
-        assert_eq!(names(table.actions_for(Provider::Github, "push")), ["audit"]);
-        assert_eq!(names(table.actions_for(Provider::Stripe, "invoice.paid")), ["audit", "billing"]);
+        assert_eq!(
+            names(table.actions_for(Provider::Github, "pull_request.opened")),
+            ["agent", "audit"]
+        );
+        assert_eq!(
+            names(table.actions_for(Provider::Github, "push")),
+            ["audit"]
+        );
+        assert_eq!(
+            names(table.actions_for(Provider::Stripe, "invoice.paid")),
+            ["audit", "billing"]
+        );
     }
 
     #[test]
@@ -471,7 +508,10 @@ mod tests {
     #[test]
     fn actions_carry_their_kind_and_timeout() {
         let table = table();
-        let agent = table.actions().find(|action| action.name == "agent").unwrap();
+        let agent = table
+            .actions()
+            .find(|action| action.name == "agent")
+            .unwrap();
         assert_eq!(agent.timeout, Duration::from_secs(20));
         assert_eq!(
             agent.kind,
@@ -484,7 +524,9 @@ mod tests {
     }
 
     fn error_of(toml_text: &str) -> String {
-        RouteTable::parse(toml_text, "routes.toml").unwrap_err().to_string()
+        RouteTable::parse(toml_text, "routes.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -515,7 +557,10 @@ mod tests {
         ];
         for (toml_text, expected) in cases {
             let error = error_of(toml_text);
-            assert!(error.starts_with(expected), "expected {expected:?}, got {error:?}");
+            assert!(
+                error.starts_with(expected),
+                "expected {expected:?}, got {error:?}"
+            );
         }
     }
 

@@ -85,5 +85,6 @@ impl ActionError {
 /// themselves where they can; the processor also bounds each call by it.
 #[async_trait]
 pub trait ActionInvoker: Send + Sync + fmt::Debug {
-    async fn invoke(&self, action: &ActionSpec, event: &NormalizedEvent) -> Result<(), ActionError>;
+    async fn invoke(&self, action: &ActionSpec, event: &NormalizedEvent)
+        -> Result<(), ActionError>;
 }

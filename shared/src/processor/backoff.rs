@@ -22,7 +22,9 @@ impl Backoff {
         let step = self.base.saturating_mul(1_u32 << exponent).min(self.cap);
         let half = step / 2;
         let jittered = half + half.mul_f64(fastrand::f64());
-        jittered.max(retry_after.unwrap_or_default()).min(MAX_VISIBILITY)
+        jittered
+            .max(retry_after.unwrap_or_default())
+            .min(MAX_VISIBILITY)
     }
 }
 
@@ -40,8 +42,14 @@ mod tests {
         for (attempt, step) in [(1, 10), (2, 20), (3, 40), (4, 80)] {
             for _ in 0..100 {
                 let delay = BACKOFF.delay(attempt, None);
-                assert!(delay >= Duration::from_secs(step) / 2, "attempt {attempt}: {delay:?}");
-                assert!(delay <= Duration::from_secs(step), "attempt {attempt}: {delay:?}");
+                assert!(
+                    delay >= Duration::from_secs(step) / 2,
+                    "attempt {attempt}: {delay:?}"
+                );
+                assert!(
+                    delay <= Duration::from_secs(step),
+                    "attempt {attempt}: {delay:?}"
+                );
             }
         }
     }
@@ -55,7 +63,13 @@ mod tests {
 
     #[test]
     fn a_longer_retry_after_wins_but_never_past_sqs_limit() {
-        assert_eq!(BACKOFF.delay(1, Some(Duration::from_secs(120))), Duration::from_secs(120));
-        assert_eq!(BACKOFF.delay(1, Some(Duration::from_secs(100_000))), MAX_VISIBILITY);
+        assert_eq!(
+            BACKOFF.delay(1, Some(Duration::from_secs(120))),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            BACKOFF.delay(1, Some(Duration::from_secs(100_000))),
+            MAX_VISIBILITY
+        );
     }
 }

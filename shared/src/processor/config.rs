@@ -43,15 +43,20 @@ impl ProcessorConfig {
             None => RouteTable::parse(BUNDLED_ROUTES, "the bundled routes.toml")
                 .map_err(|error| ConfigError::invalid("ROUTES_FILE", error))?,
             Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|error| ConfigError::invalid("ROUTES_FILE", format!("cannot read {path}: {error}")))?;
-                RouteTable::parse(&text, &path).map_err(|error| ConfigError::invalid("ROUTES_FILE", error))?
+                let text = std::fs::read_to_string(&path).map_err(|error| {
+                    ConfigError::invalid("ROUTES_FILE", format!("cannot read {path}: {error}"))
+                })?;
+                RouteTable::parse(&text, &path)
+                    .map_err(|error| ConfigError::invalid("ROUTES_FILE", error))?
             }
         };
 
         let ttl_days: u64 = parsed_or(env, "IDEMPOTENCY_TTL_DAYS", 7)?;
         if ttl_days == 0 || ttl_days > 365 {
-            return Err(ConfigError::invalid("IDEMPOTENCY_TTL_DAYS", format!("{ttl_days} is not between 1 and 365")));
+            return Err(ConfigError::invalid(
+                "IDEMPOTENCY_TTL_DAYS",
+                format!("{ttl_days} is not between 1 and 365"),
+            ));
         }
         let longest = routes.longest_action_timeout();
         let default_lease = (longest + LEASE_MARGIN).as_secs();
@@ -59,7 +64,11 @@ impl ProcessorConfig {
         if lease <= longest {
             return Err(ConfigError::invalid(
                 "LEASE_SECS",
-                format!("{} s does not outlive the longest action timeout ({} s)", lease.as_secs(), longest.as_secs()),
+                format!(
+                    "{} s does not outlive the longest action timeout ({} s)",
+                    lease.as_secs(),
+                    longest.as_secs()
+                ),
             ));
         }
         let base = Duration::from_secs(parsed_or(env, "BACKOFF_BASE_SECS", 10)?);
@@ -117,8 +126,15 @@ mod tests {
     #[test]
     fn each_required_variable_is_named_when_missing() {
         for (name, _) in REQUIRED {
-            let env: HashMap<&str, &str> = REQUIRED.iter().copied().filter(|(n, _)| *n != name).collect();
-            assert_eq!(ProcessorConfig::from_env(&env), Err(ConfigError::Missing { name }));
+            let env: HashMap<&str, &str> = REQUIRED
+                .iter()
+                .copied()
+                .filter(|(n, _)| *n != name)
+                .collect();
+            assert_eq!(
+                ProcessorConfig::from_env(&env),
+                Err(ConfigError::Missing { name })
+            );
         }
     }
 
@@ -128,19 +144,41 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("routes.toml");
         std::fs::write(&path, "[action.slow]\ntype = \"log\"\ntimeout_secs = 120\n").unwrap();
-        let error = config(&[("ROUTES_FILE", path.to_str().unwrap()), ("LEASE_SECS", "60")]).unwrap_err();
-        assert!(error.to_string().starts_with("LEASE_SECS is invalid: 60 s does not outlive"), "{error}");
+        let error = config(&[
+            ("ROUTES_FILE", path.to_str().unwrap()),
+            ("LEASE_SECS", "60"),
+        ])
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("LEASE_SECS is invalid: 60 s does not outlive"),
+            "{error}"
+        );
     }
 
     #[test]
     fn an_unreadable_or_invalid_routes_file_is_refused_naming_it() {
         let error = config(&[("ROUTES_FILE", "/nonexistent/routes.toml")]).unwrap_err();
-        assert!(error.to_string().contains("cannot read /nonexistent/routes.toml"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("cannot read /nonexistent/routes.toml"),
+            "{error}"
+        );
     }
 
     #[test]
     fn bad_ttls_and_backoffs_are_refused_naming_the_variable() {
-        assert!(config(&[("IDEMPOTENCY_TTL_DAYS", "0")]).unwrap_err().to_string().starts_with("IDEMPOTENCY_TTL_DAYS"));
-        assert!(config(&[("BACKOFF_BASE_SECS", "100"), ("BACKOFF_CAP_SECS", "10")]).unwrap_err().to_string().starts_with("BACKOFF_CAP_SECS"));
+        assert!(config(&[("IDEMPOTENCY_TTL_DAYS", "0")])
+            .unwrap_err()
+            .to_string()
+            .starts_with("IDEMPOTENCY_TTL_DAYS"));
+        assert!(
+            config(&[("BACKOFF_BASE_SECS", "100"), ("BACKOFF_CAP_SECS", "10")])
+                .unwrap_err()
+                .to_string()
+                .starts_with("BACKOFF_CAP_SECS")
+        );
     }
 }

@@ -13,7 +13,11 @@ use crate::queue::QueueError;
 #[async_trait]
 pub trait QueueControl: Send + Sync + fmt::Debug {
     /// Makes the message visible again only after `delay`.
-    async fn retry_after(&self, delivery: &QueuedDelivery, delay: Duration) -> Result<(), QueueError>;
+    async fn retry_after(
+        &self,
+        delivery: &QueuedDelivery,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
 
     /// Stores the message in the dead-letter queue with `reason`. `Ok` means stored: only then
     /// may the original be acknowledged.
@@ -23,8 +27,15 @@ pub trait QueueControl: Send + Sync + fmt::Debug {
 /// A call made on [`MemoryQueueControl`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlCall {
-    RetryAfter { message_id: String, delay: Duration },
-    DeadLetter { message_id: String, body: String, reason: String },
+    RetryAfter {
+        message_id: String,
+        delay: Duration,
+    },
+    DeadLetter {
+        message_id: String,
+        body: String,
+        reason: String,
+    },
 }
 
 /// Records the calls, for unit tests of the processor.
@@ -43,13 +54,20 @@ impl MemoryQueueControl {
     }
 
     fn record(&self, call: ControlCall) {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(call);
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(call);
     }
 }
 
 #[async_trait]
 impl QueueControl for MemoryQueueControl {
-    async fn retry_after(&self, delivery: &QueuedDelivery, delay: Duration) -> Result<(), QueueError> {
+    async fn retry_after(
+        &self,
+        delivery: &QueuedDelivery,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         self.record(ControlCall::RetryAfter {
             message_id: delivery.message_id.clone(),
             delay,

@@ -168,7 +168,8 @@ impl Processor {
             Ok(envelope) => self.process_envelope(delivery, envelope.v1()).await,
             Err(error) => {
                 warn!(%error, "unreadable envelope");
-                self.dead_letter(delivery, format!("unreadable envelope: {error}")).await
+                self.dead_letter(delivery, format!("unreadable envelope: {error}"))
+                    .await
             }
         };
         let (Disposition::Acknowledge(outcome) | Disposition::Retry(outcome)) = &disposition;
@@ -176,7 +177,11 @@ impl Processor {
         disposition
     }
 
-    async fn process_envelope(&self, delivery: &QueuedDelivery, envelope: &EnvelopeV1) -> Disposition {
+    async fn process_envelope(
+        &self,
+        delivery: &QueuedDelivery,
+        envelope: &EnvelopeV1,
+    ) -> Disposition {
         let key = &envelope.idempotency_key;
         let event_type = envelope.event_type.as_str();
         let provider = envelope.provider.as_str();
@@ -224,8 +229,12 @@ impl Processor {
         let results = join_all(pending.iter().map(|action| self.run_action(action, &event))).await;
         for ActionResult { action, result } in &results {
             match result {
-                Ok(()) => info!(idempotency_key = %key, action = %action.name, attempt = held.attempt, "action succeeded"),
-                Err(error) => warn!(idempotency_key = %key, action = %action.name, attempt = held.attempt, %error, "action failed"),
+                Ok(()) => {
+                    info!(idempotency_key = %key, action = %action.name, attempt = held.attempt, "action succeeded")
+                }
+                Err(error) => {
+                    warn!(idempotency_key = %key, action = %action.name, attempt = held.attempt, %error, "action failed")
+                }
             }
         }
         for ActionResult { action, .. } in results.iter().filter(|done| done.result.is_ok()) {
@@ -241,7 +250,10 @@ impl Processor {
         if let Some((action, reason)) = permanent {
             self.release(&held).await;
             return self
-                .dead_letter(delivery, format!("action `{}` failed permanently: {reason}", action.name))
+                .dead_letter(
+                    delivery,
+                    format!("action `{}` failed permanently: {reason}", action.name),
+                )
                 .await;
         }
         let retry_after = results
@@ -253,7 +265,10 @@ impl Processor {
             .reduce(Option::max);
         if let Some(retry_after) = retry_after {
             self.release(&held).await;
-            let delay = self.settings.backoff.delay(delivery.receive_count, retry_after);
+            let delay = self
+                .settings
+                .backoff
+                .delay(delivery.receive_count, retry_after);
             if let Err(error) = self.control.retry_after(delivery, delay).await {
                 warn!(%error, "could not set the retry delay; SQS's visibility timeout applies");
             }
@@ -261,21 +276,41 @@ impl Processor {
             return Disposition::Retry(Outcome::RetryScheduled { delay });
         }
 
-        if let Err(error) = self.store.complete(&held, (self.clock)(), self.settings.retention).await {
+        if let Err(error) = self
+            .store
+            .complete(&held, (self.clock)(), self.settings.retention)
+            .await
+        {
             return self.lost_progress(&held, error).await;
         }
-        let latency = (OffsetDateTime::now_utc() - envelope.received_at).whole_milliseconds().max(0);
-        self.metrics.emit("EndToEndLatency", "Milliseconds", latency as f64, &[], &[&[]]);
+        let latency = (OffsetDateTime::now_utc() - envelope.received_at)
+            .whole_milliseconds()
+            .max(0);
+        self.metrics.emit(
+            "EndToEndLatency",
+            "Milliseconds",
+            latency as f64,
+            &[],
+            &[&[]],
+        );
         info!(idempotency_key = %key, provider, event_type, attempt = held.attempt, outcome = "completed", "event completed");
         Disposition::Acknowledge(Outcome::Completed)
     }
 
-    async fn run_action<'a>(&self, action: &'a ActionSpec, event: &NormalizedEvent) -> ActionResult<'a> {
+    async fn run_action<'a>(
+        &self,
+        action: &'a ActionSpec,
+        event: &NormalizedEvent,
+    ) -> ActionResult<'a> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(action.timeout, self.actions.invoke(action, event)).await {
-            Ok(result) => result,
-            Err(_) => Err(ActionError::retryable(format!("timed out after {} s", action.timeout.as_secs()))),
-        };
+        let result =
+            match tokio::time::timeout(action.timeout, self.actions.invoke(action, event)).await {
+                Ok(result) => result,
+                Err(_) => Err(ActionError::retryable(format!(
+                    "timed out after {} s",
+                    action.timeout.as_secs()
+                ))),
+            };
         let dimensions = [("Action", action.name.as_str())];
         self.metrics.emit(
             "ActionLatency",
@@ -284,7 +319,11 @@ impl Processor {
             &dimensions,
             &[&["Action"]],
         );
-        let metric = if result.is_ok() { "ActionSucceeded" } else { "ActionFailed" };
+        let metric = if result.is_ok() {
+            "ActionSucceeded"
+        } else {
+            "ActionFailed"
+        };
         self.metrics.count(metric, &dimensions, &[&["Action"]]);
         ActionResult { action, result }
     }
@@ -313,7 +352,11 @@ impl Processor {
     async fn dead_letter(&self, delivery: &QueuedDelivery, reason: String) -> Disposition {
         match self.control.dead_letter(delivery, &reason).await {
             Ok(()) => {
-                warn!(reason, outcome = "dead_lettered", "sent to the dead-letter queue");
+                warn!(
+                    reason,
+                    outcome = "dead_lettered",
+                    "sent to the dead-letter queue"
+                );
                 Disposition::Acknowledge(Outcome::DeadLettered { reason })
             }
             Err(error) => {
@@ -332,7 +375,9 @@ fn metric_for(outcome: &Outcome) -> &'static str {
         Outcome::DeadLettered { .. } => "DeadLettered",
         Outcome::RetryScheduled { .. } => "RetriesScheduled",
         Outcome::InFlightElsewhere => "InFlightElsewhere",
-        Outcome::StoreUnavailable | Outcome::ClaimLost | Outcome::DeadLetterUnavailable => "ProcessingErrors",
+        Outcome::StoreUnavailable | Outcome::ClaimLost | Outcome::DeadLetterUnavailable => {
+            "ProcessingErrors"
+        }
     }
 }
 

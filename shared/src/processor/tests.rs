@@ -20,7 +20,12 @@ struct ScriptedActions {
 
 impl ScriptedActions {
     fn then(self, action: &str, result: Result<(), ActionError>) -> Self {
-        self.script.lock().unwrap().entry(action.to_owned()).or_default().push_back(result);
+        self.script
+            .lock()
+            .unwrap()
+            .entry(action.to_owned())
+            .or_default()
+            .push_back(result);
         self
     }
 
@@ -31,7 +36,11 @@ impl ScriptedActions {
 
 #[async_trait::async_trait]
 impl ActionInvoker for ScriptedActions {
-    async fn invoke(&self, action: &ActionSpec, event: &NormalizedEvent) -> Result<(), ActionError> {
+    async fn invoke(
+        &self,
+        action: &ActionSpec,
+        event: &NormalizedEvent,
+    ) -> Result<(), ActionError> {
         self.calls
             .lock()
             .unwrap()
@@ -39,7 +48,12 @@ impl ActionInvoker for ScriptedActions {
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }
-        let scripted = self.script.lock().unwrap().get_mut(&action.name).and_then(VecDeque::pop_front);
+        let scripted = self
+            .script
+            .lock()
+            .unwrap()
+            .get_mut(&action.name)
+            .and_then(VecDeque::pop_front);
         scripted.unwrap_or(Ok(()))
     }
 }
@@ -124,9 +138,20 @@ fn pr(id: &str) -> QueuedDelivery {
 #[tokio::test]
 async fn an_event_runs_its_actions_once_and_a_redelivery_is_a_duplicate() {
     let fixture = fixture(ScriptedActions::default());
-    assert_eq!(fixture.processor.process(&pr("d-1")).await, Disposition::Acknowledge(Outcome::Completed));
-    assert_eq!(fixture.processor.process(&pr("d-1")).await, Disposition::Acknowledge(Outcome::Duplicate));
-    let names: Vec<String> = fixture.actions.calls().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(
+        fixture.processor.process(&pr("d-1")).await,
+        Disposition::Acknowledge(Outcome::Completed)
+    );
+    assert_eq!(
+        fixture.processor.process(&pr("d-1")).await,
+        Disposition::Acknowledge(Outcome::Duplicate)
+    );
+    let names: Vec<String> = fixture
+        .actions
+        .calls()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     assert_eq!(names, ["agent", "audit"]);
 }
 
@@ -135,18 +160,29 @@ async fn an_event_no_route_matches_is_acknowledged_without_a_claim() {
     let fixture = fixture(ScriptedActions::default());
     fixture.store.set_unavailable(true);
     let push = delivery("d-2", envelope("d-2", "push"), 1);
-    assert_eq!(fixture.processor.process(&push).await, Disposition::Acknowledge(Outcome::NoRoute));
+    assert_eq!(
+        fixture.processor.process(&push).await,
+        Disposition::Acknowledge(Outcome::NoRoute)
+    );
     assert!(fixture.actions.calls().is_empty());
 }
 
 #[tokio::test]
 async fn a_retryable_failure_releases_the_claim_and_puts_the_message_off_with_backoff() {
-    let fixture = fixture(ScriptedActions::default().then("agent", Err(ActionError::retryable("503 from the agent"))));
-    let first = fixture.processor.process(&delivery("d-3", envelope("d-3", "pull_request.opened"), 2)).await;
+    let fixture = fixture(
+        ScriptedActions::default().then("agent", Err(ActionError::retryable("503 from the agent"))),
+    );
+    let first = fixture
+        .processor
+        .process(&delivery("d-3", envelope("d-3", "pull_request.opened"), 2))
+        .await;
     let Disposition::Retry(Outcome::RetryScheduled { delay }) = first else {
         panic!("expected a scheduled retry, got {first:?}");
     };
-    assert!(delay >= Duration::from_secs(10) && delay <= Duration::from_secs(20), "{delay:?}");
+    assert!(
+        delay >= Duration::from_secs(10) && delay <= Duration::from_secs(20),
+        "{delay:?}"
+    );
     assert_eq!(
         fixture.control.calls(),
         [ControlCall::RetryAfter {
@@ -155,10 +191,22 @@ async fn a_retryable_failure_releases_the_claim_and_puts_the_message_off_with_ba
         }]
     );
     // Released, so the redelivery claims it at once and runs only what is left.
-    let second = fixture.processor.process(&delivery("d-3", envelope("d-3", "pull_request.opened"), 3)).await;
+    let second = fixture
+        .processor
+        .process(&delivery("d-3", envelope("d-3", "pull_request.opened"), 3))
+        .await;
     assert_eq!(second, Disposition::Acknowledge(Outcome::Completed));
-    let names: Vec<String> = fixture.actions.calls().into_iter().map(|(name, _)| name).collect();
-    assert_eq!(names, ["agent", "audit", "agent"], "audit succeeded the first time and is not run again");
+    let names: Vec<String> = fixture
+        .actions
+        .calls()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        names,
+        ["agent", "audit", "agent"],
+        "audit succeeded the first time and is not run again"
+    );
 }
 
 #[tokio::test]
@@ -179,25 +227,39 @@ async fn an_agents_retry_after_lengthens_the_backoff() {
 
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_acknowledged() {
-    let fixture = fixture(ScriptedActions::default().then("agent", Err(ActionError::permanent("400 from the agent"))));
+    let fixture = fixture(
+        ScriptedActions::default().then("agent", Err(ActionError::permanent("400 from the agent"))),
+    );
     let message = pr("d-5");
     let outcome = fixture.processor.process(&message).await;
     let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = outcome else {
         panic!("expected a dead letter, got {outcome:?}");
     };
-    assert_eq!(reason, "action `agent` failed permanently: 400 from the agent");
+    assert_eq!(
+        reason,
+        "action `agent` failed permanently: 400 from the agent"
+    );
     let calls = fixture.control.calls();
-    let [ControlCall::DeadLetter { body, reason: sent, .. }] = calls.as_slice() else {
+    let [ControlCall::DeadLetter {
+        body, reason: sent, ..
+    }] = calls.as_slice()
+    else {
         panic!("expected one dead letter");
     };
-    assert_eq!(body, &message.body, "the envelope goes to the dead-letter queue as it came");
+    assert_eq!(
+        body, &message.body,
+        "the envelope goes to the dead-letter queue as it came"
+    );
     assert_eq!(sent, &reason);
 }
 
 #[tokio::test]
 async fn an_unreadable_envelope_is_dead_lettered_with_its_reason() {
     let fixture = fixture(ScriptedActions::default());
-    let outcome = fixture.processor.process(&delivery("d-6", "{\"version\": 9}".into(), 1)).await;
+    let outcome = fixture
+        .processor
+        .process(&delivery("d-6", "{\"version\": 9}".into(), 1))
+        .await;
     let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = outcome else {
         panic!("expected a dead letter, got {outcome:?}");
     };
@@ -221,7 +283,10 @@ async fn a_claim_held_by_another_worker_is_retried_later() {
         .await
         .unwrap();
     assert!(matches!(held_elsewhere, Claim::Acquired(_)));
-    assert_eq!(fixture.processor.process(&pr("d-7")).await, Disposition::Retry(Outcome::InFlightElsewhere));
+    assert_eq!(
+        fixture.processor.process(&pr("d-7")).await,
+        Disposition::Retry(Outcome::InFlightElsewhere)
+    );
     assert!(fixture.actions.calls().is_empty());
 }
 
@@ -229,16 +294,23 @@ async fn a_claim_held_by_another_worker_is_retried_later() {
 async fn an_unreachable_store_fails_every_message_of_the_batch() {
     let fixture = fixture(ScriptedActions::default());
     fixture.store.set_unavailable(true);
-    let failed = fixture.processor.process_batch(vec![pr("d-8"), pr("d-9"), pr("d-10")]).await;
+    let failed = fixture
+        .processor
+        .process_batch(vec![pr("d-8"), pr("d-9"), pr("d-10")])
+        .await;
     assert_eq!(failed, ["d-8", "d-9", "d-10"]);
     assert!(fixture.actions.calls().is_empty());
 }
 
 #[tokio::test]
 async fn a_batch_reports_only_the_messages_that_failed() {
-    let fixture = fixture(ScriptedActions::default().then("agent", Err(ActionError::retryable("down"))));
+    let fixture =
+        fixture(ScriptedActions::default().then("agent", Err(ActionError::retryable("down"))));
     // Concurrent messages: exactly one of the three meets the scripted failure.
-    let failed = fixture.processor.process_batch(vec![pr("d-11"), pr("d-12"), pr("d-13")]).await;
+    let failed = fixture
+        .processor
+        .process_batch(vec![pr("d-11"), pr("d-12"), pr("d-13")])
+        .await;
     assert_eq!(failed.len(), 1, "{failed:?}");
 }
 
@@ -250,7 +322,10 @@ async fn an_action_that_outlives_its_timeout_is_a_retryable_failure() {
     };
     let fixture = fixture(slow);
     let outcome = fixture.processor.process(&pr("d-14")).await;
-    assert!(matches!(outcome, Disposition::Retry(Outcome::RetryScheduled { .. })), "{outcome:?}");
+    assert!(
+        matches!(outcome, Disposition::Retry(Outcome::RetryScheduled { .. })),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -268,12 +343,19 @@ async fn a_late_worker_whose_claim_was_taken_over_cannot_complete_it() {
     let Claim::Acquired(late) = store.claim(request(start)).await.unwrap() else {
         panic!("first claim")
     };
-    let Claim::Acquired(new_holder) = store.claim(request(start + Duration::from_secs(61))).await.unwrap() else {
+    let Claim::Acquired(new_holder) = store
+        .claim(request(start + Duration::from_secs(61)))
+        .await
+        .unwrap()
+    else {
         panic!("the expired lease is taken over")
     };
     assert!(matches!(
         store.complete(&late, start, Duration::from_secs(60)).await,
         Err(StoreError::ClaimLost { .. })
     ));
-    assert!(store.complete(&new_holder, start, Duration::from_secs(60)).await.is_ok());
+    assert!(store
+        .complete(&new_holder, start, Duration::from_secs(60))
+        .await
+        .is_ok());
 }
