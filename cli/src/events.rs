@@ -1,5 +1,8 @@
-//! `hookgate events`: writes every sample event to `events/<provider>/<name>.json`, signed
-//! now, or with `--check` proves that the files are what the samples generate.
+//! `hookgate events`: writes every sample event, signed now, or with `--check` proves that
+//! the files are what the samples generate: the receivers' API Gateway events in
+//! `events/<provider>/<name>.json` and the processor's SQS events in
+//! `events/processor/<name>.json`, whose bodies are the envelopes the receivers queue for
+//! the very same deliveries.
 //!
 //! Timestamped signatures go stale in minutes, so the files are regenerated rather than
 //! edited: a change belongs in `events/payloads/` (or in `hookgate::samples`), and `--check`
@@ -11,8 +14,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use hookgate::provider::Provider;
-use hookgate::samples::{event_time, SampleEvent};
+use hookgate::samples::SampleFile;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -20,11 +22,12 @@ const REGENERATE: &str = "cargo run -q -p hookgate-cli -- events";
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
-    /// The events directory; `<provider>/` folders are written inside it.
+    /// The events directory; `<provider>/` and `processor/` folders are written inside it.
     #[arg(long, default_value = "events")]
     dir: PathBuf,
     /// Write nothing; fail, naming each file, unless every file is exactly what the samples
-    /// generate at the time it carries (`requestContext.timeEpoch`).
+    /// generate at the time it carries (`requestContext.timeEpoch` of an API Gateway event,
+    /// `Records[0].attributes.SentTimestamp` of an SQS event).
     #[arg(long)]
     check: bool,
 }
@@ -101,30 +104,30 @@ pub fn run(args: &EventsArgs) -> Result<(), EventsError> {
 
 /// Writes every sample event, arriving at `at`, and returns how many.
 pub fn write(dir: &Path, at: OffsetDateTime) -> Result<usize, EventsError> {
-    let events = SampleEvent::all();
-    for provider in Provider::ALL {
-        let folder = dir.join(provider.as_str());
+    let files = SampleFile::all();
+    for folder in SampleFile::folders() {
+        let folder = dir.join(folder);
         fs::create_dir_all(&folder).map_err(io_error("create", &folder))?;
     }
-    for event in &events {
-        let path = dir.join(event.relative_path());
-        fs::write(&path, event.file_contents(at)).map_err(io_error("write", &path))?;
+    for file in &files {
+        let path = dir.join(file.relative_path());
+        fs::write(&path, file.file_contents(at)).map_err(io_error("write", &path))?;
     }
-    Ok(events.len())
+    Ok(files.len())
 }
 
 /// Checks that every sample event's file exists and is exactly what the samples generate at
 /// the time it carries, and that no other event file sits among them. Returns how many
 /// files were checked.
 pub fn check(dir: &Path) -> Result<usize, EventsError> {
-    let events = SampleEvent::all();
+    let files = SampleFile::all();
     let mut problems = Vec::new();
-    for event in &events {
-        let path = dir.join(event.relative_path());
+    for file in &files {
+        let path = dir.join(file.relative_path());
         let reason = match fs::read_to_string(&path) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => Some("missing".to_owned()),
             Err(error) => return Err(io_error("read", &path)(error)),
-            Ok(on_disk) => mismatch(event, &on_disk),
+            Ok(on_disk) => mismatch(file, &on_disk),
         };
         if let Some(reason) = reason {
             problems.push(Problem { path, reason });
@@ -135,21 +138,21 @@ pub fn check(dir: &Path) -> Result<usize, EventsError> {
         problems.push(Problem { path, reason });
     }
     if problems.is_empty() {
-        Ok(events.len())
+        Ok(files.len())
     } else {
         Err(EventsError::CheckFailed(problems))
     }
 }
 
 /// Why a file is not what the samples generate for its time, if it is not.
-fn mismatch(event: &SampleEvent, on_disk: &str) -> Option<String> {
+fn mismatch(file: &SampleFile, on_disk: &str) -> Option<String> {
     let at = serde_json::from_str(on_disk)
         .ok()
-        .and_then(|value: serde_json::Value| event_time(&value));
+        .and_then(|value: serde_json::Value| file.recorded_time(&value));
     let Some(at) = at else {
-        return Some("not an API Gateway event with a requestContext.timeEpoch".to_owned());
+        return Some(format!("not {}", file.time_field()));
     };
-    let expected = event.file_contents(at);
+    let expected = file.file_contents(at);
     if expected == on_disk {
         return None;
     }
@@ -170,15 +173,15 @@ fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
-/// `*.json` files in the providers' folders that are no sample event.
+/// `*.json` files in the sample folders that are no sample event.
 fn unknown_files(dir: &Path) -> Result<Vec<PathBuf>, EventsError> {
-    let known: BTreeSet<PathBuf> = SampleEvent::all()
+    let known: BTreeSet<PathBuf> = SampleFile::all()
         .iter()
-        .map(|event| dir.join(event.relative_path()))
+        .map(|file| dir.join(file.relative_path()))
         .collect();
     let mut unknown = Vec::new();
-    for provider in Provider::ALL {
-        let folder = dir.join(provider.as_str());
+    for folder in SampleFile::folders() {
+        let folder = dir.join(folder);
         let entries = match fs::read_dir(&folder) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
@@ -248,7 +251,7 @@ mod tests {
     fn freshly_written_events_pass_the_check() {
         let scratch = Scratch::new();
         let written = write(&scratch.0, at()).unwrap();
-        assert_eq!(written, SampleEvent::all().len());
+        assert_eq!(written, SampleFile::all().len());
         assert_eq!(check(&scratch.0).unwrap(), written);
     }
 
@@ -318,6 +321,52 @@ mod tests {
         let problems = problems(&scratch.0);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].reason.contains("timeEpoch"));
+    }
+
+    #[test]
+    fn the_processors_sqs_events_are_written_and_checked_too() {
+        let scratch = Scratch::new();
+        write(&scratch.0, at()).unwrap();
+        let batch = scratch.0.join("processor/batch.json");
+        let text = fs::read_to_string(&batch).unwrap();
+        assert!(text.contains("\"eventSource\": \"aws:sqs\""), "{text}");
+
+        fs::write(
+            &batch,
+            text.replace(
+                "\"ApproximateReceiveCount\": \"1\"",
+                "\"ApproximateReceiveCount\": \"2\"",
+            ),
+        )
+        .unwrap();
+        fs::write(scratch.0.join("processor/stray.json"), "{}\n").unwrap();
+        fs::write(
+            scratch.0.join("processor/unreadable-envelope.json"),
+            "{\"Records\":[]}\n",
+        )
+        .unwrap();
+        let problems = problems(&scratch.0);
+        let found: Vec<(String, &str)> = problems
+            .iter()
+            .map(|problem| {
+                let name = problem.path.file_name().unwrap().to_string_lossy();
+                let kind = problem.reason.split(' ').next().unwrap_or_default();
+                (name.into_owned(), kind)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("batch.json".to_owned(), "differs"),
+                ("unreadable-envelope.json".to_owned(), "not"),
+                ("stray.json".to_owned(), "not"),
+            ]
+        );
+        assert!(
+            problems[1].reason.contains("SentTimestamp"),
+            "{}",
+            problems[1].reason
+        );
     }
 
     #[test]

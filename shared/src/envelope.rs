@@ -50,10 +50,12 @@ pub enum RawBody {
 }
 
 impl RawBody {
+    /// UTF-8 text travels as text unless it holds U+FFFE or U+FFFF: JSON leaves those
+    /// unescaped and SQS refuses them in a message body, so such text goes as base64 too.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
-            Ok(text) => RawBody::Utf8(text.to_owned()),
-            Err(_) => RawBody::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            Ok(text) if !text.contains(['\u{FFFE}', '\u{FFFF}']) => RawBody::Utf8(text.to_owned()),
+            _ => RawBody::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
         }
     }
 
@@ -87,13 +89,54 @@ pub struct EnvelopeV1 {
     pub body_sha256: String,
 }
 
-/// The envelope, tagged with its format version so that a processor reading a version it
-/// does not know refuses it plainly instead of misreading it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "version")]
+/// The envelope, tagged with its format version (`"version": 1`, a JSON number) so that a
+/// processor reading a version it does not know refuses it plainly instead of misreading it.
+///
+/// Its serde form is the wire form, so it can be read directly (`serde_json::from_str`,
+/// `SqsEventObj<Envelope>`) as well as with [`Envelope::from_json`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Envelope {
-    #[serde(rename = "1")]
     V1(EnvelopeV1),
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Tagged<'a> {
+            version: u32,
+            #[serde(flatten)]
+            envelope: &'a EnvelopeV1,
+        }
+        match self {
+            Envelope::V1(envelope) => Tagged {
+                version: 1,
+                envelope,
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut document = serde_json::Map::deserialize(deserializer)?;
+        // Older writers may have sent the version as a string; a number is canonical.
+        let version = match document.remove("version") {
+            Some(serde_json::Value::Number(number)) => number.as_u64(),
+            Some(serde_json::Value::String(text)) => text.parse().ok(),
+            Some(_) => None,
+            None => return Err(D::Error::missing_field("version")),
+        };
+        match version {
+            Some(1) => serde_json::from_value(serde_json::Value::Object(document))
+                .map(Envelope::V1)
+                .map_err(D::Error::custom),
+            _ => Err(D::Error::custom(format!(
+                "unknown envelope version (this build reads version {ENVELOPE_VERSION})"
+            ))),
+        }
+    }
 }
 
 /// An envelope cannot be read.
@@ -122,23 +165,14 @@ impl Envelope {
         })
     }
 
-    /// Reads an envelope from a message body. The version travels as a JSON string or a
-    /// number; both are accepted.
+    /// Reads an envelope from a message body.
     pub fn from_json(json: &str) -> Result<Self, EnvelopeError> {
-        let mut value: serde_json::Value = serde_json::from_str(json)?;
-        if let Some(version) = value.get_mut("version") {
-            if let Some(number) = version.as_u64() {
-                *version = serde_json::Value::String(number.to_string());
-            }
-        }
-        Ok(serde_json::from_value(value)?)
+        Ok(serde_json::from_str(json)?)
     }
 
-    /// The message body: version 1 writes `"version": 1` as a number.
+    /// The message body.
     pub fn to_json(&self) -> String {
-        let mut value = serde_json::to_value(self).expect("an envelope always serializes");
-        value["version"] = serde_json::Value::from(ENVELOPE_VERSION);
-        value.to_string()
+        serde_json::to_string(self).expect("an envelope always serializes")
     }
 
     pub fn v1(&self) -> &EnvelopeV1 {
@@ -220,10 +254,45 @@ mod tests {
     }
 
     #[test]
+    fn text_sqs_cannot_carry_travels_as_base64() {
+        let text = "title \u{FFFF} end";
+        let body = RawBody::from_bytes(text.as_bytes());
+        assert!(matches!(body, RawBody::Base64(_)));
+        assert_eq!(body.to_bytes().unwrap(), text.as_bytes());
+    }
+
+    #[test]
     fn an_envelope_of_an_unknown_version_is_refused() {
         let error =
             Envelope::from_json(r#"{"version": 2, "idempotency_key": "github:x"}"#).unwrap_err();
-        assert!(error.to_string().contains("unknown variant `2`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown envelope version"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_serde_form_is_the_wire_form_with_a_numeric_version() {
+        let envelope = Envelope::V1(EnvelopeV1 {
+            idempotency_key: IdempotencyKey::from_stable_id(Provider::Github, "d-1").unwrap(),
+            provider: Provider::Github,
+            event_type: "ping".into(),
+            delivery_id: Some("d-1".into()),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            source_ip: None,
+            headers: BTreeMap::new(),
+            body: RawBody::Utf8("{}".into()),
+            body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
+        });
+        let json = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(json["version"], 1);
+        assert_eq!(serde_json::from_value::<Envelope>(json).unwrap(), envelope);
+        let mut legacy = serde_json::to_value(&envelope).unwrap();
+        legacy["version"] = "1".into();
+        assert_eq!(
+            serde_json::from_value::<Envelope>(legacy).unwrap(),
+            envelope
+        );
     }
 
     #[test]

@@ -11,6 +11,12 @@ use crate::provider::Provider;
 /// key; real ids are far shorter (a GUID, `evt_…`), so anything longer is a malformed request.
 pub const MAX_STABLE_ID_LEN: usize = 512;
 
+/// Characters that may not appear in an id or event type: control characters, and the
+/// noncharacters U+FFFE and U+FFFF, which SQS refuses in message attributes.
+pub(crate) fn is_unusable_text_char(c: char) -> bool {
+    c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}'
+}
+
 /// `{provider}:{stable id}`, where the stable id is what the provider keeps across its own
 /// retries (GitHub's delivery GUID, Stripe's `evt_…`, …), or `sha256:{hex}` of the raw body
 /// for a delivery that carries none.
@@ -25,7 +31,7 @@ pub enum InvalidStableId {
     Empty,
     #[error("the id is longer than {MAX_STABLE_ID_LEN} bytes")]
     TooLong,
-    #[error("the id contains a control character")]
+    #[error("the id contains a control character or a noncharacter")]
     ControlCharacter,
     #[error("`{0}` is not of the form {{provider}}:{{id}} with a known provider")]
     NotAKey(String),
@@ -41,7 +47,7 @@ impl IdempotencyKey {
         if stable_id.len() > MAX_STABLE_ID_LEN {
             return Err(InvalidStableId::TooLong);
         }
-        if stable_id.chars().any(char::is_control) {
+        if stable_id.chars().any(is_unusable_text_char) {
             return Err(InvalidStableId::ControlCharacter);
         }
         Ok(Self(format!("{provider}:{stable_id}")))

@@ -32,9 +32,11 @@ use serde::Deserialize;
 
 use crate::provider::Provider;
 
-/// The longest an action may be given: past that a provider-facing retry horizon and the
-/// processor's own timeout stop making sense.
-pub const MAX_ACTION_TIMEOUT: Duration = Duration::from_secs(900);
+/// The longest an action may be given. Every action of a batch runs inside one processor
+/// invocation, whose timeout is 60 s; an action allowed longer would be cut off by Lambda
+/// with its outcome unrecorded. Longer work belongs behind an agent that answers quickly
+/// and works on (or a `lambda` action with `invocation = "Event"`).
+pub const MAX_ACTION_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The default per-action timeout.
 pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(10);

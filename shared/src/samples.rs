@@ -12,6 +12,11 @@
 //! Besides one genuine event per payload, each provider has events a receiver must refuse
 //! with 401 (see [`Variant`]), all made from its first payload.
 //!
+//! The processor's samples, [`SqsSampleEvent`], are Lambda SQS events in
+//! `events/processor/` whose bodies are the very envelopes a receiver queues for the genuine
+//! samples, made by the receiver's own verification, so the two halves of the pipeline are
+//! tried on the same deliveries. [`SampleFile`] is every file `hookgate events` writes.
+//!
 //! The secrets here are published in `events/README.md` and sign nothing but samples: they
 //! must never be configured on a deployed receiver.
 
@@ -22,9 +27,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::envelope::QueueMessage;
 use crate::provider::Provider;
-use crate::secret::SigningKey;
-use crate::verify::{scheme_for, OutgoingDelivery, SignatureScheme};
+use crate::secret::{KeyRing, SigningKey};
+use crate::verify::{scheme_for, verify, OutgoingDelivery, SignatureScheme, Verified};
 
 /// Public, test-only: the GitHub samples' webhook secret.
 pub const GITHUB_TEST_SECRET: &str = "hookgate-test-github-secret";
@@ -523,6 +529,392 @@ struct HttpDescription {
     user_agent: String,
 }
 
+// ---------------------------------------------------------------------------
+// SQS events for the processor
+
+/// The folder of `events/` that holds the processor's SQS events.
+pub const PROCESSOR_FOLDER: &str = "processor";
+
+/// The queue the records come from: the envelope queue of a stack named `hookgate` (the
+/// stack name in `samconfig.toml`), in the account and region of the API Gateway samples.
+const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:hookgate-envelopes";
+const REGION: &str = "us-east-1";
+
+/// The body of `unreadable-envelope.json`: what a message sent to the queue by hand looks
+/// like. The processor must dead-letter it with its reason, not retry it.
+pub const UNREADABLE_BODY: &str =
+    "{\"note\":\"sent to the queue by hand: this is not a hookgate envelope\"}";
+
+/// How long after API Gateway handed a delivery to its receiver the message was in the
+/// queue, and how long after that Lambda first received it. Plausible figures, kept under
+/// a second so that a record's `SentTimestamp` still tells the second its event was made
+/// for.
+const QUEUED_AFTER_MS: i64 = 42;
+const RECEIVED_AFTER_MS: i64 = 180;
+/// Messages of one batch were queued this far apart.
+const BATCH_SPACING_MS: i64 = 13;
+
+/// Any time serves to tell which samples a receiver queues: whether it queues one does not
+/// depend on when it arrives, as long as it is verified at the time it was signed.
+const REFERENCE_TIME: i64 = 1_748_856_600;
+
+impl SampleEvent {
+    /// The message a receiver configured as [`receiver_environment`] says queues for this
+    /// event arriving at `at` (to the second): the event's file as `lambda_http` reads it,
+    /// verified by the provider's scheme, wrapped by [`QueueMessage::from_verified`], as the
+    /// receiver does. `None` when the receiver queues nothing: a rejected event, or a
+    /// handshake it answers itself.
+    pub fn queue_message(&self, at: OffsetDateTime) -> Option<QueueMessage> {
+        let at = whole_second(at);
+        let request = lambda_http::request::from_str(&self.file_contents(at))
+            .expect("a sample event is an API Gateway event");
+        let mut request = crate::lambda::inbound_request(request);
+        request.received_at = at;
+        let provider = self.provider();
+        let scheme = sample_scheme(provider);
+        let keys = KeyRing::from_secrets(test_secret(provider), None, scheme.key_encoding())
+            .expect("the sample secrets are valid for their schemes");
+        match verify(
+            scheme.as_ref(),
+            &request,
+            &keys,
+            at,
+            std::time::Duration::from_secs(300),
+        ) {
+            Ok(Verified::Webhook(webhook)) => Some(QueueMessage::from_verified(&webhook)),
+            Ok(Verified::Handshake(_)) | Err(_) => None,
+        }
+    }
+}
+
+/// The genuine samples a receiver queues, in [`SampleEvent::all`]'s order.
+fn queued_samples() -> Vec<SampleEvent> {
+    let reference = OffsetDateTime::from_unix_timestamp(REFERENCE_TIME).expect("a valid time");
+    SampleEvent::all()
+        .into_iter()
+        .filter(|event| event.variant() == Variant::Genuine)
+        .filter(|event| event.queue_message(reference).is_some())
+        .collect()
+}
+
+/// One file of `events/processor/`: an SQS event as the event source mapping hands it to
+/// the processor (`Records`, each with the envelope a receiver queued as its body).
+#[derive(Debug, Clone, Copy)]
+pub struct SqsSampleEvent {
+    kind: SqsSampleKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SqsSampleKind {
+    /// One record: the message queued for this sample.
+    Single(SampleEvent),
+    /// One record per queued sample, every provider's.
+    Batch,
+    /// One record whose body is no envelope.
+    UnreadableEnvelope,
+}
+
+impl SqsSampleEvent {
+    /// Every SQS sample event: one per queued sample, then the batch, then the unreadable
+    /// one.
+    pub fn all() -> Vec<SqsSampleEvent> {
+        let mut events: Vec<SqsSampleEvent> = queued_samples()
+            .into_iter()
+            .map(|sample| SqsSampleEvent {
+                kind: SqsSampleKind::Single(sample),
+            })
+            .collect();
+        events.extend(
+            [SqsSampleKind::Batch, SqsSampleKind::UnreadableEnvelope]
+                .map(|kind| SqsSampleEvent { kind }),
+        );
+        events
+    }
+
+    /// The file name without `.json`: `<provider>-<sample>` for one sample's message,
+    /// `batch`, or `unreadable-envelope`.
+    pub fn name(&self) -> String {
+        match self.kind {
+            SqsSampleKind::Single(sample) => format!("{}-{}", sample.provider(), sample.name()),
+            SqsSampleKind::Batch => "batch".to_owned(),
+            SqsSampleKind::UnreadableEnvelope => "unreadable-envelope".to_owned(),
+        }
+    }
+
+    /// Where the event lives under `events/`: `processor/<name>.json`.
+    pub fn relative_path(&self) -> String {
+        format!("{PROCESSOR_FOLDER}/{}.json", self.name())
+    }
+
+    /// Whether every record's body is an envelope; the processor dead-letters the others.
+    pub fn has_envelopes(&self) -> bool {
+        !matches!(self.kind, SqsSampleKind::UnreadableEnvelope)
+    }
+
+    /// The Lambda SQS event for messages whose deliveries reached API Gateway at `at` (to
+    /// the second). Ids, receipt handles and timestamps are derived from the event and
+    /// `at`, so the same inputs give the same event.
+    pub fn sqs_event(&self, at: OffsetDateTime) -> serde_json::Value {
+        serde_json::to_value(self.event(at)).expect("an event always serializes")
+    }
+
+    /// The event as its file holds it: pretty JSON in a fixed field order, with a final
+    /// newline.
+    pub fn file_contents(&self, at: OffsetDateTime) -> String {
+        let mut json =
+            serde_json::to_string_pretty(&self.event(at)).expect("an event always serializes");
+        json.push('\n');
+        json
+    }
+
+    fn event(&self, at: OffsetDateTime) -> SqsEvent {
+        let at = whole_second(at);
+        let records = match self.kind {
+            SqsSampleKind::Single(sample) => vec![self.queued_record(sample, at, 0)],
+            SqsSampleKind::Batch => queued_samples()
+                .into_iter()
+                .enumerate()
+                .map(|(index, sample)| self.queued_record(sample, at, index))
+                .collect(),
+            SqsSampleKind::UnreadableEnvelope => vec![self.record(
+                UNREADABLE_BODY.to_owned(),
+                BTreeMap::new(),
+                // An IAM user's id: a person, not a receiver's role, sent it.
+                "AIDAHOOKGATEEXAMPLE01".to_owned(),
+                at,
+                0,
+            )],
+        };
+        SqsEvent { records }
+    }
+
+    fn queued_record(&self, sample: SampleEvent, at: OffsetDateTime, index: usize) -> SqsRecord {
+        let message = sample
+            .queue_message(at)
+            .expect("only samples a receiver queues make records");
+        let attributes = message
+            .attributes()
+            .into_iter()
+            .map(|(name, value)| (name, SqsAttributeValue::string(value)))
+            .collect();
+        // A Lambda function's role session is named after the function, which SAM names
+        // `<stack>-<logical id>-<suffix>`.
+        let sender = format!(
+            "AROAHOOKGATEEXAMPLE01:hookgate-{}Receiver-EXAMPLE",
+            capitalised(sample.provider().as_str())
+        );
+        self.record(message.body().to_owned(), attributes, sender, at, index)
+    }
+
+    fn record(
+        &self,
+        body: String,
+        message_attributes: BTreeMap<&'static str, SqsAttributeValue>,
+        sender_id: String,
+        at: OffsetDateTime,
+        index: usize,
+    ) -> SqsRecord {
+        let seed: [u8; 32] = Sha256::digest(format!(
+            "{}@{}#{index}",
+            self.relative_path(),
+            at.unix_timestamp()
+        ))
+        .into();
+        let message_id = uuid::Builder::from_random_bytes(
+            seed[..16].try_into().expect("16 bytes of a 32-byte digest"),
+        )
+        .into_uuid()
+        .to_string();
+        let handle: [u8; 32] = Sha256::digest(seed).into();
+        let receipt_handle = format!(
+            "AQEB{}",
+            base64::engine::general_purpose::STANDARD.encode([seed, handle].concat())
+        );
+        let index = i64::try_from(index).unwrap_or(i64::MAX);
+        let sent = at.unix_timestamp() * 1000 + QUEUED_AFTER_MS + index * BATCH_SPACING_MS;
+        let md5_of_message_attributes =
+            (!message_attributes.is_empty()).then(|| md5_of_attributes(&message_attributes));
+        SqsRecord {
+            message_id,
+            receipt_handle,
+            md5_of_body: hex::encode(md5(body.as_bytes())),
+            body,
+            attributes: SqsAttributes {
+                approximate_receive_count: "1".to_owned(),
+                sent_timestamp: sent.to_string(),
+                sender_id,
+                approximate_first_receive_timestamp: (sent + RECEIVED_AFTER_MS).to_string(),
+            },
+            md5_of_message_attributes,
+            message_attributes,
+            event_source: "aws:sqs",
+            event_source_arn: QUEUE_ARN,
+            aws_region: REGION,
+        }
+    }
+}
+
+/// When an SQS sample event's deliveries reached API Gateway (the second of
+/// `Records[0].attributes.SentTimestamp`): the `at` it was made for.
+pub fn sqs_event_time(event: &serde_json::Value) -> Option<OffsetDateTime> {
+    let sent: i64 = event
+        .pointer("/Records/0/attributes/SentTimestamp")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    OffsetDateTime::from_unix_timestamp(sent.div_euclid(1000)).ok()
+}
+
+/// Any file `hookgate events` writes under `events/`.
+#[derive(Debug, Clone, Copy)]
+pub enum SampleFile {
+    /// `events/<provider>/<name>.json`, for a receiver.
+    ApiGateway(SampleEvent),
+    /// `events/processor/<name>.json`, for the processor.
+    Sqs(SqsSampleEvent),
+}
+
+impl SampleFile {
+    /// Every sample file: the receivers' events, then the processor's.
+    pub fn all() -> Vec<SampleFile> {
+        let api = SampleEvent::all().into_iter().map(SampleFile::ApiGateway);
+        let sqs = SqsSampleEvent::all().into_iter().map(SampleFile::Sqs);
+        api.chain(sqs).collect()
+    }
+
+    /// The folders of `events/` that hold sample files: one per provider, and the
+    /// processor's.
+    pub fn folders() -> Vec<&'static str> {
+        let mut folders: Vec<&'static str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        folders.push(PROCESSOR_FOLDER);
+        folders
+    }
+
+    /// Where the file lives under `events/`.
+    pub fn relative_path(&self) -> String {
+        match self {
+            SampleFile::ApiGateway(event) => event.relative_path(),
+            SampleFile::Sqs(event) => event.relative_path(),
+        }
+    }
+
+    /// The file's contents for `at`.
+    pub fn file_contents(&self, at: OffsetDateTime) -> String {
+        match self {
+            SampleFile::ApiGateway(event) => event.file_contents(at),
+            SampleFile::Sqs(event) => event.file_contents(at),
+        }
+    }
+
+    /// The time a file of this kind was made for, read from its JSON.
+    pub fn recorded_time(&self, json: &serde_json::Value) -> Option<OffsetDateTime> {
+        match self {
+            SampleFile::ApiGateway(_) => event_time(json),
+            SampleFile::Sqs(_) => sqs_event_time(json),
+        }
+    }
+
+    /// Where a file of this kind records its time, to name it when it cannot be read.
+    pub fn time_field(&self) -> &'static str {
+        match self {
+            SampleFile::ApiGateway(_) => "an API Gateway event with a requestContext.timeEpoch",
+            SampleFile::Sqs(_) => "an SQS event with a Records[0].attributes.SentTimestamp",
+        }
+    }
+}
+
+fn whole_second(at: OffsetDateTime) -> OffsetDateTime {
+    let at = at.to_offset(UtcOffset::UTC);
+    at.replace_nanosecond(0).unwrap_or(at)
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// SQS's `md5OfMessageAttributes`: attributes sorted by name (a `BTreeMap` already is),
+/// each as its name, its data type, a transport byte (1 for a string) and its value, every
+/// field but the byte preceded by its length as four big-endian bytes.
+fn md5_of_attributes(attributes: &BTreeMap<&'static str, SqsAttributeValue>) -> String {
+    fn field(bytes: &mut Vec<u8>, value: &[u8]) {
+        let length = u32::try_from(value.len()).expect("attribute fields are small");
+        bytes.extend(length.to_be_bytes());
+        bytes.extend(value);
+    }
+    let mut bytes = Vec::new();
+    for (name, value) in attributes {
+        field(&mut bytes, name.as_bytes());
+        field(&mut bytes, value.data_type.as_bytes());
+        bytes.push(1);
+        field(&mut bytes, value.string_value.as_bytes());
+    }
+    hex::encode(md5(&bytes))
+}
+
+/// MD5, for the checksums SQS puts in each record. It checks nothing here, and MD5 is no
+/// security measure anywhere; it only makes the records look as SQS makes them.
+fn md5(data: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(data).into()
+}
+
+/// The Lambda SQS event, in the order AWS documents its fields.
+#[derive(Debug, Serialize)]
+struct SqsEvent {
+    #[serde(rename = "Records")]
+    records: Vec<SqsRecord>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SqsRecord {
+    message_id: String,
+    receipt_handle: String,
+    body: String,
+    attributes: SqsAttributes,
+    message_attributes: BTreeMap<&'static str, SqsAttributeValue>,
+    md5_of_body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    md5_of_message_attributes: Option<String>,
+    event_source: &'static str,
+    #[serde(rename = "eventSourceARN")]
+    event_source_arn: &'static str,
+    aws_region: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SqsAttributes {
+    approximate_receive_count: String,
+    sent_timestamp: String,
+    sender_id: String,
+    approximate_first_receive_timestamp: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SqsAttributeValue {
+    string_value: String,
+    string_list_values: [String; 0],
+    binary_list_values: [String; 0],
+    data_type: &'static str,
+}
+
+impl SqsAttributeValue {
+    fn string(value: String) -> Self {
+        Self {
+            string_value: value,
+            string_list_values: [],
+            binary_list_values: [],
+            data_type: "String",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -631,6 +1023,125 @@ mod tests {
         paths.sort();
         paths.dedup();
         assert_eq!(paths.len(), events.len());
+    }
+
+    #[test]
+    fn md5_gives_the_digests_of_the_rfc_1321_test_suite() {
+        let suite: [(&str, &str); 7] = [
+            ("", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("a", "0cc175b9c0f1b6a831c399e269772661"),
+            ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+            ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (
+                "abcdefghijklmnopqrstuvwxyz",
+                "c3fcd3d76192e4007dfb496cca67e13b",
+            ),
+            (
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                "d174ab98d277d9f5a5611c2c9f419d9f",
+            ),
+            (
+                "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+                "57edf4a22be3c955ac49da2e2107b67a",
+            ),
+        ];
+        for (input, digest) in suite {
+            assert_eq!(hex::encode(md5(input.as_bytes())), digest, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn the_message_attributes_checksum_is_the_one_sqs_computes() {
+        // The digest SQS (here moto's implementation of it) gives these three attributes.
+        let attributes: BTreeMap<&'static str, SqsAttributeValue> = [
+            ("provider", "github"),
+            ("event_type", "pull_request.opened"),
+            ("envelope_version", "1"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name, SqsAttributeValue::string(value.to_owned())))
+        .collect();
+        assert_eq!(
+            md5_of_attributes(&attributes),
+            "ec6c32bfbc504c9f003ef32cb13e3718"
+        );
+    }
+
+    #[test]
+    fn every_genuine_webhook_sample_but_the_handshake_has_an_sqs_event() {
+        let names: Vec<String> = SqsSampleEvent::all().iter().map(|e| e.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "github-pull_request.opened",
+                "stripe-invoice.paid",
+                "shopify-orders-create",
+                "slack-app_mention",
+                "standard-response.completed",
+                "generic-task.completed",
+                "batch",
+                "unreadable-envelope",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_sqs_record_carries_the_envelope_the_receiver_queues_and_its_checksums() {
+        let github = SampleEvent::find(Provider::Github, "pull_request.opened").unwrap();
+        let message = github.queue_message(at()).unwrap();
+        let event = SqsSampleEvent {
+            kind: SqsSampleKind::Single(github),
+        }
+        .sqs_event(at());
+        let record = &event["Records"][0];
+        assert_eq!(record["body"], message.body());
+        let envelope = crate::envelope::Envelope::from_json(message.body()).unwrap();
+        let envelope = envelope.v1();
+        assert_eq!(envelope.received_at, at());
+        assert_eq!(envelope.source_ip, Some("192.30.252.44".parse().unwrap()));
+        assert_eq!(
+            record["md5OfBody"],
+            hex::encode(md5(message.body().as_bytes()))
+        );
+        assert_eq!(
+            record["messageAttributes"]["provider"]["stringValue"],
+            "github"
+        );
+        assert_eq!(
+            record["messageAttributes"]["event_type"]["stringValue"],
+            "pull_request.opened"
+        );
+        assert_eq!(record["eventSource"], "aws:sqs");
+        assert_eq!(sqs_event_time(&event), Some(at()));
+    }
+
+    #[test]
+    fn the_batch_has_one_record_per_queued_sample_with_distinct_ids() {
+        let batch = SqsSampleEvent {
+            kind: SqsSampleKind::Batch,
+        }
+        .sqs_event(at());
+        let records = batch["Records"].as_array().unwrap();
+        assert_eq!(records.len(), queued_samples().len());
+        let ids: std::collections::BTreeSet<&str> = records
+            .iter()
+            .map(|record| record["messageId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), records.len());
+        assert_eq!(sqs_event_time(&batch), Some(at()));
+    }
+
+    #[test]
+    fn sqs_events_are_the_same_for_the_same_time_and_differ_for_another() {
+        for event in SqsSampleEvent::all() {
+            assert_eq!(event.file_contents(at()), event.file_contents(at()));
+            assert_ne!(
+                event.file_contents(at()),
+                event.file_contents(at() + time::Duration::seconds(1)),
+                "{}",
+                event.relative_path()
+            );
+        }
     }
 
     #[test]

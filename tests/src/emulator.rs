@@ -97,3 +97,47 @@ pub async fn drain_queue(
     }
     Ok(messages)
 }
+
+/// Creates a fresh idempotency table laid out like the deployed one (partition key
+/// `idempotency_key`, on-demand billing, TTL on `expires_at`) and returns its name.
+pub async fn create_idempotency_table(
+    client: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+
+    let table_name = unique_name(prefix);
+    client
+        .create_table()
+        .table_name(&table_name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("idempotency_key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("idempotency_key")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .send()
+        .await?;
+    client
+        .update_time_to_live()
+        .table_name(&table_name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(table_name)
+}

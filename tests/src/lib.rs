@@ -4,5 +4,6 @@
 //! AWS-compatible emulator (moto's server) that `scripts/test` starts on 127.0.0.1 and names
 //! in `HOOKGATE_TEST_AWS_ENDPOINT`.
 
+pub mod agent;
 pub mod emulator;
 pub mod lambda_runtime_api;

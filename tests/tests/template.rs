@@ -1,7 +1,8 @@
 //! Checks on `template.yaml` that cfn-lint and `sam validate --lint` do not
-//! make: that the template and the receivers' code agree (binaries, routes,
-//! environment variables, metric names) and that each receiver has only the
-//! permissions it needs.
+//! make: that the template and the functions' code agree (binaries, routes,
+//! environment variables, metric names), that the processor consumes the queue
+//! the way its handler answers, and that each function has only the permissions
+//! it needs.
 
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,7 +49,7 @@ const ENV_DEFAULTS: [(&str, &str); 14] = [
     ("WEBHOOK_SECRET", ""),
     ("SECRET_REFRESH_SECS", "300"),
     ("SIGNATURE_TOLERANCE_SECS", "300"),
-    ("MAX_BODY_BYTES", "200000"),
+    ("MAX_BODY_BYTES", "190000"),
     ("ALLOWED_SOURCE_CIDRS", ""),
     ("RUST_LOG", "info"),
     ("SIGNATURE_HEADER", "X-Signature"),
@@ -64,6 +65,27 @@ const ENV_DEFAULTS: [(&str, &str); 14] = [
 /// The receivers may do exactly this to the queue. `GetQueueAttributes` is
 /// their warm-up call at init.
 const QUEUE_ACTIONS: [&str; 2] = ["sqs:SendMessage", "sqs:GetQueueAttributes"];
+
+/// The processor's binary, `functions/processor`.
+const PROCESSOR: &str = "processor";
+
+/// Where the processor reads its environment: every variable it reads is a
+/// quoted name in this file's code.
+const PROCESSOR_CONFIG: &str = "shared/src/processor/config.rs";
+
+/// Variables the processor reads that the template leaves unset on purpose:
+/// the routes are compiled in (`ROUTES_FILE` is for local runs), and the lease
+/// is derived from the longest action timeout.
+const PROCESSOR_ENV_UNSET: [&str; 2] = ["ROUTES_FILE", "LEASE_SECS"];
+
+/// The processor's settings that come from parameters, and the defaults
+/// `ProcessorConfig` documents.
+const PROCESSOR_ENV_DEFAULTS: [(&str, &str); 4] = [
+    ("IDEMPOTENCY_TTL_DAYS", "7"),
+    ("BACKOFF_BASE_SECS", "10"),
+    ("BACKOFF_CAP_SECS", "900"),
+    ("RUST_LOG", "info"),
+];
 
 // ---------------------------------------------------------------------------
 // Reading the template
@@ -131,6 +153,45 @@ impl Template {
                 })
             })
             .collect()
+    }
+
+    /// Every function: `(logical id, binary, resource)`, in template order.
+    fn functions(&self) -> Vec<(String, String, &Value)> {
+        self.resources_of_type("AWS::Serverless::Function")
+            .into_iter()
+            .map(|(id, resource)| {
+                let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{id}: no Metadata.BuildProperties.Binary"))
+                    .to_owned();
+                (id, binary, resource)
+            })
+            .collect()
+    }
+
+    /// The processor function: `(logical id, resource)`.
+    fn processor(&self) -> (String, &Value) {
+        let mut processors: Vec<(String, &Value)> = self
+            .functions()
+            .into_iter()
+            .filter(|(_, binary, _)| binary == PROCESSOR)
+            .map(|(id, _, resource)| (id, resource))
+            .collect();
+        assert_eq!(processors.len(), 1, "one function builds the processor");
+        processors.remove(0)
+    }
+
+    /// The log group a function writes to: the one its `LoggingConfig.LogGroup`
+    /// names, else the one named `/aws/lambda/${Function}`.
+    fn log_group(&self, id: &str, function: &Value) -> Option<&Value> {
+        if let Some(group) = ref_target(&function["Properties"]["LoggingConfig"]["LogGroup"]) {
+            return Some(self.resource(group));
+        }
+        let wanted = format!("/aws/lambda/${{{id}}}");
+        self.resources_of_type("AWS::Logs::LogGroup")
+            .into_iter()
+            .find(|(_, g)| sub_text(&g["Properties"]["LogGroupName"]) == Some(wanted.as_str()))
+            .map(|(_, group)| group)
     }
 
     /// A function property as SAM sees it: the function's own value, else the
@@ -294,12 +355,11 @@ fn there_is_exactly_one_receiver_per_provider() {
 }
 
 #[test]
-fn every_receiver_uses_provided_al2023_on_arm64_with_cargo_lambda() {
+fn every_function_uses_provided_al2023_on_arm64_with_cargo_lambda() {
     let template = Template::load();
-    for receiver in template.receivers() {
-        let function = receiver.resource;
+    for (id, _, function) in template.functions() {
         let property = |key| template.function_property(function, key);
-        let id = &receiver.id;
+        let id = &id;
 
         assert_eq!(
             property("Runtime").as_str(),
@@ -326,6 +386,8 @@ fn every_receiver_uses_provided_al2023_on_arm64_with_cargo_lambda() {
             Some("rust-cargolambda"),
             "{id}: Metadata.BuildMethod"
         );
+    }
+    for receiver in template.receivers() {
         assert_eq!(receiver.binary, format!("receiver-{}", receiver.provider));
     }
 }
@@ -334,17 +396,16 @@ fn every_receiver_uses_provided_al2023_on_arm64_with_cargo_lambda() {
 fn the_binary_named_in_build_properties_is_a_workspace_member() {
     let template = Template::load();
     let members = workspace_members();
-    for receiver in template.receivers() {
-        let member = format!("functions/{}", receiver.binary);
+    for (id, binary, _) in template.functions() {
+        let member = format!("functions/{binary}");
         assert!(
             members.contains(&member),
-            "{}: {member} is not in the workspace members {members:?}",
-            receiver.id
+            "{id}: {member} is not in the workspace members {members:?}"
         );
         // The crate may not exist yet; when it does, its package is the binary.
         let manifest = repo_root().join(&member).join("Cargo.toml");
         if let Ok(text) = fs::read_to_string(&manifest) {
-            let wanted = format!("name = \"{}\"", receiver.binary);
+            let wanted = format!("name = \"{binary}\"");
             assert!(
                 text.lines().any(|line| line.trim() == wanted),
                 "{} does not declare {wanted}",
@@ -547,16 +608,17 @@ fn every_receiver_setting_defaults_to_the_documented_value() {
 }
 
 #[test]
-fn every_receiver_logs_to_a_log_group_with_retention() {
+fn every_function_logs_to_a_log_group_with_retention() {
     let template = Template::load();
-    let log_groups = template.resources_of_type("AWS::Logs::LogGroup");
-    for receiver in template.receivers() {
-        let id = &receiver.id;
-        let wanted = format!("/aws/lambda/${{{id}}}");
-        let (_, group) = log_groups
-            .iter()
-            .find(|(_, g)| sub_text(&g["Properties"]["LogGroupName"]) == Some(wanted.as_str()))
-            .unwrap_or_else(|| panic!("{id}: no log group named {wanted}"));
+    for (id, _, function) in template.functions() {
+        let group = template
+            .log_group(&id, function)
+            .unwrap_or_else(|| panic!("{id}: no log group of its own"));
+        assert_eq!(
+            group["Type"].as_str(),
+            Some("AWS::Logs::LogGroup"),
+            "{id}: LoggingConfig.LogGroup"
+        );
         let retention = number_or_default(&template, &group["Properties"]["RetentionInDays"]);
         assert!(
             retention.is_some_and(|days| days > 0),
@@ -646,7 +708,13 @@ fn the_queue_visibility_timeout_is_at_least_six_times_every_function_timeout() {
         panic!("VisibilityTimeout must be a literal number, not {visibility:?}")
     });
     assert_eq!(visibility, 360);
-    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+    let functions = template.resources_of_type("AWS::Serverless::Function");
+    let (processor, _) = template.processor();
+    assert!(
+        functions.iter().any(|(id, _)| *id == processor),
+        "the processor is among the functions checked"
+    );
+    for (id, function) in functions {
         let timeout = number_or_default(&template, template.function_property(function, "Timeout"))
             .unwrap_or(3);
         assert!(
@@ -727,11 +795,11 @@ fn the_api_logs_access_and_throttles_by_default() {
 }
 
 #[test]
-fn every_receiver_has_an_errors_alarm() {
+fn every_function_has_an_errors_alarm() {
     let template = Template::load();
     let alarms = template.alarms();
-    for receiver in template.receivers() {
-        let id = &receiver.id;
+    for (id, _, _) in template.functions() {
+        let id = &id;
         let found = alarms.iter().any(|(_, alarm)| {
             let p = &alarm["Properties"];
             p["Namespace"].as_str() == Some("AWS/Lambda")
@@ -894,4 +962,563 @@ fn the_outputs_name_the_queues_and_every_secret() {
     for (id, _) in template.resources_of_type("AWS::SecretsManager::Secret") {
         assert!(has_ref(&id), "no output with the ARN of {id}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// The processor
+
+/// The processor's role and its inline statements, each with the condition it
+/// depends on, if any.
+struct RoleStatements<'a> {
+    statements: Vec<(Option<String>, &'a Value)>,
+}
+
+fn processor_role(template: &Template) -> (String, &Value) {
+    let (id, function) = template.processor();
+    let (role, attribute) = get_att(&function["Properties"]["Role"])
+        .unwrap_or_else(|| panic!("{id}: Role is a GetAtt of a role of this stack"));
+    assert_eq!(attribute, "Arn", "{id}: Role");
+    let resource = template.resource(&role);
+    assert_eq!(
+        resource["Type"].as_str(),
+        Some("AWS::IAM::Role"),
+        "{id}: Role"
+    );
+    (role, resource)
+}
+
+fn role_statements(role: &Value) -> RoleStatements<'_> {
+    let mut statements = Vec::new();
+    for policy in one_or_many(&role["Properties"]["Policies"]) {
+        let (condition, policy) = match intrinsic(policy, "Fn::If") {
+            Some(branches) => {
+                let branches = branches.as_sequence().expect("Fn::If takes a list");
+                assert_eq!(branches.len(), 3, "Fn::If takes three arguments");
+                assert_eq!(
+                    ref_target(&branches[2]),
+                    Some("AWS::NoValue"),
+                    "a conditional policy is otherwise absent: {policy:?}"
+                );
+                (branches[0].as_str().map(str::to_owned), &branches[1])
+            }
+            None => (None, policy),
+        };
+        let document = &policy["PolicyDocument"];
+        assert_eq!(
+            document["Version"].as_str(),
+            Some("2012-10-17"),
+            "{policy:?}"
+        );
+        for statement in one_or_many(&document["Statement"]) {
+            statements.push((condition.clone(), statement));
+        }
+    }
+    RoleStatements { statements }
+}
+
+/// A statement's resource as text: `Queue.Arn` for a GetAtt, `Ref X` for a Ref.
+fn resource_name(value: &Value) -> String {
+    if let Some((resource, attribute)) = get_att(value) {
+        return format!("{resource}.{attribute}");
+    }
+    if let Some(target) = ref_target(value) {
+        return format!("Ref {target}");
+    }
+    panic!("a resource must name something of this stack or a parameter, not {value:?}")
+}
+
+/// The quoted upper-case names in the code (not the tests) of a source file:
+/// the environment variables it reads.
+fn quoted_variable_names(path: &str) -> BTreeSet<String> {
+    let path = repo_root().join(path);
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    code.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.len() > 2
+                && s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && s.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `.rs` file under `dir`, read.
+fn rust_sources(dir: &Path) -> Vec<String> {
+    let mut sources = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return sources;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sources.extend(rust_sources(&path));
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            sources.extend(fs::read_to_string(&path).ok());
+        }
+    }
+    sources
+}
+
+#[test]
+fn the_processor_is_built_from_its_binary_with_a_60_second_timeout_and_its_own_role() {
+    let template = Template::load();
+    let (id, function) = template.processor();
+    let members = workspace_members();
+    assert!(
+        members.contains("functions/processor"),
+        "{id}: functions/processor is not in the workspace members {members:?}"
+    );
+    assert_eq!(
+        function["Properties"]["Timeout"].as_i64(),
+        Some(60),
+        "{id}: Timeout must be a literal 60, which the queue's VisibilityTimeout is six times"
+    );
+    assert!(
+        function["Properties"].get("Policies").is_none(),
+        "{id}: with a Role of its own, SAM would ignore Policies"
+    );
+    processor_role(&template);
+}
+
+#[test]
+fn the_processor_consumes_the_queue_in_batches_reporting_item_failures() {
+    let template = Template::load();
+    let (id, function) = template.processor();
+    let events = function["Properties"]["Events"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{id} has no Events"));
+    assert_eq!(events.len(), 1, "{id}: one event source");
+    let (_, event) = events.iter().next().expect("one event");
+    assert_eq!(event["Type"].as_str(), Some("SQS"), "{id}: event type");
+    let properties = &event["Properties"];
+    assert_eq!(
+        get_att(&properties["Queue"]),
+        Some(("Queue".to_owned(), "Arn".to_owned())),
+        "{id}: consumes the envelope queue"
+    );
+    assert_eq!(
+        integer(&properties["BatchSize"]),
+        Some(10),
+        "{id}: BatchSize"
+    );
+    assert_eq!(
+        integer(&properties["MaximumBatchingWindowInSeconds"]),
+        Some(1),
+        "{id}: MaximumBatchingWindowInSeconds"
+    );
+    let response_types: Vec<_> = one_or_many(&properties["FunctionResponseTypes"])
+        .into_iter()
+        .map(Value::as_str)
+        .collect();
+    assert_eq!(
+        response_types,
+        [Some("ReportBatchItemFailures")],
+        "{id}: the handler answers with batchItemFailures, which SQS ignores without this"
+    );
+    let concurrency = &properties["ScalingConfig"]["MaximumConcurrency"];
+    let param = ref_target(concurrency)
+        .unwrap_or_else(|| panic!("{id}: MaximumConcurrency comes from a parameter"));
+    let param = template.parameter(param);
+    assert_eq!(
+        integer(&param["Default"]),
+        Some(10),
+        "{id}: MaximumConcurrency"
+    );
+    assert_eq!(
+        integer(&param["MinValue"]),
+        Some(2),
+        "{id}: SQS accepts no MaximumConcurrency under 2"
+    );
+}
+
+#[test]
+fn every_environment_variable_the_processor_reads_is_set_and_no_other() {
+    let template = Template::load();
+    let (id, function) = template.processor();
+    let read = quoted_variable_names(PROCESSOR_CONFIG);
+    for name in ["TABLE_NAME", "QUEUE_URL", "DLQ_URL"] {
+        assert!(
+            read.contains(name),
+            "{PROCESSOR_CONFIG} no longer reads {name}"
+        );
+    }
+    let mut expected: BTreeSet<String> = read
+        .into_iter()
+        .filter(|name| !PROCESSOR_ENV_UNSET.contains(&name.as_str()))
+        .collect();
+    // Read by the log subscriber rather than the config.
+    expected.insert("RUST_LOG".to_owned());
+    let env = template.environment(function);
+    let actual: BTreeSet<String> = env.keys().cloned().collect();
+    assert_eq!(actual, expected, "{id}: environment variables");
+
+    let table = env
+        .get("TABLE_NAME")
+        .and_then(ref_target)
+        .unwrap_or_else(|| panic!("{id}: TABLE_NAME is not a Ref"));
+    assert_eq!(
+        template.resource(table)["Type"].as_str(),
+        Some("AWS::DynamoDB::Table"),
+        "{id}: TABLE_NAME"
+    );
+    assert_eq!(
+        env.get("QUEUE_URL").and_then(ref_target),
+        Some("Queue"),
+        "{id}: QUEUE_URL is the queue it consumes"
+    );
+    let queue = &template.resource("Queue")["Properties"];
+    let (dlq, _) =
+        get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]).expect("the queue has a DLQ");
+    assert_eq!(
+        env.get("DLQ_URL").and_then(ref_target),
+        Some(dlq.as_str()),
+        "{id}: DLQ_URL is the queue's dead-letter queue"
+    );
+
+    for (name, default) in PROCESSOR_ENV_DEFAULTS {
+        let param = env
+            .get(name)
+            .and_then(ref_target)
+            .unwrap_or_else(|| panic!("{id}: {name} does not come from a parameter"));
+        assert_eq!(
+            scalar_text(&template.parameter(param)["Default"]).as_deref(),
+            Some(default),
+            "{id}: default of {name} ({param})"
+        );
+    }
+    // ProcessorConfig refuses a retention outside 1..=365 days.
+    let ttl = template.parameter(
+        env.get("IDEMPOTENCY_TTL_DAYS")
+            .and_then(ref_target)
+            .expect("a parameter"),
+    );
+    assert_eq!(integer(&ttl["MinValue"]), Some(1));
+    assert_eq!(integer(&ttl["MaxValue"]), Some(365));
+}
+
+#[test]
+fn the_idempotency_table_is_on_demand_with_ttl_point_in_time_recovery_and_encryption() {
+    let template = Template::load();
+    let tables = template.resources_of_type("AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1, "one idempotency table");
+    let (id, table) = &tables[0];
+    for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+        assert_eq!(
+            table[policy].as_str(),
+            Some("Retain"),
+            "{id}: {policy}: the records are what stops a replay from acting twice"
+        );
+    }
+    let p = &table["Properties"];
+    assert!(
+        p.get("TableName").is_none(),
+        "{id}: a named table could not be replaced"
+    );
+    assert_eq!(p["BillingMode"].as_str(), Some("PAY_PER_REQUEST"), "{id}");
+    let keys = one_or_many(&p["KeySchema"]);
+    assert_eq!(keys.len(), 1, "{id}: a partition key only");
+    assert_eq!(keys[0]["AttributeName"].as_str(), Some("idempotency_key"));
+    assert_eq!(keys[0]["KeyType"].as_str(), Some("HASH"));
+    let attributes = one_or_many(&p["AttributeDefinitions"]);
+    assert_eq!(
+        attributes.len(),
+        1,
+        "{id}: only key attributes are declared"
+    );
+    assert_eq!(
+        attributes[0]["AttributeName"].as_str(),
+        Some("idempotency_key")
+    );
+    assert_eq!(attributes[0]["AttributeType"].as_str(), Some("S"));
+    let ttl = &p["TimeToLiveSpecification"];
+    assert_eq!(
+        ttl["AttributeName"].as_str(),
+        Some("expires_at"),
+        "{id}: TTL"
+    );
+    assert_eq!(ttl["Enabled"].as_bool(), Some(true), "{id}: TTL");
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+        Some(true),
+        "{id}: point-in-time recovery"
+    );
+    assert_eq!(
+        p["SSESpecification"]["SSEEnabled"].as_bool(),
+        Some(true),
+        "{id}: encryption"
+    );
+
+    // The adapter writes the same attribute names.
+    let adapter = repo_root().join("shared/src/aws/dynamodb.rs");
+    if let Ok(code) = fs::read_to_string(&adapter) {
+        for name in ["\"idempotency_key\"", "\"expires_at\""] {
+            assert!(
+                code.contains(name),
+                "{} does not use {name}",
+                adapter.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_processor_has_only_the_permissions_it_needs() {
+    let template = Template::load();
+    let (role_id, role) = processor_role(&template);
+    let properties = &role["Properties"];
+
+    let principals: Vec<_> = one_or_many(&properties["AssumeRolePolicyDocument"]["Statement"])
+        .into_iter()
+        .map(|s| {
+            (
+                s["Principal"]["Service"].as_str(),
+                s["Action"].as_str(),
+                s["Effect"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        principals,
+        [(
+            Some("lambda.amazonaws.com"),
+            Some("sts:AssumeRole"),
+            Some("Allow")
+        )],
+        "{role_id}: only Lambda assumes it"
+    );
+    let managed: Vec<&str> = one_or_many(&properties["ManagedPolicyArns"])
+        .into_iter()
+        .filter_map(sub_text)
+        .collect();
+    assert_eq!(
+        managed,
+        ["arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+        "{role_id}: logs only; AWSLambdaSQSQueueExecutionRole would open every queue"
+    );
+
+    let mut granted: BTreeMap<String, (Option<String>, BTreeSet<String>)> = BTreeMap::new();
+    for (condition, statement) in role_statements(role).statements {
+        assert_eq!(
+            statement["Effect"].as_str(),
+            Some("Allow"),
+            "{role_id}: {statement:?}"
+        );
+        let resources = one_or_many(&statement["Resource"]);
+        assert_eq!(
+            resources.len(),
+            1,
+            "{role_id}: one resource per statement: {statement:?}"
+        );
+        let resource = resource_name(resources[0]);
+        let entry = granted
+            .entry(resource.clone())
+            .or_insert_with(|| (condition.clone(), BTreeSet::new()));
+        assert_eq!(entry.0, condition, "{role_id}: {resource}");
+        for action in one_or_many(&statement["Action"]) {
+            let action = action.as_str().unwrap_or_default();
+            assert!(!action.contains('*'), "{role_id}: {action}");
+            entry.1.insert(action.to_owned());
+        }
+    }
+
+    let queue = &template.resource("Queue")["Properties"];
+    let (dlq, _) =
+        get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]).expect("the queue has a DLQ");
+    let (table, _) = template
+        .resources_of_type("AWS::DynamoDB::Table")
+        .into_iter()
+        .next()
+        .expect("an idempotency table");
+    let set =
+        |actions: &[&str]| -> BTreeSet<String> { actions.iter().map(|a| a.to_string()).collect() };
+    let expected: BTreeMap<String, (Option<String>, BTreeSet<String>)> = [
+        (
+            "Queue.Arn".to_owned(),
+            (
+                None,
+                // The event source mapping polls and deletes with the function's
+                // role; ChangeMessageVisibility is the retry backoff.
+                set(&[
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ]),
+            ),
+        ),
+        (
+            format!("{dlq}.Arn"),
+            (None, set(&["sqs:SendMessage", "sqs:GetQueueAttributes"])),
+        ),
+        (
+            format!("{table}.Arn"),
+            (
+                None,
+                set(&["dynamodb:DescribeTable", "dynamodb:UpdateItem"]),
+            ),
+        ),
+        (
+            "Ref AgentFunctionArns".to_owned(),
+            (
+                Some("HasAgentFunctions".to_owned()),
+                set(&["lambda:InvokeFunction"]),
+            ),
+        ),
+        (
+            "Ref AgentSecretArns".to_owned(),
+            (
+                Some("HasAgentSecrets".to_owned()),
+                set(&["secretsmanager:GetSecretValue"]),
+            ),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(granted, expected, "{role_id}: permissions");
+
+    // The table permissions are exactly the calls the DynamoDB adapter makes.
+    let adapter = repo_root().join("shared/src/aws/dynamodb.rs");
+    if let Ok(code) = fs::read_to_string(&adapter) {
+        let calls = [
+            ("describe_table", "dynamodb:DescribeTable"),
+            ("update_item", "dynamodb:UpdateItem"),
+            ("put_item", "dynamodb:PutItem"),
+            ("get_item", "dynamodb:GetItem"),
+            ("delete_item", "dynamodb:DeleteItem"),
+            ("query", "dynamodb:Query"),
+            ("scan", "dynamodb:Scan"),
+            ("transact_write_items", "dynamodb:TransactWriteItems"),
+            ("batch_write_item", "dynamodb:BatchWriteItem"),
+            ("batch_get_item", "dynamodb:BatchGetItem"),
+        ];
+        let used: BTreeSet<String> = calls
+            .iter()
+            .filter(|(method, _)| code.contains(&format!(".{method}()")))
+            .map(|(_, action)| action.to_string())
+            .collect();
+        assert_eq!(
+            used,
+            expected[&format!("{table}.Arn")].1,
+            "{}: the calls it makes and the table permissions differ",
+            adapter.display()
+        );
+    }
+}
+
+#[test]
+fn the_agent_permissions_exist_only_when_their_arns_are_given() {
+    let template = Template::load();
+    for (param, condition) in [
+        ("AgentFunctionArns", "HasAgentFunctions"),
+        ("AgentSecretArns", "HasAgentSecrets"),
+    ] {
+        let parameter = template.parameter(param);
+        assert_eq!(
+            parameter["Type"].as_str(),
+            Some("CommaDelimitedList"),
+            "{param}"
+        );
+        assert_eq!(
+            parameter["Default"].as_str(),
+            Some(""),
+            "{param}: nothing by default"
+        );
+        // HasX: !Not [!Equals [!Join ["", !Ref X], ""]]
+        let definition = &template.root["Conditions"][condition];
+        let equals = intrinsic(definition, "Fn::Not")
+            .and_then(|not| one_or_many(not).first().copied())
+            .and_then(|inner| intrinsic(inner, "Fn::Equals"))
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{condition} is not !Not [!Equals [...]]"));
+        assert_eq!(equals.len(), 2, "{condition}");
+        let join = intrinsic(&equals[0], "Fn::Join")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{condition}: compares a !Join"));
+        assert_eq!(join[0].as_str(), Some(""), "{condition}");
+        assert_eq!(ref_target(&join[1]), Some(param), "{condition}");
+        assert_eq!(equals[1].as_str(), Some(""), "{condition}");
+    }
+}
+
+#[test]
+fn the_processor_has_alarms_on_dead_letters_and_processing_errors() {
+    let template = Template::load();
+    let alarms = template.alarms();
+    let alarm_on = |metric: &str| {
+        alarms
+            .iter()
+            .find(|(_, alarm)| {
+                let p = &alarm["Properties"];
+                p["Namespace"].as_str() == Some("hookgate")
+                    && p["MetricName"].as_str() == Some(metric)
+            })
+            .unwrap_or_else(|| panic!("no alarm on hookgate/{metric}"))
+    };
+    for (metric, period) in [("DeadLettered", 60), ("ProcessingErrors", 300)] {
+        let (id, alarm) = alarm_on(metric);
+        let p = &alarm["Properties"];
+        assert!(
+            one_or_many(&p["Dimensions"]).is_empty(),
+            "{id}: the processor counts {metric} without dimensions"
+        );
+        assert_eq!(p["Statistic"].as_str(), Some("Sum"), "{id}");
+        assert_eq!(integer(&p["Period"]), Some(period), "{id}: Period");
+        assert_eq!(integer(&p["Threshold"]), Some(0), "{id}: Threshold");
+        assert_eq!(
+            p["ComparisonOperator"].as_str(),
+            Some("GreaterThanThreshold"),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
+    let template = Template::load();
+    let sources = rust_sources(&repo_root().join("shared/src"));
+    for (id, alarm) in template.alarms() {
+        let p = &alarm["Properties"];
+        if p["Namespace"].as_str() != Some("hookgate") {
+            continue;
+        }
+        let metric = p["MetricName"].as_str().unwrap_or_default();
+        let quoted = format!("\"{metric}\"");
+        assert!(
+            sources.iter().any(|code| code.contains(&quoted)),
+            "{id}: no code under shared/src emits {metric}"
+        );
+    }
+}
+
+#[test]
+fn the_outputs_name_the_table_and_the_processor() {
+    let template = Template::load();
+    let values: Vec<&Value> = template.outputs().values().map(|o| &o["Value"]).collect();
+    let (table, _) = template
+        .resources_of_type("AWS::DynamoDB::Table")
+        .into_iter()
+        .next()
+        .expect("an idempotency table");
+    let (processor, _) = template.processor();
+    assert!(
+        values.iter().any(|v| ref_target(v) == Some(table.as_str())),
+        "no output with the name of {table}"
+    );
+    assert!(
+        values
+            .iter()
+            .any(|v| get_att(v) == Some((table.clone(), "Arn".to_owned()))),
+        "no output with the ARN of {table}"
+    );
+    assert!(
+        values
+            .iter()
+            .any(|v| ref_target(v) == Some(processor.as_str())),
+        "no output with the name of {processor}"
+    );
 }

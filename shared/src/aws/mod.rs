@@ -6,6 +6,8 @@
 //! that the first webhook after a cold start does not pay for a handshake inside the
 //! provider's deadline, and a wrong queue URL or secret fails the init, not a request.
 
+mod dynamodb;
+mod lambda_action;
 mod secrets_manager;
 mod sqs;
 
@@ -15,10 +17,14 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 
+pub use dynamodb::DynamoStore;
+pub use lambda_action::LambdaActions;
 pub use secrets_manager::SecretsManagerSource;
-pub use sqs::SqsEventQueue;
+pub use sqs::{dead_letter_attribute, SqsEventQueue, SqsQueueControl};
 
 use crate::config::{ConfigError, Env};
+use crate::processor::actions::ActionDispatcher;
+use crate::processor::{Processor, ProcessorConfig};
 use crate::provider::Provider;
 use crate::queue::QueueError;
 use crate::receiver::{Receiver, ReceiverConfig, SecretsConfig};
@@ -40,6 +46,10 @@ pub enum InitError {
     Secret(#[from] SecretError),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    #[error("idempotency table: {0}")]
+    Store(#[from] crate::claims::StoreError),
+    #[error("{0}")]
+    Actions(#[from] crate::processor::actions::ActionSetupError),
 }
 
 /// `main` prints the error it returns with `Debug`: make that the readable message rather
@@ -50,9 +60,14 @@ impl std::fmt::Debug for InitError {
     }
 }
 
-/// The SDK configuration for a receiver: the standard environment, with timeouts.
-pub async fn receiver_sdk_config() -> aws_config::SdkConfig {
-    let (attempt, operation) = RECEIVER_TIMEOUTS;
+/// The processor's SDK calls (claims, visibility changes, dead letters) have the function's
+/// 60 s to work in; a stuck call must still end well before that so the batch can answer.
+const PROCESSOR_TIMEOUTS: (Duration, Duration) =
+    (Duration::from_millis(3_000), Duration::from_millis(10_000));
+
+/// The SDK configuration from the standard environment, with an attempt and an overall
+/// timeout on every call.
+pub async fn sdk_config((attempt, operation): (Duration, Duration)) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
@@ -79,7 +94,7 @@ pub async fn receiver_from_env(provider: Provider, env: &dyn Env) -> Result<Rece
 async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, InitError> {
     let scheme = scheme_for(provider, env)?;
     let config = ReceiverConfig::from_env(env, scheme.key_encoding())?;
-    let sdk_config = receiver_sdk_config().await;
+    let sdk_config = sdk_config(RECEIVER_TIMEOUTS).await;
     let secrets: Arc<dyn SecretSource> = match config.secrets {
         SecretsConfig::Environment(keys) => Arc::new(StaticSecrets::new(keys)),
         SecretsConfig::SecretsManager { secret_id, refresh } => Arc::new(
@@ -98,6 +113,45 @@ async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, I
         scheme,
         secrets,
         Arc::new(queue),
+        config.settings,
+    ))
+}
+
+/// Builds the processor from the environment: its routes, the DynamoDB store, the queue
+/// controls and the actions (with their signing secrets), each checked and warmed. A failure
+/// is logged as JSON before it is returned.
+pub async fn processor_from_env(env: &dyn Env) -> Result<Processor, InitError> {
+    let processor = build_processor(env).await;
+    if let Err(error) = &processor {
+        tracing::error!(%error, "the processor cannot start");
+    }
+    processor
+}
+
+async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
+    let config = ProcessorConfig::from_env(env)?;
+    let sdk_config = sdk_config(PROCESSOR_TIMEOUTS).await;
+    let store = DynamoStore::connect(
+        aws_sdk_dynamodb::Client::new(&sdk_config),
+        config.table_name,
+    )
+    .await?;
+    let control = SqsQueueControl::connect(
+        aws_sdk_sqs::Client::new(&sdk_config),
+        config.queue_url,
+        config.dlq_url,
+    )
+    .await?;
+    // Actions are bounded by their own per-action timeouts (up to 45 s), which the store's
+    // short SDK timeouts would cut off.
+    let actions_sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let actions =
+        ActionDispatcher::from_routes(&config.routes, env, Some(&actions_sdk_config)).await?;
+    Ok(Processor::new(
+        config.routes,
+        Arc::new(store),
+        Arc::new(actions),
+        Arc::new(control),
         config.settings,
     ))
 }

@@ -11,13 +11,16 @@ use tracing::warn;
 
 use crate::secret::{KeyEncoding, KeyRing, SecretError, SecretSource};
 
+/// How long cached keys keep serving while the secret cannot be read.
+const MAX_STALENESS: Duration = Duration::from_secs(3_600);
+
 /// How soon a failed refresh is tried again, while the cached keys keep serving.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// Reads a secret at init and again once `refresh` has passed, so that a rotation takes
 /// effect without a deploy. When a refresh fails, the keys already held keep serving (a
 /// Secrets Manager hiccup must not turn into rejected webhooks) and the refresh is retried
-/// shortly after.
+/// shortly after, for up to an hour; after that the receiver answers 503.
 #[derive(Debug)]
 pub struct SecretsManagerSource {
     client: aws_sdk_secretsmanager::Client,
@@ -30,6 +33,7 @@ pub struct SecretsManagerSource {
 #[derive(Debug)]
 struct Cached {
     keys: Arc<KeyRing>,
+    fetched_at: Instant,
     next_refresh: Instant,
 }
 
@@ -49,6 +53,7 @@ impl SecretsManagerSource {
             refresh,
             cache: Mutex::new(Cached {
                 keys: Arc::new(keys),
+                fetched_at: Instant::now(),
                 next_refresh: Instant::now() + refresh,
             }),
         })
@@ -83,11 +88,17 @@ impl SecretSource for SecretsManagerSource {
             match fetch(&self.client, &self.secret_id, self.encoding).await {
                 Ok(keys) => {
                     cache.keys = Arc::new(keys);
+                    cache.fetched_at = now;
                     cache.next_refresh = now + self.refresh;
                 }
                 Err(error) => {
-                    warn!(secret_id = %self.secret_id, %error, "refreshing the signing secret failed; the cached keys keep serving");
                     cache.next_refresh = now + RETRY_AFTER_FAILURE.min(self.refresh);
+                    // A secret that stays unreadable may have been revoked on purpose: past
+                    // this point, stop accepting signatures made with what was read before.
+                    if now.duration_since(cache.fetched_at) > MAX_STALENESS.max(self.refresh) {
+                        return Err(error);
+                    }
+                    warn!(secret_id = %self.secret_id, %error, "refreshing the signing secret failed; the cached keys keep serving");
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! | `WEBHOOK_SECRET_ARN` | a Secrets Manager secret: the plain secret or `{"current","previous"}` | none |
 //! | `SECRET_REFRESH_SECS` | how long a Secrets Manager value is cached | 300 |
 //! | `SIGNATURE_TOLERANCE_SECS` | the replay window, either way, for timestamped schemes | 300 |
-//! | `MAX_BODY_BYTES` | the largest body accepted (at most 262144, SQS's limit) | 200000 |
+//! | `MAX_BODY_BYTES` | the largest body accepted (at most 262144, SQS's limit) | 190000 |
 //! | `ALLOWED_SOURCE_CIDRS` | comma-separated networks allowed to call; unset allows all | none |
 
 use std::time::Duration;
@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use super::{ReceiverSettings, SQS_MESSAGE_LIMIT};
 use crate::config::{parsed_or, required, ConfigError, Env};
-use crate::secret::{KeyEncoding, KeyRing};
+use crate::secret::{KeyEncoding, KeyRing, SecretError};
 
 /// Where the signing secrets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl ReceiverConfig {
             queue_url,
             secrets: secrets_config(env, encoding)?,
             settings: ReceiverSettings {
-                tolerance: Duration::from_secs(parsed_or(env, "SIGNATURE_TOLERANCE_SECS", 300)?),
+                tolerance: tolerance(env)?,
                 max_body_bytes: max_body_bytes(env)?,
                 allowed_sources: allowed_sources(env)?,
             },
@@ -69,7 +69,19 @@ fn secrets_config(env: &dyn Env, encoding: KeyEncoding) -> Result<SecretsConfig,
                 "set either WEBHOOK_SECRET or WEBHOOK_SECRET_ARN, not both",
             ));
         }
+        if env.get("WEBHOOK_SECRET_PREVIOUS").is_some() {
+            return Err(ConfigError::invalid(
+                "WEBHOOK_SECRET_PREVIOUS",
+                "with WEBHOOK_SECRET_ARN, store {\"current\": …, \"previous\": …} in the secret instead",
+            ));
+        }
         let refresh = Duration::from_secs(parsed_or(env, "SECRET_REFRESH_SECS", 300)?);
+        if refresh.is_zero() {
+            return Err(ConfigError::invalid(
+                "SECRET_REFRESH_SECS",
+                "must be at least 1",
+            ));
+        }
         return Ok(SecretsConfig::SecretsManager { secret_id, refresh });
     }
     let current = env.get("WEBHOOK_SECRET").ok_or(ConfigError::Missing {
@@ -77,14 +89,27 @@ fn secrets_config(env: &dyn Env, encoding: KeyEncoding) -> Result<SecretsConfig,
     })?;
     let previous = env.get("WEBHOOK_SECRET_PREVIOUS");
     let keys = KeyRing::from_secrets(&current, previous.as_deref(), encoding).map_err(|error| {
-        let name = if error.to_string().starts_with("the previous") {
-            "WEBHOOK_SECRET_PREVIOUS"
-        } else {
-            "WEBHOOK_SECRET"
+        let name = match &error {
+            SecretError::InField {
+                field: "previous", ..
+            } => "WEBHOOK_SECRET_PREVIOUS",
+            _ => "WEBHOOK_SECRET",
         };
         ConfigError::invalid(name, error)
     })?;
     Ok(SecretsConfig::Environment(keys))
+}
+
+fn tolerance(env: &dyn Env) -> Result<Duration, ConfigError> {
+    let seconds: u64 = parsed_or(env, "SIGNATURE_TOLERANCE_SECS", 300)?;
+    // Zero would refuse every delivery from a sender whose clock is a second off.
+    if seconds == 0 || seconds > 3_600 {
+        return Err(ConfigError::invalid(
+            "SIGNATURE_TOLERANCE_SECS",
+            format!("{seconds} is not between 1 and 3600"),
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn max_body_bytes(env: &dyn Env) -> Result<usize, ConfigError> {
@@ -122,6 +147,13 @@ fn allowed_sources(env: &dyn Env) -> Result<Option<Vec<IpNet>>, ConfigError> {
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if networks.is_empty() {
+        // A list of nothing would refuse every caller; unset the variable to allow all.
+        return Err(ConfigError::invalid(
+            "ALLOWED_SOURCE_CIDRS",
+            format!("`{list}` lists no network"),
+        ));
+    }
     Ok(Some(networks))
 }
 
@@ -180,6 +212,20 @@ mod tests {
     }
 
     #[test]
+    fn a_previous_secret_beside_a_secret_arn_is_refused() {
+        let error = config(&[
+            QUEUE,
+            ("WEBHOOK_SECRET_ARN", "arn"),
+            ("WEBHOOK_SECRET_PREVIOUS", "old"),
+        ])
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with("WEBHOOK_SECRET_PREVIOUS"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn both_a_secret_and_a_secret_arn_is_ambiguous() {
         let error = config(&[
             QUEUE,
@@ -230,6 +276,8 @@ mod tests {
             ("MAX_BODY_BYTES", "0"),
             ("MAX_BODY_BYTES", "300000"),
             ("SIGNATURE_TOLERANCE_SECS", "-1"),
+            ("SIGNATURE_TOLERANCE_SECS", "0"),
+            ("ALLOWED_SOURCE_CIDRS", " , "),
             ("QUEUE_URL", "hookgate-queue"),
         ];
         for (name, value) in cases {

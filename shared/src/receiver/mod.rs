@@ -47,7 +47,9 @@ impl Default for ReceiverSettings {
     fn default() -> Self {
         Self {
             tolerance: Duration::from_secs(300),
-            max_body_bytes: 200_000,
+            // The base64 of a 190000-byte binary body, with the envelope around it, still fits
+            // SQS's 262144-byte message.
+            max_body_bytes: 190_000,
             allowed_sources: None,
         }
     }

@@ -164,6 +164,14 @@ impl Generic {
                 "`{timestamp}` needs TIMESTAMP_HEADER to be set",
             ));
         }
+        if timestamp_header.is_some() && !signed_content.uses(&Part::Timestamp) {
+            // A window over a timestamp the sender does not sign stops nothing: a replayer
+            // would set the header to "now".
+            return Err(ConfigError::invalid(
+                "TIMESTAMP_HEADER",
+                "the replay window needs a signed timestamp: put `{timestamp}` in SIGNED_CONTENT",
+            ));
+        }
         if signed_content.uses(&Part::Id) && id_header.is_none() {
             return Err(ConfigError::invalid(
                 "SIGNED_CONTENT",
@@ -401,6 +409,50 @@ mod tests {
             generic.check_signature(&request, &keys("s"), at(0), WINDOW),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_timestamped_template_refuses_future_and_missing_timestamps() {
+        let generic = scheme(&[
+            ("TIMESTAMP_HEADER", "X-Timestamp"),
+            ("SIGNED_CONTENT", "{timestamp}.{body}"),
+        ]);
+        let future = InboundRequest::post(BODY)
+            .with_header("X-Timestamp", "1301")
+            .with_header(
+                "X-Signature",
+                &hex_hmac("s", format!("1301.{BODY}").as_bytes()),
+            );
+        assert_eq!(
+            generic.check_signature(&future, &keys("s"), at(1000), WINDOW),
+            Err(AuthFailure::TimestampOutsideWindow { skew_secs: -301 })
+        );
+        let undated = InboundRequest::post(BODY)
+            .with_header("X-Signature", &hex_hmac("s", format!(".{BODY}").as_bytes()));
+        assert!(matches!(
+            generic.check_signature(&undated, &keys("s"), at(1000), WINDOW),
+            Err(AuthFailure::MissingTimestamp { .. })
+        ));
+    }
+
+    #[test]
+    fn a_signed_id_that_is_missing_is_refused() {
+        let generic = scheme(&[
+            ("ID_HEADER", "X-Delivery"),
+            ("SIGNED_CONTENT", "{id}:{body}"),
+        ]);
+        let request = InboundRequest::post(BODY)
+            .with_header("X-Signature", &hex_hmac("s", format!(":{BODY}").as_bytes()));
+        assert!(matches!(
+            generic.check_signature(&request, &keys("s"), at(0), WINDOW),
+            Err(AuthFailure::MissingSignedHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn a_timestamp_header_without_a_signed_timestamp_is_refused() {
+        let error = config_error(&[("TIMESTAMP_HEADER", "X-Timestamp")]).to_string();
+        assert!(error.starts_with("TIMESTAMP_HEADER is invalid"), "{error}");
     }
 
     #[test]

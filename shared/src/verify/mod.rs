@@ -36,7 +36,10 @@ use crate::request::InboundRequest;
 use crate::secret::{KeyEncoding, KeyRing, SigningKey};
 
 /// A provider's signature scheme and where it keeps an event's id and type.
-pub trait SignatureScheme: Send + Sync + fmt::Debug {
+///
+/// The trait is sealed: only this crate's schemes implement it, so no outside code can mint a
+/// [`VerifiedWebhook`] from a scheme that accepts everything.
+pub trait SignatureScheme: sealed::Sealed + Send + Sync + fmt::Debug {
     fn provider(&self) -> Provider;
 
     /// How the provider's secret becomes key bytes.
@@ -86,6 +89,18 @@ pub struct OutgoingDelivery<'a> {
     /// a generic `{id}` template) use it; the others' providers send their id in a header
     /// of their own or in the body, which the caller provides.
     pub id: &'a str,
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::github::Github {}
+    impl Sealed for super::stripe::Stripe {}
+    impl Sealed for super::shopify::Shopify {}
+    impl Sealed for super::slack::Slack {}
+    impl Sealed for super::standard::StandardWebhooks {}
+    impl Sealed for super::generic::Generic {}
+    #[cfg(test)]
+    impl Sealed for super::tests::AlwaysValid {}
 }
 
 /// The scheme for a provider, configured from the environment (only the generic scheme
@@ -231,6 +246,8 @@ pub enum MalformedRequest {
     BodyNotJson(String),
     #[error("the body has no string field `{0}`")]
     MissingField(String),
+    #[error("the event type `{0}` is empty, longer than 256 bytes, or has control characters")]
+    InvalidEventType(String),
     #[error("the event id cannot be used as a key: {0}")]
     InvalidStableId(#[from] InvalidStableId),
 }
@@ -257,6 +274,18 @@ pub fn verify(
     let delivery = scheme.describe(request)?;
     if let Some(handshake) = delivery.handshake {
         return Ok(Verified::Handshake(handshake));
+    }
+    let event_type = &delivery.event_type;
+    // The type travels as an SQS message attribute and names metrics and routes.
+    if event_type.is_empty()
+        || event_type.len() > 256
+        || event_type
+            .chars()
+            .any(crate::idempotency::is_unusable_text_char)
+    {
+        return Err(
+            MalformedRequest::InvalidEventType(event_type.escape_debug().to_string()).into(),
+        );
     }
     let provider = scheme.provider();
     let idempotency_key = match &delivery.stable_id {
@@ -489,6 +518,59 @@ mod tests {
             &[signature[..31].to_vec()],
             &[b"body"]
         ));
+    }
+
+    #[test]
+    fn an_event_type_sqs_cannot_carry_is_a_malformed_request() {
+        for event_type in ["", "push\u{0}", "push\u{FFFF}", &"x".repeat(257)] {
+            let body = format!("{{\"type\":{}}}", serde_json::Value::from(event_type));
+            let request = InboundRequest::post(body);
+            let result = verify(&AlwaysValid, &request, &keys("s"), at(1000), WINDOW);
+            assert!(
+                matches!(
+                    result,
+                    Err(Rejection::Malformed(MalformedRequest::InvalidEventType(_)))
+                ),
+                "{event_type:?}: {result:?}"
+            );
+        }
+    }
+
+    /// A scheme whose signature always holds and whose type is the body's `type`, to test
+    /// what `verify` checks after the signature.
+    #[derive(Debug)]
+    pub(super) struct AlwaysValid;
+
+    impl SignatureScheme for AlwaysValid {
+        fn provider(&self) -> Provider {
+            Provider::Generic
+        }
+        fn check_signature(
+            &self,
+            _: &InboundRequest,
+            _: &KeyRing,
+            _: OffsetDateTime,
+            _: Duration,
+        ) -> Result<(), AuthFailure> {
+            Ok(())
+        }
+        fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
+            let body = json_body(request)?;
+            Ok(Delivery::event(
+                None,
+                json_str(&body, "type").unwrap_or_default(),
+            ))
+        }
+        fn forwarded_headers(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn sign(
+            &self,
+            _: &OutgoingDelivery<'_>,
+            _: &crate::secret::SigningKey,
+        ) -> Vec<(String, String)> {
+            Vec::new()
+        }
     }
 
     #[test]

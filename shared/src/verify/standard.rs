@@ -276,6 +276,31 @@ mod tests {
             check_at(&no_timestamp, TS),
             Err(AuthFailure::MissingTimestamp { .. })
         ));
+        let mut no_id = request(VALID, TS);
+        no_id.headers.remove("webhook-id");
+        assert!(matches!(
+            check_at(&no_id, TS),
+            Err(AuthFailure::MissingSignedHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_a_timestamp_that_is_not_unix_seconds() {
+        for bad in ["2022-04-07T21:39:13Z", "1649367553.5", "-1649367553", ""] {
+            let mut request = request(VALID, TS);
+            request
+                .headers
+                .insert("webhook-timestamp", bad.parse().unwrap());
+            let result = check_at(&request, TS);
+            assert!(
+                matches!(
+                    result,
+                    Err(AuthFailure::MalformedTimestamp { .. }
+                        | AuthFailure::MissingTimestamp { .. })
+                ),
+                "{bad:?}: {result:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,16 @@
-//! Port: invoking an agent action, and the event an agent receives.
+//! Port: invoking an agent action, and the event an agent receives; and the adapters that
+//! run each kind of action.
+//!
+//! - [`HttpActions`]: `http` actions, a signed POST to an agent's URL;
+//! - [`LogActions`]: `log` actions, the event written to the log;
+//! - [`crate::aws::LambdaActions`]: `lambda` actions, an agent function invoked;
+//! - [`ActionDispatcher`]: the one [`ActionInvoker`] the processor holds, built from the
+//!   routes at init (resolving every signing secret there, so a bad action fails the init),
+//!   which hands each action to the adapter of its kind.
+
+mod dispatch;
+mod http;
+mod log;
 
 use std::fmt;
 use std::time::Duration;
@@ -11,6 +23,10 @@ use crate::envelope::{EnvelopeV1, RawBody};
 use crate::idempotency::IdempotencyKey;
 use crate::provider::Provider;
 use crate::routes::ActionSpec;
+
+pub use self::dispatch::{ActionDispatcher, ActionSetupError, ACTION_SECRET_REFRESH};
+pub use self::http::{HttpActions, MAX_RETRY_AFTER, USER_AGENT};
+pub use self::log::LogActions;
 
 /// What every action receives: the event, normalized across providers.
 ///
@@ -87,4 +103,57 @@ impl ActionError {
 pub trait ActionInvoker: Send + Sync + fmt::Debug {
     async fn invoke(&self, action: &ActionSpec, event: &NormalizedEvent)
         -> Result<(), ActionError>;
+}
+
+/// The most of an agent's answer (an error body, a function's error payload) that a failure
+/// reason quotes: enough to recognise the error, short enough for a log line and a
+/// dead-letter message attribute.
+pub(crate) const EXCERPT_CHARS: usize = 200;
+
+/// At most [`EXCERPT_CHARS`] characters of `text`, on one line (an answer's line breaks would
+/// split a log line), marked with `…` when cut.
+pub(crate) fn excerpt(text: &str) -> String {
+    let mut words = text.split_whitespace();
+    let mut out = String::new();
+    let mut cut = false;
+    if let Some(first) = words.next() {
+        out.push_str(first);
+    }
+    for word in words {
+        out.push(' ');
+        out.push_str(word);
+        if out.chars().count() > EXCERPT_CHARS {
+            break;
+        }
+    }
+    if let Some((index, _)) = out.char_indices().nth(EXCERPT_CHARS) {
+        out.truncate(index);
+        cut = true;
+    }
+    if cut {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_keeps_a_short_answer_whole_on_one_line() {
+        assert_eq!(
+            excerpt("  missing field\n`type`\r\n"),
+            "missing field `type`"
+        );
+        assert_eq!(excerpt(""), "");
+    }
+
+    #[test]
+    fn an_excerpt_cuts_a_long_answer_at_a_character_boundary() {
+        let long = "é".repeat(1_000);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
 }

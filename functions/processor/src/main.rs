@@ -1,0 +1,15 @@
+//! Consumes the envelope queue: each event's actions run once in effect, failures are
+//! retried with backoff, and what cannot succeed is parked in the dead-letter queue.
+
+use hookgate::config::ProcessEnv;
+use hookgate::{aws, lambda, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init_logging();
+    let processor = aws::processor_from_env(&ProcessEnv).await?;
+    lambda_runtime::run(lambda_runtime::service_fn(|event| {
+        lambda::processor::handle_batch(&processor, event)
+    }))
+    .await
+}

@@ -1,0 +1,509 @@
+//! The DynamoDB adapter of [`IdempotencyStore`]: one item per idempotency key, written only
+//! by conditional `UpdateItem`s, so that the condition, not a read beforehand, decides who
+//! holds a claim.
+//!
+//! The item (partition key `idempotency_key`, a string):
+//!
+//! | attribute | type | meaning |
+//! |---|---|---|
+//! | `status` | S | `IN_PROGRESS` or `COMPLETED` |
+//! | `holder` | S | the holder token of the current claim; removed on completion |
+//! | `lease_expires_at` | N | epoch milliseconds; the claim is exclusive until then; removed on completion |
+//! | `expires_at` | N | epoch seconds; the table's TTL attribute (retention) |
+//! | `payload_hash` | S | the payload hash of the first claim |
+//! | `attempts` | N | how many claims were taken |
+//! | `done_actions` | SS | actions that succeeded; absent while empty (a set cannot be empty) |
+//! | `updated_at` | N | epoch milliseconds of the last write, by the writer's clock, for people reading the table |
+//!
+//! DynamoDB keeps whole milliseconds (leases) and whole seconds (retention), where
+//! [`crate::claims::MemoryStore`] keeps nanoseconds. Stored instants are rounded up and the
+//! claimant's `now` down, so rounding can only make a lease or a record last a little
+//! longer, never end early: exclusivity is never given away on a rounding error. With whole
+//! seconds, both adapters answer alike to the nanosecond.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeyType, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
+use time::OffsetDateTime;
+
+use crate::claims::{
+    new_holder, Claim, ClaimRequest, HeldClaim, IdempotencyStore, Status, StoreError,
+};
+use crate::idempotency::IdempotencyKey;
+
+/// Attribute names, and the aliases the expressions use for them.
+mod attribute {
+    pub const KEY: &str = "idempotency_key";
+    pub const STATUS: &str = "status";
+    pub const HOLDER: &str = "holder";
+    pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const PAYLOAD_HASH: &str = "payload_hash";
+    pub const ATTEMPTS: &str = "attempts";
+    pub const DONE_ACTIONS: &str = "done_actions";
+    pub const UPDATED_AT: &str = "updated_at";
+
+    /// Every attribute goes through an alias: DynamoDB reserves several hundred words
+    /// (`status` among them) and refuses an expression that uses one bare.
+    pub const ALIASES: [(&str, &str); 9] = [
+        ("#key", KEY),
+        ("#status", STATUS),
+        ("#holder", HOLDER),
+        ("#lease", LEASE_EXPIRES_AT),
+        ("#expires", EXPIRES_AT),
+        ("#hash", PAYLOAD_HASH),
+        ("#attempts", ATTEMPTS),
+        ("#done", DONE_ACTIONS),
+        ("#updated", UPDATED_AT),
+    ];
+}
+
+/// The first try at a claim: create the record, or take over an in-progress claim whose lease
+/// has run out. An `UpdateItem` rather than a `PutItem`, because a takeover must keep what
+/// the record already knows (the actions done, the attempt count, the first payload hash),
+/// which a `PutItem` would overwrite.
+///
+/// A record past its retention does not pass this condition even though it counts as absent:
+/// it must start afresh, without the old actions done, and one update expression cannot
+/// both keep and drop them. Its claimant learns so from the old item and writes
+/// [`START_AFRESH`].
+const TAKE_OVER: (&str, &str) = (
+    "SET #status = :in_progress, #holder = :holder, #lease = :lease, #expires = :ttl, \
+     #updated = :updated, #hash = if_not_exists(#hash, :hash), \
+     #attempts = if_not_exists(#attempts, :zero) + :one",
+    "attribute_not_exists(#key) \
+     OR (#status = :in_progress AND #lease <= :now_ms AND #expires > :now_s)",
+);
+
+/// The second try at a claim, only when the first found a record past its retention: a
+/// fresh record, as if the old one were gone. DynamoDB deletes expired items only
+/// eventually (days later, at worst), and the emulator never does, so the condition treats
+/// an expired record like a missing one. The condition also arbitrates between claimants
+/// that all found the same expired record: exactly one of them replaces it.
+const START_AFRESH: (&str, &str) = (
+    "SET #status = :in_progress, #holder = :holder, #lease = :lease, #expires = :ttl, \
+     #updated = :updated, #hash = :hash, #attempts = :one \
+     REMOVE #done",
+    "attribute_not_exists(#key) OR #expires <= :now_s",
+);
+
+/// Every write after the claim is conditional on still holding it.
+const HOLDING: &str = "#holder = :holder AND #status = :in_progress";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The DynamoDB adapter of [`IdempotencyStore`].
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table_name: String,
+}
+
+impl DynamoStore {
+    /// An adapter on `table_name`, without checking it.
+    pub fn new(client: aws_sdk_dynamodb::Client, table_name: String) -> Self {
+        Self { client, table_name }
+    }
+
+    /// Checks with one `DescribeTable` call that the table exists and is keyed by
+    /// `idempotency_key`, which also warms the connection: a wrong table fails the init, and
+    /// the first claim after a cold start does not pay for a TLS handshake.
+    pub async fn connect(
+        client: aws_sdk_dynamodb::Client,
+        table_name: String,
+    ) -> Result<Self, StoreError> {
+        let output = client
+            .describe_table()
+            .table_name(&table_name)
+            .send()
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "cannot reach the table {table_name}: {}",
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        let partition_key = output
+            .table()
+            .map(|table| table.key_schema())
+            .unwrap_or_default()
+            .iter()
+            .find(|element| element.key_type() == &KeyType::Hash)
+            .map(|element| element.attribute_name());
+        if partition_key != Some(attribute::KEY) {
+            return Err(StoreError::Unavailable(format!(
+                "the table {table_name} must have the partition key {}, not {}",
+                attribute::KEY,
+                partition_key.unwrap_or("none")
+            )));
+        }
+        Ok(Self::new(client, table_name))
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table_name
+    }
+
+    /// One conditional `UpdateItem` on `key`'s item. With `returning`, the item comes back:
+    /// as written on success, as found when the condition failed.
+    async fn update(
+        &self,
+        key: &IdempotencyKey,
+        (update, condition): (&str, &str),
+        values: Vec<(&str, AttributeValue)>,
+        returning: bool,
+    ) -> Result<Written, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table_name)
+            .key(attribute::KEY, AttributeValue::S(key.as_str().to_owned()))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(
+                attribute::ALIASES
+                    .iter()
+                    .filter(|(alias, _)| mentions(update, alias) || mentions(condition, alias))
+                    .map(|(alias, name)| ((*alias).to_owned(), (*name).to_owned()))
+                    .collect(),
+            ))
+            .set_expression_attribute_values(Some(
+                values
+                    .into_iter()
+                    .map(|(placeholder, value)| (placeholder.to_owned(), value))
+                    .collect(),
+            ));
+        if returning {
+            request = request
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+        }
+        match request.send().await {
+            Ok(output) => Ok(Written::Done(output.attributes.unwrap_or_default())),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Written::Refused(failed.item().cloned()))
+                }
+                _ => Err(StoreError::Unavailable(format!(
+                    "UpdateItem on {} failed: {}",
+                    self.table_name,
+                    DisplayErrorContext(&error)
+                ))),
+            },
+        }
+    }
+
+    async fn write_claim(
+        &self,
+        request: &ClaimRequest<'_>,
+        clock: &ClaimClock,
+        expressions: (&str, &str),
+    ) -> Result<Written, StoreError> {
+        let candidates = [
+            (":in_progress", string(Status::InProgress.as_str())),
+            (":holder", string(&new_holder())),
+            (":lease", number(clock.lease_expires_ms)),
+            (":ttl", number(clock.expires_s)),
+            (":updated", number(wall_clock_ms())),
+            (":hash", string(request.payload_hash)),
+            (":zero", number(0)),
+            (":one", number(1)),
+            (":now_ms", number(clock.now_ms)),
+            (":now_s", number(clock.now_s)),
+        ];
+        // DynamoDB refuses a value the expressions do not use, and the two claim writes use
+        // different ones.
+        let values = candidates
+            .into_iter()
+            .filter(|(placeholder, _)| {
+                mentions(expressions.0, placeholder) || mentions(expressions.1, placeholder)
+            })
+            .collect();
+        self.update(request.key, expressions, values, true).await
+    }
+
+    /// A write conditional on holding `claim`; a failed condition means the claim was lost.
+    async fn update_held(
+        &self,
+        claim: &HeldClaim,
+        update: &str,
+        mut values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        values.extend([
+            (":holder", string(&claim.holder)),
+            (":in_progress", string(Status::InProgress.as_str())),
+        ]);
+        match self
+            .update(&claim.key, (update, HOLDING), values, false)
+            .await?
+        {
+            Written::Done(_) => Ok(()),
+            Written::Refused(_) => Err(StoreError::ClaimLost {
+                key: claim.key.clone(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError> {
+        let clock = ClaimClock::of(&request);
+        let found = match self.write_claim(&request, &clock, TAKE_OVER).await? {
+            Written::Done(item) => return acquired(request.key, &item),
+            Written::Refused(found) => Record::parse(request.key, found)?,
+        };
+        if found.expires_s > clock.now_s {
+            return found.refusal(request.key);
+        }
+        match self.write_claim(&request, &clock, START_AFRESH).await? {
+            Written::Done(item) => acquired(request.key, &item),
+            // Another claimant replaced the expired record first.
+            Written::Refused(found) => Record::parse(request.key, found)?.refusal(request.key),
+        }
+    }
+
+    async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError> {
+        self.update_held(
+            claim,
+            "ADD #done :action SET #updated = :updated",
+            vec![
+                (":action", AttributeValue::Ss(vec![action.to_owned()])),
+                (":updated", number(wall_clock_ms())),
+            ],
+        )
+        .await
+    }
+
+    async fn complete(
+        &self,
+        claim: &HeldClaim,
+        now: OffsetDateTime,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        self.update_held(
+            claim,
+            "SET #status = :completed, #expires = :ttl, #updated = :updated \
+             REMOVE #holder, #lease",
+            vec![
+                (":completed", string(Status::Completed.as_str())),
+                (
+                    ":ttl",
+                    number(ceil_div(nanos_after(now, retention), NANOS_PER_S)),
+                ),
+                (":updated", number(wall_clock_ms())),
+            ],
+        )
+        .await
+    }
+
+    async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError> {
+        self.update_held(
+            claim,
+            "SET #lease = :zero, #updated = :updated",
+            vec![(":zero", number(0)), (":updated", number(wall_clock_ms()))],
+        )
+        .await
+    }
+}
+
+/// What a conditional write came to.
+enum Written {
+    /// The item as written (empty unless asked for).
+    Done(Item),
+    /// The condition failed; the item as found, when asked for and there was one.
+    Refused(Option<Item>),
+}
+
+/// A claim's instants in the units the item keeps, rounded as the module documents.
+struct ClaimClock {
+    now_ms: i128,
+    now_s: i128,
+    lease_expires_ms: i128,
+    expires_s: i128,
+}
+
+const NANOS_PER_MS: i128 = 1_000_000;
+const NANOS_PER_S: i128 = 1_000_000_000;
+
+impl ClaimClock {
+    fn of(request: &ClaimRequest<'_>) -> Self {
+        let now = request.now.unix_timestamp_nanos();
+        Self {
+            now_ms: now.div_euclid(NANOS_PER_MS),
+            now_s: now.div_euclid(NANOS_PER_S),
+            lease_expires_ms: ceil_div(nanos_after(request.now, request.lease), NANOS_PER_MS),
+            expires_s: ceil_div(nanos_after(request.now, request.retention), NANOS_PER_S),
+        }
+    }
+}
+
+/// `start + duration` in epoch nanoseconds; no configured duration can overflow an `i128`.
+fn nanos_after(start: OffsetDateTime, duration: Duration) -> i128 {
+    start
+        .unix_timestamp_nanos()
+        .saturating_add(i128::try_from(duration.as_nanos()).unwrap_or(i128::MAX))
+}
+
+fn ceil_div(value: i128, divisor: i128) -> i128 {
+    -(-value).div_euclid(divisor)
+}
+
+fn wall_clock_ms() -> i128 {
+    OffsetDateTime::now_utc()
+        .unix_timestamp_nanos()
+        .div_euclid(NANOS_PER_MS)
+}
+
+fn string(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn number(value: i128) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Whether `expression` uses the alias or placeholder `token` (and not merely one that
+/// starts with it).
+fn mentions(expression: &str, token: &str) -> bool {
+    expression.match_indices(token).any(|(at, _)| {
+        !expression[at + token.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// The claim just written.
+fn acquired(key: &IdempotencyKey, item: &Item) -> Result<Claim, StoreError> {
+    let record = Record::parse(key, Some(item.clone()))?;
+    let holder = record
+        .holder
+        .ok_or_else(|| malformed(key, attribute::HOLDER))?;
+    Ok(Claim::Acquired(HeldClaim {
+        key: key.clone(),
+        holder,
+        attempt: record.attempts,
+        done_actions: record.done_actions,
+        first_payload_hash: record.payload_hash,
+    }))
+}
+
+/// An item as read back from DynamoDB.
+struct Record {
+    status: Status,
+    holder: Option<String>,
+    lease_expires_ms: Option<i128>,
+    expires_s: i128,
+    payload_hash: String,
+    attempts: u32,
+    done_actions: BTreeSet<String>,
+}
+
+impl Record {
+    fn parse(key: &IdempotencyKey, item: Option<Item>) -> Result<Self, StoreError> {
+        let item = item.ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "DynamoDB refused a write on {key} without returning the item that refused it"
+            ))
+        })?;
+        let text = |name: &'static str| match item.get(name) {
+            Some(AttributeValue::S(value)) => Ok(value.clone()),
+            _ => Err(malformed(key, name)),
+        };
+        let integer = |name: &'static str| match item.get(name) {
+            Some(AttributeValue::N(value)) => {
+                value.parse::<i128>().map_err(|_| malformed(key, name))
+            }
+            _ => Err(malformed(key, name)),
+        };
+        let status = match text(attribute::STATUS)? {
+            value if value == Status::InProgress.as_str() => Status::InProgress,
+            value if value == Status::Completed.as_str() => Status::Completed,
+            _ => return Err(malformed(key, attribute::STATUS)),
+        };
+        let done_actions = match item.get(attribute::DONE_ACTIONS) {
+            None => BTreeSet::new(),
+            Some(AttributeValue::Ss(actions)) => actions.iter().cloned().collect(),
+            Some(_) => return Err(malformed(key, attribute::DONE_ACTIONS)),
+        };
+        Ok(Self {
+            status,
+            holder: text(attribute::HOLDER).ok(),
+            lease_expires_ms: integer(attribute::LEASE_EXPIRES_AT).ok(),
+            expires_s: integer(attribute::EXPIRES_AT)?,
+            payload_hash: text(attribute::PAYLOAD_HASH)?,
+            attempts: u32::try_from(integer(attribute::ATTEMPTS)?)
+                .map_err(|_| malformed(key, attribute::ATTEMPTS))?,
+            done_actions,
+        })
+    }
+
+    /// Why a live record refused a claim.
+    fn refusal(self, key: &IdempotencyKey) -> Result<Claim, StoreError> {
+        match self.status {
+            Status::Completed => Ok(Claim::Completed),
+            Status::InProgress => {
+                let lease_expires_ms = self
+                    .lease_expires_ms
+                    .ok_or_else(|| malformed(key, attribute::LEASE_EXPIRES_AT))?;
+                let lease_expires_at = OffsetDateTime::from_unix_timestamp_nanos(
+                    lease_expires_ms.saturating_mul(NANOS_PER_MS),
+                )
+                .map_err(|_| malformed(key, attribute::LEASE_EXPIRES_AT))?;
+                Ok(Claim::InFlight { lease_expires_at })
+            }
+        }
+    }
+}
+
+/// A record this adapter cannot have written: answered as unavailable, so the message is
+/// retried (and the item can be fixed or deleted) rather than acted on blindly.
+fn malformed(key: &IdempotencyKey, attribute: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the idempotency record for {key} has a missing or malformed `{attribute}`"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alias_is_found_only_as_a_whole_word() {
+        assert!(mentions("SET #lease = :lease", "#lease"));
+        assert!(mentions("#expires <= :now_s", ":now_s"));
+        assert!(!mentions("#expires <= :now_ms", ":now"));
+        assert!(!mentions("SET #holder = :holder_x", ":holder"));
+    }
+
+    #[test]
+    fn stored_instants_round_up_and_now_rounds_down() {
+        let now = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_400_000_001)
+            .expect("a valid instant");
+        let clock = ClaimClock::of(&ClaimRequest {
+            key: &IdempotencyKey::from_stable_id(crate::provider::Provider::Github, "d-1")
+                .expect("a valid id"),
+            payload_hash: "h",
+            now,
+            lease: Duration::from_secs(60),
+            retention: Duration::from_secs(3_600),
+        });
+        assert_eq!(clock.now_ms, 1_700_000_000_400);
+        assert_eq!(clock.now_s, 1_700_000_000);
+        assert_eq!(clock.lease_expires_ms, 1_700_000_060_401);
+        assert_eq!(clock.expires_s, 1_700_003_601);
+    }
+
+    #[test]
+    fn whole_seconds_are_kept_exactly() {
+        assert_eq!(ceil_div(5 * NANOS_PER_S, NANOS_PER_S), 5);
+        assert_eq!(ceil_div(-5 * NANOS_PER_S - 1, NANOS_PER_S), -5);
+        assert_eq!(ceil_div(0, NANOS_PER_MS), 0);
+    }
+}
