@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "hookgate",
     version,
-    about = "Webhook receivers for AI agents, on AWS Lambda"
+    about = "A webhook gateway for AI agents, on AWS Lambda"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Re-sign the sample API Gateway events in `events/<provider>/`, or check them.
+    /// Regenerate the signed sample events in `events/` (API Gateway and SQS), or check them.
     Events(events::EventsArgs),
 }
 
