@@ -197,6 +197,17 @@ async fn a_retry_puts_the_message_off_by_the_delay(adapter: impl Adapter) {
     adapter.assert_put_off(&delivery, delay).await;
 }
 
+async fn a_retry_of_under_a_second_still_puts_the_message_off(adapter: impl Adapter) {
+    let delivery = adapter.held_message().await;
+    let delay = Duration::from_millis(700);
+    adapter
+        .control()
+        .retry_after(&delivery, delay)
+        .await
+        .expect("the delay is set");
+    adapter.assert_put_off(&delivery, delay).await;
+}
+
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {
         mod $adapter {
@@ -210,6 +221,11 @@ macro_rules! contract {
             #[tokio::test]
             async fn a_retry_puts_the_message_off_by_the_delay() {
                 super::a_retry_puts_the_message_off_by_the_delay($make).await;
+            }
+
+            #[tokio::test]
+            async fn a_retry_of_under_a_second_still_puts_the_message_off() {
+                super::a_retry_of_under_a_second_still_puts_the_message_off($make).await;
             }
         }
     };

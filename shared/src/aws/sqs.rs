@@ -134,7 +134,9 @@ impl QueueControl for SqsQueueControl {
         delivery: &QueuedDelivery,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        let seconds = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
+        // Rounded up: SQS counts whole seconds, and a truncated 0.7 s would be no delay at all.
+        let whole_seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        let seconds = i32::try_from(whole_seconds).unwrap_or(i32::MAX);
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
