@@ -33,10 +33,10 @@ use serde::Deserialize;
 use crate::provider::Provider;
 
 /// The longest an action may be given. Every action of a batch runs inside one processor
-/// invocation, whose timeout is 60 s; an action allowed longer would be cut off by Lambda
-/// with its outcome unrecorded. Longer work belongs behind an agent that answers quickly
+/// invocation, whose timeout is 60 s, and the claim and its records need their own share of
+/// it; an action allowed longer could be cut off by Lambda with its outcome unrecorded. Longer work belongs behind an agent that answers quickly
 /// and works on (or a `lambda` action with `invocation = "Event"`).
-pub const MAX_ACTION_TIMEOUT: Duration = Duration::from_secs(45);
+pub const MAX_ACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default per-action timeout.
 pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(10);

@@ -142,9 +142,14 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
         config.dlq_url,
     )
     .await?;
-    // Actions are bounded by their own per-action timeouts (up to 45 s), which the store's
-    // short SDK timeouts would cut off.
-    let actions_sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    // Actions are bounded by their own per-action timeouts (up to 30 s), which the store's
+    // short SDK timeouts would cut off. The SDK must not retry them either: a retried
+    // RequestResponse invocation runs the agent twice in one attempt, while the processor
+    // already retries with backoff and the claim's progress.
+    let actions_sdk_config = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
     let actions =
         ActionDispatcher::from_routes(&config.routes, env, Some(&actions_sdk_config)).await?;
     Ok(Processor::new(

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-/// SQS's longest visibility timeout: a retry cannot be put off further than this.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// The longest a retry is put off. SQS's visibility limit is 12 hours counted from when the
+/// message was received, so the delay set after processing must leave room for the time
+/// processing took; 15 minutes covers any processor invocation.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(43_200 - 900);
 
 /// `base · 2^(attempt-1)`, capped, then "equal jitter": half of it fixed and half random, so
 /// every retry waits at least half its step while concurrent retries still spread out.

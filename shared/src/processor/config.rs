@@ -143,16 +143,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hookgate-routes-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("routes.toml");
-        std::fs::write(&path, "[action.slow]\ntype = \"log\"\ntimeout_secs = 40\n").unwrap();
+        std::fs::write(&path, "[action.slow]\ntype = \"log\"\ntimeout_secs = 25\n").unwrap();
         let error = config(&[
             ("ROUTES_FILE", path.to_str().unwrap()),
-            ("LEASE_SECS", "30"),
+            ("LEASE_SECS", "20"),
         ])
         .unwrap_err();
         assert!(
             error
                 .to_string()
-                .starts_with("LEASE_SECS is invalid: 30 s does not outlive"),
+                .starts_with("LEASE_SECS is invalid: 20 s does not outlive"),
             "{error}"
         );
     }

@@ -226,21 +226,29 @@ impl Processor {
             .filter(|action| !held.done_actions.contains(&action.name))
             .collect();
         let event = NormalizedEvent::from_envelope(envelope);
-        let results = join_all(pending.iter().map(|action| self.run_action(action, &event))).await;
-        for ActionResult { action, result } in &results {
-            match result {
+        // Each success is recorded as soon as its action ends, not once the slowest action
+        // of the event has: a crash in between must not make a finished action run again.
+        let outcomes = join_all(pending.iter().map(|action| async {
+            let done = self.run_action(action, &event).await;
+            let recorded = match &done.result {
                 Ok(()) => {
-                    info!(idempotency_key = %key, action = %action.name, attempt = held.attempt, "action succeeded")
+                    info!(idempotency_key = %key, action = %action.name, attempt = held.attempt, "action succeeded");
+                    self.store.mark_action_done(&held, &action.name).await
                 }
                 Err(error) => {
-                    warn!(idempotency_key = %key, action = %action.name, attempt = held.attempt, %error, "action failed")
+                    warn!(idempotency_key = %key, action = %action.name, attempt = held.attempt, %error, "action failed");
+                    Ok(())
                 }
-            }
-        }
-        for ActionResult { action, .. } in results.iter().filter(|done| done.result.is_ok()) {
-            if let Err(error) = self.store.mark_action_done(&held, &action.name).await {
+            };
+            (done, recorded)
+        }))
+        .await;
+        let mut results = Vec::with_capacity(outcomes.len());
+        for (done, recorded) in outcomes {
+            if let Err(error) = recorded {
                 return self.lost_progress(&held, error).await;
             }
+            results.push(done);
         }
 
         let permanent = results.iter().find_map(|done| match &done.result {
