@@ -41,6 +41,33 @@ use tokio::task::{JoinHandle, JoinSet};
 /// does not hold.
 pub type Verifier = Arc<dyn Fn(&HeaderMap, &[u8]) -> Result<(), String> + Send + Sync>;
 
+/// The replay window an agent allows, as the Standard Webhooks libraries do by default.
+pub const VERIFIER_WINDOW: Duration = Duration::from_secs(300);
+
+/// An agent's check of hookgate's signature, made with the library's own Standard Webhooks
+/// verifier and `secret` (a `whsec_…` secret).
+pub fn standard_webhooks_verifier(secret: &str) -> Verifier {
+    use hookgate::request::InboundRequest;
+    use hookgate::secret::{KeyEncoding, KeyRing};
+    use hookgate::verify::standard::StandardWebhooks;
+    use hookgate::verify::SignatureScheme;
+
+    let keys = KeyRing::from_secrets(secret, None, KeyEncoding::StandardWebhooks)
+        .expect("a Standard Webhooks secret");
+    Arc::new(move |headers, body| {
+        let mut request = InboundRequest::post(Bytes::copy_from_slice(body));
+        request.headers = headers.clone();
+        StandardWebhooks
+            .check_signature(
+                &request,
+                &keys,
+                time::OffsetDateTime::now_utc(),
+                VERIFIER_WINDOW,
+            )
+            .map_err(|failure| failure.to_string())
+    })
+}
+
 /// What the agent answers one request with.
 #[derive(Debug, Clone)]
 pub struct Answer {

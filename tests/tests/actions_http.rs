@@ -6,47 +6,25 @@
 //! file and a secret in the environment.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hookgate::envelope::RawBody;
 use hookgate::idempotency::IdempotencyKey;
 use hookgate::processor::actions::{
     ActionDispatcher, ActionError, ActionInvoker, NormalizedEvent, USER_AGENT,
 };
 use hookgate::provider::Provider;
-use hookgate::request::InboundRequest;
 use hookgate::routes::{ActionSpec, RouteTable};
-use hookgate::secret::{KeyEncoding, KeyRing};
-use hookgate::verify::standard::StandardWebhooks;
-use hookgate::verify::SignatureScheme;
-use hookgate_tests::agent::{Agent, Answer, Call, Verifier};
+use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer, Call};
 use time::OffsetDateTime;
 
 /// The secret the action signs with and the agent verifies with.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
-/// The replay window the agent allows, as the Standard Webhooks libraries do by default.
-const WINDOW: Duration = Duration::from_secs(300);
-
-/// An agent's check of our signature, made with the library's own verifier.
-fn verifier(secret: &str) -> Verifier {
-    let keys = KeyRing::from_secrets(secret, None, KeyEncoding::StandardWebhooks)
-        .expect("a Standard Webhooks secret");
-    Arc::new(move |headers, body| {
-        let mut request = InboundRequest::post(Bytes::copy_from_slice(body));
-        request.headers = headers.clone();
-        StandardWebhooks
-            .check_signature(&request, &keys, OffsetDateTime::now_utc(), WINDOW)
-            .map_err(|failure| failure.to_string())
-    })
-}
-
 async fn agent(answers: impl IntoIterator<Item = Answer>) -> Agent {
     Agent::builder()
-        .verify_with(verifier(SECRET))
+        .verify_with(standard_webhooks_verifier(SECRET))
         .answers(answers)
         .start()
         .await
@@ -139,7 +117,7 @@ async fn a_2xx_answer_is_done_and_the_agent_verifies_our_signature() {
 #[tokio::test]
 async fn an_agent_with_another_secret_refuses_the_delivery_and_the_failure_is_permanent() {
     let agent = Agent::builder()
-        .verify_with(verifier(OTHER_SECRET))
+        .verify_with(standard_webhooks_verifier(OTHER_SECRET))
         .start()
         .await
         .expect("the agent listens");

@@ -31,7 +31,6 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
-use bytes::Bytes;
 use hookgate::aws::{dead_letter_attribute, DynamoStore, SqsEventQueue, SqsQueueControl};
 use hookgate::claims::{Claim, ClaimRequest, IdempotencyStore, StoreError};
 use hookgate::envelope::{Envelope, EnvelopeV1, QueueMessage, RawBody};
@@ -41,14 +40,10 @@ use hookgate::processor::backoff::Backoff;
 use hookgate::processor::{Processor, ProcessorSettings};
 use hookgate::provider::Provider;
 use hookgate::queue::EventQueue;
-use hookgate::request::InboundRequest;
 use hookgate::routes::{ActionSpec, RouteTable};
 use hookgate::samples::SampleEvent;
-use hookgate::secret::{KeyEncoding, KeyRing};
 use hookgate::telemetry::Metrics;
-use hookgate::verify::standard::StandardWebhooks;
-use hookgate::verify::SignatureScheme;
-use hookgate_tests::agent::{Agent, Answer, Call, Verifier};
+use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer, Call};
 use hookgate_tests::emulator;
 use lambda_http::{Context, LambdaEvent};
 use sha2::{Digest, Sha256};
@@ -59,9 +54,6 @@ use tokio::task::JoinSet;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// The variable the routes name for it (`secret_env`).
 const SECRET_VARIABLE: &str = "AGENT_SECRET";
-/// The replay window the agents allow, as the Standard Webhooks libraries do by default.
-const WINDOW: Duration = Duration::from_secs(300);
-
 /// Short, so that retries come within seconds.
 const BACKOFF: Backoff = Backoff {
     base: Duration::from_secs(1),
@@ -82,23 +74,10 @@ const MAX_RECEIVES: usize = 400;
 
 // ---- agents and routes ----
 
-/// An agent's check of our signature, made with the library's own verifier.
-fn verifier() -> Verifier {
-    let keys = KeyRing::from_secrets(SECRET, None, KeyEncoding::StandardWebhooks)
-        .expect("a Standard Webhooks secret");
-    Arc::new(move |headers, body| {
-        let mut request = InboundRequest::post(Bytes::copy_from_slice(body));
-        request.headers = headers.clone();
-        StandardWebhooks
-            .check_signature(&request, &keys, OffsetDateTime::now_utc(), WINDOW)
-            .map_err(|failure| failure.to_string())
-    })
-}
-
 /// An agent that verifies our signature and answers `script`, then 200.
 async fn agent(script: impl IntoIterator<Item = Answer>) -> Agent {
     Agent::builder()
-        .verify_with(verifier())
+        .verify_with(standard_webhooks_verifier(SECRET))
         .answers(script)
         .otherwise(Answer::ok())
         .start()
