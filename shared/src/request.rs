@@ -39,6 +39,13 @@ impl InboundRequest {
         self
     }
 
+    /// Whether the body is an HTML form (`application/x-www-form-urlencoded`), as GitHub's
+    /// form-style hooks and Slack's commands and interactivity send it.
+    pub fn is_form_encoded(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
+    }
+
     /// A header's value as text. `None` when absent; a value that is not visible ASCII
     /// counts as absent too, since no signature scheme uses such bytes.
     pub fn header(&self, name: &str) -> Option<&str> {

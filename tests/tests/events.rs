@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
@@ -72,25 +72,33 @@ impl EventFile {
     }
 }
 
-/// Every `*.json` in the providers' folders of `events/`, in a stable order.
-fn event_files() -> Vec<EventFile> {
-    let mut files = Vec::new();
-    for provider in Provider::ALL {
-        let folder = PathBuf::from(EVENTS).join(provider.as_str());
-        let Ok(entries) = fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("a readable events folder").path();
-            if path.extension().is_none_or(|ext| ext != "json") {
-                continue;
-            }
+/// Every `*.json` file of `folder`, with its name (the file stem) and text; none when the
+/// folder does not exist.
+fn json_files_in(folder: &Path) -> Vec<(String, PathBuf, String)> {
+    let Ok(entries) = fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    entries
+        .map(|entry| entry.expect("a readable events folder").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .map(|path| {
             let name = path
                 .file_stem()
                 .expect("a file named *.json")
                 .to_string_lossy()
                 .into_owned();
             let text = fs::read_to_string(&path).expect("a readable event file");
+            (name, path, text)
+        })
+        .collect()
+}
+
+/// Every `*.json` in the providers' folders of `events/`, in a stable order.
+fn event_files() -> Vec<EventFile> {
+    let mut files = Vec::new();
+    for provider in Provider::ALL {
+        let folder = PathBuf::from(EVENTS).join(provider.as_str());
+        for (name, path, text) in json_files_in(&folder) {
             let json = serde_json::from_str(&text)
                 .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
             files.push(EventFile {
@@ -284,27 +292,19 @@ impl SqsFile {
 /// Every `*.json` of `events/processor/`, read as Lambda's SQS event type, in a stable
 /// order.
 fn sqs_files() -> Vec<SqsFile> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(PROCESSOR_EVENTS).expect("events/processor exists") {
-        let path = entry.expect("a readable events folder").path();
-        if path.extension().is_none_or(|ext| ext != "json") {
-            continue;
-        }
-        let name = path
-            .file_stem()
-            .expect("a file named *.json")
-            .to_string_lossy()
-            .into_owned();
-        let text = fs::read_to_string(&path).expect("a readable event file");
-        let event: SqsEvent = serde_json::from_str(&text)
-            .unwrap_or_else(|error| panic!("{} is not an SQS event: {error}", path.display()));
-        files.push(SqsFile {
-            name,
-            path,
-            text,
-            event,
-        });
-    }
+    let mut files: Vec<SqsFile> = json_files_in(Path::new(PROCESSOR_EVENTS))
+        .into_iter()
+        .map(|(name, path, text)| {
+            let event: SqsEvent = serde_json::from_str(&text)
+                .unwrap_or_else(|error| panic!("{} is not an SQS event: {error}", path.display()));
+            SqsFile {
+                name,
+                path,
+                text,
+                event,
+            }
+        })
+        .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     assert!(!files.is_empty(), "no events in {PROCESSOR_EVENTS}");
     files

@@ -228,10 +228,11 @@ impl Receiver {
             Verified::Webhook(webhook) => webhook,
         };
         let message = QueueMessage::from_verified(&webhook);
-        if message.size_in_bytes() > SQS_MESSAGE_LIMIT {
+        let size = message.size_in_bytes();
+        if size > SQS_MESSAGE_LIMIT {
             // The body passed MAX_BODY_BYTES but escaping made the envelope too big for SQS.
             return Err(ReceiveError::PayloadTooLarge {
-                size: message.size_in_bytes(),
+                size,
                 limit: SQS_MESSAGE_LIMIT,
             });
         }

@@ -99,10 +99,7 @@ impl SignatureScheme for Github {
 }
 
 fn payload_json(request: &InboundRequest) -> Option<serde_json::Value> {
-    let is_form = request
-        .header("content-type")
-        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
+    if request.is_form_encoded() {
         form_urlencoded::parse(&request.body)
             .find(|(name, _)| name == "payload")
             .and_then(|(_, payload)| serde_json::from_str(&payload).ok())

@@ -61,10 +61,7 @@ impl SignatureScheme for Slack {
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
-        let is_form = request
-            .header("content-type")
-            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-        if is_form {
+        if request.is_form_encoded() {
             return Ok(describe_form(request));
         }
         let body = json_body(request)?;
