@@ -16,6 +16,7 @@
 pub mod aws;
 pub mod claims;
 pub mod config;
+pub mod dead_letters;
 pub mod envelope;
 pub mod idempotency;
 pub mod lambda;
@@ -27,5 +28,7 @@ pub mod request;
 pub mod routes;
 pub mod samples;
 pub mod secret;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod telemetry;
 pub mod verify;

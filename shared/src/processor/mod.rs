@@ -11,6 +11,7 @@
 pub mod actions;
 pub mod backoff;
 mod config;
+mod consumer;
 mod control;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use time::OffsetDateTime;
 use tracing::{error, info, warn, Instrument};
 
 pub use config::ProcessorConfig;
+pub use consumer::QueueConsumer;
 pub use control::{ControlCall, MemoryQueueControl, QueueControl};
 
 use self::actions::{ActionError, ActionInvoker, NormalizedEvent};
