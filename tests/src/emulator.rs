@@ -73,6 +73,52 @@ pub async fn create_queue(client: &aws_sdk_sqs::Client, prefix: &str) -> anyhow:
         .ok_or_else(|| anyhow::anyhow!("the emulator created a queue without a URL"))
 }
 
+/// A queue and the dead-letter queue its redrive policy moves messages to.
+#[derive(Debug, Clone)]
+pub struct QueueWithDeadLetters {
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// Creates a fresh dead-letter queue and a fresh queue whose redrive policy moves a message
+/// there once it has been received `max_receive_count` times, as the deployed stack's
+/// queues are set up.
+pub async fn create_queue_with_dead_letters(
+    client: &aws_sdk_sqs::Client,
+    prefix: &str,
+    max_receive_count: u32,
+) -> anyhow::Result<QueueWithDeadLetters> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+
+    let dlq_url = create_queue(client, &format!("{prefix}-dlq")).await?;
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the emulator gave no QueueArn for {dlq_url}"))?;
+    let redrive_policy = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": max_receive_count,
+    });
+    let queue_url = client
+        .create_queue()
+        .queue_name(unique_name(prefix))
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            redrive_policy.to_string(),
+        )
+        .send()
+        .await?
+        .queue_url
+        .ok_or_else(|| anyhow::anyhow!("the emulator created a queue without a URL"))?;
+    Ok(QueueWithDeadLetters { queue_url, dlq_url })
+}
+
 /// Receives every message currently in a queue (up to `expected`), with attributes,
 /// waiting briefly for stragglers. Bounded: at most ten polls.
 pub async fn drain_queue(

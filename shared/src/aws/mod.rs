@@ -20,7 +20,10 @@ use aws_config::BehaviorVersion;
 pub use dynamodb::DynamoStore;
 pub use lambda_action::LambdaActions;
 pub use secrets_manager::SecretsManagerSource;
-pub use sqs::{dead_letter_attribute, SqsEventQueue, SqsQueueControl};
+pub use sqs::{
+    dead_letter_attribute, MoveTaskStatus, SqsDeadLetterQueue, SqsEventQueue, SqsQueueConsumer,
+    SqsQueueControl,
+};
 
 use crate::config::{ConfigError, Env};
 use crate::processor::actions::ActionDispatcher;

@@ -1,13 +1,20 @@
-//! The SQS adapters of [`EventQueue`] (receivers) and [`QueueControl`] (the processor).
+//! The SQS adapters of [`EventQueue`] (receivers), [`QueueControl`] and [`QueueConsumer`]
+//! (the processor), and [`DeadLetterQueue`] (`hookgate dlq`).
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
+    MessageSystemAttributeName, QueueAttributeName,
+};
+use time::OffsetDateTime;
 
-use std::time::Duration;
-
+use crate::dead_letters::{DeadLetter, DeadLetterQueue, Redrive};
 use crate::envelope::QueueMessage;
-use crate::processor::{QueueControl, QueuedDelivery};
+use crate::processor::{QueueConsumer, QueueControl, QueuedDelivery};
 use crate::queue::{EventQueue, QueueError};
 
 /// Sends envelopes to one SQS queue.
@@ -177,5 +184,445 @@ impl QueueControl for SqsQueueControl {
                 ))
             })?;
         Ok(())
+    }
+}
+
+/// Checks that the queue exists and returns its ARN, with one `GetQueueAttributes` call
+/// (which also warms the connection).
+async fn queue_arn(client: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, QueueError> {
+    let output = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|error| {
+            QueueError::new(format!(
+                "cannot reach {queue_url}: {}",
+                DisplayErrorContext(&error)
+            ))
+        })?;
+    output
+        .attributes()
+        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| QueueError::new(format!("SQS gave no QueueArn for {queue_url}")))
+}
+
+/// Whole seconds for SQS, rounded up (a truncated 0.7 s would be none at all) and capped at
+/// `limit`, SQS's own maximum for the parameter.
+fn whole_seconds(duration: Duration, limit: i32) -> i32 {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(seconds).unwrap_or(i32::MAX).min(limit)
+}
+
+/// SQS's longest visibility timeout (12 hours). A processor asking for longer gets the
+/// longest there is: the message reappears sooner than asked, which at-least-once delivery
+/// and the idempotency claims already allow for, rather than the receive failing outright.
+const MAX_VISIBILITY_SECONDS: i32 = 43_200;
+
+/// SQS's longest long poll. `wait` is an upper bound, so waiting less keeps the contract.
+const MAX_WAIT_SECONDS: i32 = 20;
+
+/// SQS's most messages per receive.
+const MAX_MESSAGES_PER_RECEIVE: usize = 10;
+
+/// The SQS adapter of [`QueueConsumer`], for `hookgate dev` running the processor as a loop
+/// against a deployed queue. Moving a message to the dead-letter queue after the maximum
+/// receive count is the queue's own redrive policy; this adapter has nothing to do for it.
+#[derive(Debug, Clone)]
+pub struct SqsQueueConsumer {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsQueueConsumer {
+    /// Checks that the queue exists (and warms the connection).
+    pub async fn connect(
+        client: aws_sdk_sqs::Client,
+        queue_url: String,
+    ) -> Result<Self, QueueError> {
+        queue_arn(&client, &queue_url).await?;
+        Ok(Self { client, queue_url })
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+/// A received SQS message as the processor takes it: the same reading as the Lambda event's
+/// (`crate::lambda::processor::delivery`), a missing count read as a first receive.
+fn received_delivery(message: Message) -> Result<QueuedDelivery, QueueError> {
+    let receive_count = message
+        .attributes()
+        .and_then(|attributes| attributes.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1);
+    let (Some(message_id), Some(receipt_handle)) = (message.message_id, message.receipt_handle)
+    else {
+        return Err(QueueError::new(
+            "SQS answered with a message without an id or a receipt handle",
+        ));
+    };
+    Ok(QueuedDelivery {
+        message_id,
+        receipt_handle,
+        body: message.body.unwrap_or_default(),
+        receive_count,
+    })
+}
+
+#[async_trait]
+impl QueueConsumer for SqsQueueConsumer {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<QueuedDelivery>, QueueError> {
+        let max = max.clamp(1, MAX_MESSAGES_PER_RECEIVE);
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(i32::try_from(max).unwrap_or(1))
+            .visibility_timeout(whole_seconds(visibility, MAX_VISIBILITY_SECONDS))
+            .wait_time_seconds(whole_seconds(wait, MAX_WAIT_SECONDS))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|error| {
+                QueueError::new(format!(
+                    "ReceiveMessage from {} failed: {}",
+                    self.queue_url,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(received_delivery)
+            .collect()
+    }
+
+    async fn acknowledge(&self, delivery: &QueuedDelivery) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&delivery.receipt_handle)
+            .send()
+            .await
+            .map_err(|error| {
+                QueueError::new(format!(
+                    "DeleteMessage on {} failed: {}",
+                    self.queue_url,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+/// The SQS adapter of [`DeadLetterQueue`]: the processor's dead-letter queue, and the main
+/// queue its dead letters go back to.
+///
+/// SQS cannot browse a queue, so looking is receiving: each message listed is received,
+/// hidden for a moment so that the next page brings others, and made visible again before
+/// the call returns. Two consequences an operator may notice:
+/// - each look raises the message's receive count on the dead-letter queue (harmless: the
+///   dead-letter queue has no redrive policy of its own, so nothing moves it on), and a
+///   concurrent look or redrive can miss a message another look holds for that moment;
+/// - SQS samples its servers, so one listing of a large queue may not return every message.
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetterQueue {
+    client: aws_sdk_sqs::Client,
+    dlq_url: String,
+    dlq_arn: String,
+    queue_arn: String,
+}
+
+/// The progress of the dead-letter queue's most recent message move task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveTaskStatus {
+    /// SQS's status: `RUNNING`, `COMPLETED`, `CANCELLING`, `CANCELLED` or `FAILED`.
+    pub status: String,
+    /// Messages moved so far (approximate).
+    pub moved: u64,
+    /// Messages there were to move when the task started, once SQS knows.
+    pub to_move: Option<u64>,
+    /// Why the task failed, when it did.
+    pub failure: Option<String>,
+}
+
+impl MoveTaskStatus {
+    /// Whether the task has stopped, one way or another.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "COMPLETED" | "CANCELLED" | "FAILED")
+    }
+}
+
+/// How long a look hides the messages it has seen, so that the next page brings others. They
+/// are made visible again as soon as the look ends; this only bounds how long they stay
+/// hidden if that fails.
+const PEEK_HIDE_SECONDS: i32 = 10;
+
+/// Pages a look may take beyond those `max` needs, for pages that bring some messages again.
+const SPARE_PAGES: usize = 3;
+
+/// The most pages `show` reads looking for one message (a thousand messages).
+const SHOW_PAGES: usize = 100;
+
+const SENT_TIMESTAMP: MessageSystemAttributeName = MessageSystemAttributeName::SentTimestamp;
+
+impl SqsDeadLetterQueue {
+    /// Checks that both queues exist and reads their ARNs, which the redrive's move task
+    /// needs. An error names the URL that failed.
+    pub async fn connect(
+        client: aws_sdk_sqs::Client,
+        dlq_url: String,
+        queue_url: String,
+    ) -> Result<Self, QueueError> {
+        let dlq_arn = queue_arn(&client, &dlq_url).await?;
+        let queue_arn = queue_arn(&client, &queue_url).await?;
+        Ok(Self {
+            client,
+            dlq_url,
+            dlq_arn,
+            queue_arn,
+        })
+    }
+
+    pub fn dlq_url(&self) -> &str {
+        &self.dlq_url
+    }
+
+    /// The most recent message move task out of the dead-letter queue, if there ever was one,
+    /// so that a caller of [`DeadLetterQueue::redrive`] can wait for it to finish.
+    pub async fn move_task_status(&self) -> Result<Option<MoveTaskStatus>, QueueError> {
+        let output = self
+            .client
+            .list_message_move_tasks()
+            .source_arn(&self.dlq_arn)
+            .max_results(1)
+            .send()
+            .await
+            .map_err(|error| {
+                QueueError::new(format!(
+                    "ListMessageMoveTasks on {} failed: {}",
+                    self.dlq_url,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        Ok(output.results().first().map(|task| MoveTaskStatus {
+            status: task.status().unwrap_or("UNKNOWN").to_owned(),
+            moved: u64::try_from(task.approximate_number_of_messages_moved()).unwrap_or(0),
+            to_move: task
+                .approximate_number_of_messages_to_move()
+                .and_then(|count| u64::try_from(count).ok()),
+            failure: task.failure_reason().map(str::to_owned),
+        }))
+    }
+
+    /// Looks at the dead-letter queue until `enough` says so, a page brings nothing new, or
+    /// `pages` pages are read; then makes every message seen visible again.
+    async fn peek(
+        &self,
+        pages: usize,
+        enough: impl Fn(&[DeadLetter]) -> bool,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut seen = Vec::new();
+        let mut ids = HashSet::new();
+        let mut receipts = Vec::new();
+        let mut outcome = Ok(());
+        for _ in 0..pages {
+            let page = match self.peek_page().await {
+                Ok(page) => page,
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            };
+            let mut new = 0;
+            for message in page {
+                if let Some(receipt) = message.receipt_handle() {
+                    receipts.push(receipt.to_owned());
+                }
+                let letter = dead_letter(message);
+                if ids.insert(letter.message_id.clone()) {
+                    seen.push(letter);
+                    new += 1;
+                }
+            }
+            if new == 0 || enough(&seen) {
+                break;
+            }
+        }
+        self.make_visible(receipts).await;
+        outcome?;
+        seen.sort_by_key(|letter| letter.dead_lettered_at);
+        Ok(seen)
+    }
+
+    async fn peek_page(&self) -> Result<Vec<Message>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(PEEK_HIDE_SECONDS)
+            // A short long poll: a receive without one samples only some of SQS's servers.
+            .wait_time_seconds(1)
+            .message_attribute_names(dead_letter_attribute::REASON)
+            .message_system_attribute_names(SENT_TIMESTAMP)
+            .send()
+            .await
+            .map_err(|error| {
+                QueueError::new(format!(
+                    "ReceiveMessage from {} failed: {}",
+                    self.dlq_url,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        Ok(output.messages.unwrap_or_default())
+    }
+
+    /// Ends the hiding a look started. A failure is logged, not returned: the look itself
+    /// succeeded, and the messages come back on their own after [`PEEK_HIDE_SECONDS`].
+    async fn make_visible(&self, receipts: Vec<String>) {
+        for chunk in receipts.chunks(MAX_MESSAGES_PER_RECEIVE) {
+            let entries: Result<Vec<_>, _> = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                })
+                .collect();
+            let result = match entries {
+                Ok(entries) => self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.dlq_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map(|output| output.failed().len())
+                    .map_err(|error| DisplayErrorContext(&error).to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match result {
+                Ok(0) => {}
+                Ok(failed) => tracing::warn!(
+                    dlq_url = %self.dlq_url,
+                    failed,
+                    "some dead letters stay hidden until their visibility timeout ends"
+                ),
+                Err(error) => tracing::warn!(
+                    dlq_url = %self.dlq_url,
+                    %error,
+                    "dead letters stay hidden until their visibility timeout ends"
+                ),
+            }
+        }
+    }
+
+    async fn approximate_count(&self) -> Result<Option<u64>, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.dlq_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|error| {
+                QueueError::new(format!(
+                    "GetQueueAttributes on {} failed: {}",
+                    self.dlq_url,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        Ok(output
+            .attributes()
+            .and_then(|attributes| attributes.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|count| count.parse().ok()))
+    }
+}
+
+/// A message received from the dead-letter queue as a dead letter. Its time is when it was
+/// sent to the dead-letter queue, for what the processor parked there; a message moved by
+/// the maximum receive count keeps the time it was first sent to the main queue.
+fn dead_letter(message: Message) -> DeadLetter {
+    let dead_lettered_at = message
+        .attributes()
+        .and_then(|attributes| attributes.get(&SENT_TIMESTAMP))
+        .and_then(|millis| millis.parse::<i128>().ok())
+        .and_then(|millis| OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000).ok());
+    let reason = message
+        .message_attributes()
+        .and_then(|attributes| attributes.get(dead_letter_attribute::REASON))
+        .and_then(|reason| reason.string_value())
+        .map(str::to_owned);
+    DeadLetter {
+        message_id: message.message_id.unwrap_or_default(),
+        body: message.body.unwrap_or_default(),
+        reason,
+        dead_lettered_at,
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for SqsDeadLetterQueue {
+    async fn list(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let pages = max.div_ceil(MAX_MESSAGES_PER_RECEIVE) + SPARE_PAGES;
+        let mut letters = self.peek(pages, |seen| seen.len() >= max).await?;
+        letters.truncate(max);
+        Ok(letters)
+    }
+
+    async fn show(&self, message_id: &str) -> Result<Option<DeadLetter>, QueueError> {
+        let letters = self
+            .peek(SHOW_PAGES, |seen| {
+                seen.iter().any(|letter| letter.message_id == message_id)
+            })
+            .await?;
+        Ok(letters
+            .into_iter()
+            .find(|letter| letter.message_id == message_id))
+    }
+
+    /// Starts SQS's message move task from the dead-letter queue to the main queue. The
+    /// destination is named explicitly: the processor parks messages with `SendMessage`, so
+    /// SQS does not know them as coming from the main queue.
+    async fn redrive(&self) -> Result<Redrive, QueueError> {
+        let approximate_count = self.approximate_count().await?;
+        let output = self
+            .client
+            .start_message_move_task()
+            .source_arn(&self.dlq_arn)
+            .destination_arn(&self.queue_arn)
+            .send()
+            .await
+            .map_err(|error| {
+                QueueError::new(format!(
+                    "StartMessageMoveTask from {} failed: {}",
+                    self.dlq_url,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        let task = output
+            .task_handle
+            .ok_or_else(|| QueueError::new("SQS started a move task without a task handle"))?;
+        Ok(Redrive::Started {
+            task,
+            approximate_count,
+        })
     }
 }
