@@ -107,17 +107,156 @@ impl Status {
             Status::Completed => "COMPLETED",
         }
     }
+
+    /// The status a stored string names, if it names one.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Status::InProgress, Status::Completed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
 }
 
-#[derive(Debug, Clone)]
-struct MemoryRecord {
-    status: Status,
+/// Everything a store knows about one key: what the claim rules decide on, and what they
+/// change. Adapters that can hold a record in full (in memory, SQLite) keep exactly this
+/// and leave every decision to [`decide_claim`] and [`HeldWrite::apply`], so the rules live
+/// in one place; DynamoDB, which decides in its condition expressions, follows the same
+/// rules there, and the contract suite holds them all to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimRecord {
+    pub(crate) status: Status,
+    /// The holder token of the latest claim; it stays after completion, when it no longer
+    /// lets anyone write because the status is not in progress.
+    pub(crate) holder: String,
+    pub(crate) lease_expires_at: OffsetDateTime,
+    /// When the record is gone (the retention): from that instant on it counts as absent.
+    pub(crate) expires_at: OffsetDateTime,
+    pub(crate) payload_hash: String,
+    pub(crate) attempts: u32,
+    pub(crate) done_actions: BTreeSet<String>,
+}
+
+impl ClaimRecord {
+    /// The claim this record gives its holder.
+    pub(crate) fn held(&self, key: &IdempotencyKey) -> HeldClaim {
+        HeldClaim {
+            key: key.clone(),
+            holder: self.holder.clone(),
+            attempt: self.attempts,
+            done_actions: self.done_actions.clone(),
+            first_payload_hash: self.payload_hash.clone(),
+        }
+    }
+}
+
+/// What a claim comes to, given the record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimDecision {
+    /// Store this record in place of the one found (if any), and answer
+    /// [`Claim::Acquired`] with its [`ClaimRecord::held`].
+    Take(ClaimRecord),
+    /// Write nothing and answer this ([`Claim::Completed`] or [`Claim::InFlight`]).
+    Refuse(Claim),
+}
+
+/// The claim rules, for a store that reads the record and writes the outcome in one atomic
+/// step (a lock, a transaction):
+///
+/// - no record, or one past its retention (as good as absent, as DynamoDB's TTL makes it):
+///   a fresh record, attempt 1, nothing done, this payload hash;
+/// - a completed record: a duplicate;
+/// - an in-progress record whose lease has not ended: in flight until it ends;
+/// - an in-progress record whose lease has ended (at `now` exactly, too): taken over by
+///   `holder` as the next attempt, keeping the actions done and the first payload hash.
+pub(crate) fn decide_claim(
+    found: Option<&ClaimRecord>,
+    request: &ClaimRequest<'_>,
     holder: String,
-    lease_expires_at: OffsetDateTime,
-    expires_at: OffsetDateTime,
-    payload_hash: String,
-    attempts: u32,
-    done_actions: BTreeSet<String>,
+) -> ClaimDecision {
+    let lease_expires_at = instant_after(request.now, request.lease);
+    let expires_at = instant_after(request.now, request.retention);
+    match found {
+        Some(record) if record.expires_at > request.now => match record.status {
+            Status::Completed => ClaimDecision::Refuse(Claim::Completed),
+            Status::InProgress if record.lease_expires_at > request.now => {
+                ClaimDecision::Refuse(Claim::InFlight {
+                    lease_expires_at: record.lease_expires_at,
+                })
+            }
+            Status::InProgress => ClaimDecision::Take(ClaimRecord {
+                holder,
+                lease_expires_at,
+                expires_at,
+                attempts: record.attempts.saturating_add(1),
+                ..record.clone()
+            }),
+        },
+        _ => ClaimDecision::Take(ClaimRecord {
+            status: Status::InProgress,
+            holder,
+            lease_expires_at,
+            expires_at,
+            payload_hash: request.payload_hash.to_owned(),
+            attempts: 1,
+            done_actions: BTreeSet::new(),
+        }),
+    }
+}
+
+/// `start + duration`, or the last representable instant when that is out of range: a
+/// lease or retention too long to represent lasts as long as anything can, rather than
+/// panicking.
+fn instant_after(start: OffsetDateTime, duration: Duration) -> OffsetDateTime {
+    time::Duration::try_from(duration)
+        .ok()
+        .and_then(|duration| start.checked_add(duration))
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+}
+
+/// A write after the claim, allowed only to the claim's current holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeldWrite {
+    ActionDone(String),
+    Complete {
+        now: OffsetDateTime,
+        retention: Duration,
+    },
+    Release,
+}
+
+impl HeldWrite {
+    /// Applies the write to `record` if `claim` still holds it: the record is in progress
+    /// and its holder is the claim's. Otherwise the claim was lost (completed, taken over,
+    /// or replaced after its retention) and nothing changes.
+    pub(crate) fn apply(
+        &self,
+        record: Option<&mut ClaimRecord>,
+        claim: &HeldClaim,
+    ) -> Result<(), StoreError> {
+        let record = match record {
+            Some(record)
+                if record.status == Status::InProgress && record.holder == claim.holder =>
+            {
+                record
+            }
+            _ => {
+                return Err(StoreError::ClaimLost {
+                    key: claim.key.clone(),
+                })
+            }
+        };
+        match self {
+            HeldWrite::ActionDone(action) => {
+                record.done_actions.insert(action.clone());
+            }
+            HeldWrite::Complete { now, retention } => {
+                record.status = Status::Completed;
+                record.expires_at = instant_after(*now, *retention);
+            }
+            // The lease ends now, whatever `now` the next claimant brings.
+            HeldWrite::Release => record.lease_expires_at = OffsetDateTime::UNIX_EPOCH,
+        }
+        Ok(())
+    }
 }
 
 /// An in-memory store for unit tests of the processor; it passes the same contract tests as
@@ -129,7 +268,7 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct MemoryState {
-    records: HashMap<IdempotencyKey, MemoryRecord>,
+    records: HashMap<IdempotencyKey, ClaimRecord>,
     unavailable: bool,
 }
 
@@ -149,87 +288,38 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn with_held<T>(
-        &self,
-        claim: &HeldClaim,
-        change: impl FnOnce(&mut MemoryRecord) -> T,
-    ) -> Result<T, StoreError> {
-        let mut state = self.lock();
+    fn available(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, StoreError> {
+        let state = self.lock();
         if state.unavailable {
             return Err(StoreError::Unavailable(
                 "the in-memory store is set to be unavailable".into(),
             ));
         }
-        match state.records.get_mut(&claim.key) {
-            Some(record)
-                if record.status == Status::InProgress && record.holder == claim.holder =>
-            {
-                Ok(change(record))
-            }
-            _ => Err(StoreError::ClaimLost {
-                key: claim.key.clone(),
-            }),
-        }
+        Ok(state)
+    }
+
+    fn write_held(&self, claim: &HeldClaim, write: HeldWrite) -> Result<(), StoreError> {
+        let mut state = self.available()?;
+        write.apply(state.records.get_mut(&claim.key), claim)
     }
 }
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError> {
-        let mut state = self.lock();
-        if state.unavailable {
-            return Err(StoreError::Unavailable(
-                "the in-memory store is set to be unavailable".into(),
-            ));
+        let mut state = self.available()?;
+        match decide_claim(state.records.get(request.key), &request, new_holder()) {
+            ClaimDecision::Refuse(claim) => Ok(claim),
+            ClaimDecision::Take(record) => {
+                let held = record.held(request.key);
+                state.records.insert(request.key.clone(), record);
+                Ok(Claim::Acquired(held))
+            }
         }
-        let lease_expires_at = request.now + request.lease;
-        let expires_at = request.now + request.retention;
-        let holder = new_holder();
-        let record = match state.records.get_mut(request.key) {
-            // A record past its retention is as good as absent, as DynamoDB's TTL makes it.
-            Some(record) if record.expires_at > request.now => {
-                match record.status {
-                    Status::Completed => return Ok(Claim::Completed),
-                    Status::InProgress if record.lease_expires_at > request.now => {
-                        return Ok(Claim::InFlight {
-                            lease_expires_at: record.lease_expires_at,
-                        })
-                    }
-                    Status::InProgress => {}
-                }
-                record.holder = holder;
-                record.lease_expires_at = lease_expires_at;
-                record.expires_at = expires_at;
-                record.attempts += 1;
-                record.clone()
-            }
-            _ => {
-                let record = MemoryRecord {
-                    status: Status::InProgress,
-                    holder,
-                    lease_expires_at,
-                    expires_at,
-                    payload_hash: request.payload_hash.to_owned(),
-                    attempts: 1,
-                    done_actions: BTreeSet::new(),
-                };
-                state.records.insert(request.key.clone(), record.clone());
-                record
-            }
-        };
-        Ok(Claim::Acquired(HeldClaim {
-            key: request.key.clone(),
-            holder: record.holder,
-            attempt: record.attempts,
-            done_actions: record.done_actions,
-            first_payload_hash: record.payload_hash,
-        }))
     }
 
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError> {
-        self.with_held(claim, |record| {
-            record.done_actions.insert(action.to_owned());
-        })
+        self.write_held(claim, HeldWrite::ActionDone(action.to_owned()))
     }
 
     async fn complete(
@@ -238,15 +328,133 @@ impl IdempotencyStore for MemoryStore {
         now: OffsetDateTime,
         retention: Duration,
     ) -> Result<(), StoreError> {
-        self.with_held(claim, |record| {
-            record.status = Status::Completed;
-            record.expires_at = now + retention;
-        })
+        self.write_held(claim, HeldWrite::Complete { now, retention })
     }
 
     async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError> {
-        self.with_held(claim, |record| {
-            record.lease_expires_at = OffsetDateTime::UNIX_EPOCH;
-        })
+        self.write_held(claim, HeldWrite::Release)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Provider;
+
+    const LEASE: Duration = Duration::from_secs(60);
+    const RETENTION: Duration = Duration::from_secs(3_600);
+
+    fn key() -> IdempotencyKey {
+        IdempotencyKey::from_stable_id(Provider::Github, "d-rules").expect("a valid id")
+    }
+
+    fn at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000 + seconds).expect("a valid instant")
+    }
+
+    fn decide(found: Option<&ClaimRecord>, now: OffsetDateTime, hash: &str) -> ClaimDecision {
+        let key = key();
+        let request = ClaimRequest {
+            key: &key,
+            payload_hash: hash,
+            now,
+            lease: LEASE,
+            retention: RETENTION,
+        };
+        decide_claim(
+            found,
+            &request,
+            format!("holder-at-{}", now.unix_timestamp()),
+        )
+    }
+
+    fn taken(decision: ClaimDecision) -> ClaimRecord {
+        match decision {
+            ClaimDecision::Take(record) => record,
+            ClaimDecision::Refuse(claim) => panic!("expected a claim to be taken, got {claim:?}"),
+        }
+    }
+
+    fn in_progress_with_notify_done() -> ClaimRecord {
+        let mut record = taken(decide(None, at(0), "first"));
+        record.done_actions.insert("notify".to_owned());
+        record
+    }
+
+    #[test]
+    fn a_lease_ending_exactly_now_is_taken_over_keeping_what_the_record_knows() {
+        let found = in_progress_with_notify_done();
+
+        let record = taken(decide(Some(&found), at(60), "second"));
+
+        assert_eq!(record.attempts, 2);
+        assert_eq!(record.payload_hash, "first");
+        assert_eq!(record.done_actions, found.done_actions);
+        assert_eq!(record.lease_expires_at, at(120));
+        assert_eq!(record.expires_at, at(3_660));
+        assert_ne!(record.holder, found.holder);
+    }
+
+    #[test]
+    fn a_lease_ending_a_second_later_is_in_flight_until_then() {
+        let found = in_progress_with_notify_done();
+
+        assert_eq!(
+            decide(Some(&found), at(59), "first"),
+            ClaimDecision::Refuse(Claim::InFlight {
+                lease_expires_at: at(60)
+            })
+        );
+    }
+
+    #[test]
+    fn a_record_whose_retention_ends_exactly_now_is_started_afresh() {
+        let mut found = in_progress_with_notify_done();
+        found.status = Status::Completed;
+
+        assert_eq!(
+            decide(Some(&found), at(3_599), "second"),
+            ClaimDecision::Refuse(Claim::Completed)
+        );
+        let record = taken(decide(Some(&found), at(3_600), "second"));
+        assert_eq!(record.attempts, 1);
+        assert_eq!(record.payload_hash, "second");
+        assert!(record.done_actions.is_empty());
+    }
+
+    #[test]
+    fn only_the_current_holder_of_an_in_progress_record_may_write() {
+        let mut record = in_progress_with_notify_done();
+        let holder = record.held(&key());
+        let mut stranger = holder.clone();
+        stranger.holder = "someone-else".to_owned();
+
+        assert!(matches!(
+            HeldWrite::Release.apply(Some(&mut record), &stranger),
+            Err(StoreError::ClaimLost { .. })
+        ));
+        assert!(matches!(
+            HeldWrite::Release.apply(None, &holder),
+            Err(StoreError::ClaimLost { .. })
+        ));
+        HeldWrite::Complete {
+            now: at(1),
+            retention: RETENTION,
+        }
+        .apply(Some(&mut record), &holder)
+        .expect("the holder completes");
+        assert_eq!(record.expires_at, at(3_601));
+        assert!(matches!(
+            HeldWrite::ActionDone("late".to_owned()).apply(Some(&mut record), &holder),
+            Err(StoreError::ClaimLost { .. })
+        ));
+    }
+
+    #[test]
+    fn a_lease_too_long_to_represent_lasts_as_long_as_anything_can() {
+        assert_eq!(
+            instant_after(at(0), Duration::MAX),
+            time::PrimitiveDateTime::MAX.assume_utc()
+        );
     }
 }

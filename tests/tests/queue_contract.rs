@@ -1,11 +1,13 @@
 //! The contract of the [`EventQueue`] port, as one suite run against every adapter: the
-//! in-memory queue and the SQS adapter on the emulator.
+//! in-memory queue, the SQS adapter on the emulator, and the SQLite queue `hookgate dev`
+//! runs on.
 //!
 //! A receiver answers 2xx on the strength of `enqueue` returning `Ok`, so what `Ok` promises
 //! (stored, exactly the envelope, with its attributes) must hold for every adapter alike;
 //! otherwise the local pipeline would pass tests that the deployed one fails.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -15,6 +17,7 @@ use hookgate::provider::Provider;
 use hookgate::queue::{EventQueue, MemoryQueue};
 use hookgate::request::InboundRequest;
 use hookgate::secret::{KeyEncoding, KeyRing, SigningKey};
+use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use hookgate::verify::{scheme_for, verify, OutgoingDelivery, Verified};
 use hookgate_tests::emulator;
 use time::OffsetDateTime;
@@ -151,6 +154,92 @@ impl Adapter for Sqs {
             .send()
             .await
             .expect("the emulator deletes the queue");
+    }
+}
+
+#[derive(Debug)]
+struct Sqlite {
+    path: PathBuf,
+    queue: SqliteQueue,
+}
+
+impl Sqlite {
+    /// The adapter on a fresh file of its own.
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "{}.sqlite3",
+            emulator::unique_name("hookgate-queue-contract")
+        ));
+        let queue = SqliteQueue::open(&path, SqliteQueueSettings::default())
+            .expect("the adapter opens a new file");
+        Self { path, queue }
+    }
+
+    /// A connection of its own, to look behind the adapter as another process would.
+    fn look(&self) -> rusqlite::Connection {
+        let connection = rusqlite::Connection::open(&self.path).expect("the file opens");
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .expect("a busy timeout");
+        connection
+    }
+}
+
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
+}
+
+impl Adapter for Sqlite {
+    fn queue(&self) -> &dyn EventQueue {
+        &self.queue
+    }
+
+    async fn count(&self) -> usize {
+        self.look()
+            .query_row("SELECT count(*) FROM queue_messages", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .expect("the table counts")
+            .try_into()
+            .expect("a count is not negative")
+    }
+
+    async fn read_back(&self, _expected: usize) -> Vec<Stored> {
+        let connection = self.look();
+        let mut statement = connection
+            .prepare("SELECT id, body, attributes FROM queue_messages ORDER BY seq")
+            .expect("the table reads");
+        statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .expect("the rows read")
+            .map(|row| {
+                let (id, body, attributes) = row.expect("a readable row");
+                Stored {
+                    id,
+                    body,
+                    attributes: serde_json::from_str(&attributes)
+                        .expect("the attributes are a JSON object of strings"),
+                }
+            })
+            .collect()
+    }
+
+    async fn make_unavailable(&self) {
+        self.look()
+            .execute_batch("DROP TABLE queue_messages")
+            .expect("the table is dropped");
     }
 }
 
@@ -316,3 +405,4 @@ macro_rules! contract {
 
 contract!(memory_queue, Memory::default());
 contract!(sqs_event_queue, Sqs::new().await);
+contract!(sqlite_queue, Sqlite::new());

@@ -1,15 +1,21 @@
 //! The contract of the [`QueueControl`] port, as one suite run against every adapter: the
-//! in-memory recorder and the SQS adapter on the emulator.
+//! in-memory recorder, the SQS adapter on the emulator, and the SQLite queue `hookgate dev`
+//! runs on.
 //!
 //! The processor acknowledges a permanently failed message on the strength of `dead_letter`
 //! returning `Ok`, so `Ok` must mean the body and its reason are stored; and it reports a
 //! retryable failure after `retry_after`, which must put the message off by the delay.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hookgate::aws::{dead_letter_attribute, SqsQueueControl};
-use hookgate::processor::{ControlCall, MemoryQueueControl, QueueControl, QueuedDelivery};
+use hookgate::processor::{
+    ControlCall, MemoryQueueControl, QueueConsumer, QueueControl, QueuedDelivery,
+};
+use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use hookgate_tests::emulator;
+use time::OffsetDateTime;
 
 const BODY: &str = r#"{"version":1,"note":"an envelope, as far as the port cares"}"#;
 
@@ -170,6 +176,115 @@ impl Adapter for Sqs {
     }
 }
 
+#[derive(Debug)]
+struct Sqlite {
+    path: PathBuf,
+    queue: SqliteQueue,
+}
+
+impl Sqlite {
+    /// The adapter on a fresh file of its own.
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "{}.sqlite3",
+            emulator::unique_name("hookgate-control-contract")
+        ));
+        let queue = SqliteQueue::open(&path, SqliteQueueSettings::default())
+            .expect("the adapter opens a new file");
+        Self { path, queue }
+    }
+
+    /// A connection of its own, to look behind the adapter as another process would.
+    fn look(&self) -> rusqlite::Connection {
+        let connection = rusqlite::Connection::open(&self.path).expect("the file opens");
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .expect("a busy timeout");
+        connection
+    }
+}
+
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
+}
+
+impl Adapter for Sqlite {
+    fn control(&self) -> &dyn QueueControl {
+        &self.queue
+    }
+
+    async fn held_message(&self) -> QueuedDelivery {
+        // Written behind the adapter, as the SQS suite sends it raw: `enqueue` takes only a
+        // verified envelope, and the port cares about the body alone.
+        self.look()
+            .execute(
+                "INSERT INTO queue_messages \
+                 (id, body, attributes, enqueued_at_ms, visible_at_ms, receive_count) \
+                 VALUES ('m-held', ?1, '{}', 0, 0, 0)",
+                [BODY],
+            )
+            .expect("the message is written");
+        let mut received = self
+            .queue
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .expect("the queue answers");
+        assert_eq!(received.len(), 1, "{received:?}");
+        received.remove(0)
+    }
+
+    async fn dead_letters(&self) -> Vec<DeadLetter> {
+        let connection = self.look();
+        let mut statement = connection
+            .prepare("SELECT body, reason FROM dead_letters ORDER BY seq")
+            .expect("the table reads");
+        statement
+            .query_map([], |row| {
+                Ok(DeadLetter {
+                    body: row.get(0)?,
+                    reason: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                })
+            })
+            .expect("the rows read")
+            .collect::<Result<_, _>>()
+            .expect("readable rows")
+    }
+
+    async fn assert_put_off(&self, delivery: &QueuedDelivery, delay: Duration) {
+        let visible_at_ms: i64 = self
+            .look()
+            .query_row(
+                "SELECT visible_at_ms FROM queue_messages WHERE id = ?1",
+                [&delivery.message_id],
+                |row| row.get(0),
+            )
+            .expect("the message is still queued");
+        let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .expect("a current instant");
+        let delay_ms = i64::try_from(delay.as_millis()).expect("a short delay");
+        let remaining = visible_at_ms - now_ms;
+        // No more than the delay; no less than it, but for the moments this test took.
+        assert!(
+            remaining <= delay_ms && remaining > delay_ms - 500,
+            "hidden for another {remaining} ms after a delay of {delay_ms} ms"
+        );
+        assert!(
+            self.queue
+                .receive(10, Duration::from_secs(30), Duration::ZERO)
+                .await
+                .expect("the queue answers")
+                .is_empty(),
+            "the message must stay hidden during the delay"
+        );
+    }
+}
+
 async fn a_dead_letter_is_stored_with_its_body_and_reason(adapter: impl Adapter) {
     let delivery = adapter.held_message().await;
     adapter
@@ -233,6 +348,7 @@ macro_rules! contract {
 
 contract!(memory_queue_control, Memory::default());
 contract!(sqs_queue_control, Sqs::new().await);
+contract!(sqlite_queue_control, Sqlite::new());
 
 #[tokio::test]
 async fn connecting_to_a_missing_dead_letter_queue_fails_naming_it() {

@@ -1,5 +1,6 @@
 //! The contract of the [`IdempotencyStore`] port, as one suite run against every adapter:
-//! the in-memory store and the DynamoDB adapter on the emulator.
+//! the in-memory store, the DynamoDB adapter on the emulator, and the SQLite store
+//! `hookgate dev` runs on.
 //!
 //! The processor's exactly-once effect rests on these answers alone (who holds a claim, what
 //! is done, when a record is gone), so the processor's unit tests on the in-memory store
@@ -7,10 +8,11 @@
 //! boundary instant.
 //!
 //! Time is passed in, never slept through: every instant is a whole second, the precision
-//! both adapters keep exactly, so the boundaries (a lease that ends at `now`, a record whose
+//! every adapter keeps exactly, so the boundaries (a lease that ends at `now`, a record whose
 //! retention ends at `now`) are tested where they are.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use hookgate::aws::DynamoStore;
 use hookgate::claims::{Claim, ClaimRequest, HeldClaim, IdempotencyStore, MemoryStore, StoreError};
 use hookgate::idempotency::IdempotencyKey;
 use hookgate::provider::Provider;
+use hookgate::sqlite::SqliteStore;
 use hookgate_tests::emulator;
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
@@ -110,7 +113,52 @@ impl Adapter for Dynamo {
     }
 }
 
-/// A whole second: the precision both adapters keep exactly.
+#[derive(Debug)]
+struct Sqlite {
+    path: PathBuf,
+}
+
+impl Sqlite {
+    /// The adapter on a fresh file of its own.
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "{}.sqlite3",
+            emulator::unique_name("hookgate-store-contract")
+        ));
+        SqliteStore::open(&path).expect("the adapter opens a new file");
+        Self { path }
+    }
+}
+
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
+}
+
+impl Adapter for Sqlite {
+    /// A store on a connection of its own each time, as separate processes would have: the
+    /// races below then race through SQLite's locking, not through one connection's mutex.
+    fn store(&self) -> Arc<dyn IdempotencyStore> {
+        Arc::new(SqliteStore::open(&self.path).expect("the file opens again"))
+    }
+
+    async fn make_unavailable(&self) {
+        let connection = rusqlite::Connection::open(&self.path).expect("the file opens");
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .expect("a busy timeout");
+        connection
+            .execute_batch("DROP TABLE claims")
+            .expect("the table is dropped");
+    }
+}
+
+/// A whole second: the precision every adapter keeps exactly.
 fn start() -> OffsetDateTime {
     OffsetDateTime::now_utc()
         .replace_nanosecond(0)
@@ -588,6 +636,7 @@ macro_rules! contract {
 
 contract!(memory_store, Memory::default());
 contract!(dynamo_store, Dynamo::new().await);
+contract!(sqlite_store, Sqlite::new());
 
 // ---- the DynamoDB adapter alone ----
 
