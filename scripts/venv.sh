@@ -1,4 +1,4 @@
-# Sourced by scripts/test and scripts/dev: makes .venv hold the Python tools pinned in
+# Sourced by scripts/test and scripts/lambda-watch: makes .venv hold the Python tools pinned in
 # scripts/requirements-dev.txt (moto, cargo-lambda, SAM CLI, cfn-lint), installing only
 # when the pins changed or a tool is missing.
 #

@@ -1,6 +1,11 @@
-//! `hookgate`: the command-line companion to the receivers.
+//! `hookgate`: the command-line companion to the Lambda functions. Each subcommand lives in
+//! its own module; this file only parses the command line and reports errors.
 
+mod dev;
+mod dlq;
 mod events;
+mod routes;
+mod send;
 
 use std::process::ExitCode;
 
@@ -19,13 +24,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole pipeline on this machine: receivers on 127.0.0.1, a durable embedded
+    /// queue and idempotency store, and the processor with your routes.
+    Dev(dev::DevArgs),
+    /// Post a correctly signed sample delivery and print the answer.
+    Send(send::SendArgs),
+    /// List, show or redrive the dead-letter queue (embedded, or SQS with --aws).
+    Dlq(dlq::DlqArgs),
+    /// Validate a routes file.
+    #[command(subcommand)]
+    Routes(routes::RoutesCommand),
     /// Regenerate the signed sample events in `events/` (API Gateway and SQS), or check them.
     Events(events::EventsArgs),
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
-        Command::Events(args) => events::run(&args),
+    let command = Cli::parse().command;
+    let result = match command {
+        Command::Events(args) => events::run(&args).map_err(|error| error.to_string()),
+        Command::Routes(command) => routes::run(&command).map_err(|error| error.to_string()),
+        Command::Dev(args) => async_command(async move {
+            hookgate::telemetry::init_terminal_logging();
+            dev::run(args).await
+        }),
+        Command::Send(args) => async_command(async move { send::run(&args).await }),
+        Command::Dlq(args) => async_command(async move { dlq::run(&args).await }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,4 +57,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async command on a multi-threaded runtime.
+fn async_command<E: std::fmt::Display>(
+    command: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    runtime.block_on(command).map_err(|error| error.to_string())
 }

@@ -35,6 +35,37 @@ impl Env for HashMap<&str, &str> {
     }
 }
 
+/// An environment with some variables set over another's: a command-line flag over the
+/// variable it stands for.
+#[derive(Clone, Copy)]
+pub struct Overridden<'a> {
+    pub overrides: &'a [(&'a str, String)],
+    pub base: &'a dyn Env,
+}
+
+impl Env for Overridden<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        match self
+            .overrides
+            .iter()
+            .find(|(overridden, _)| *overridden == name)
+        {
+            Some((_, value)) => Some(value.clone()).filter(|value| !value.is_empty()),
+            None => self.base.get(name),
+        }
+    }
+}
+
+impl std::fmt::Debug for Overridden<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: only the names overridden are shown.
+        let names: Vec<&str> = self.overrides.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("Overridden")
+            .field("overrides", &names)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A setting is missing or cannot be used. The message always names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -93,5 +124,19 @@ mod tests {
         assert!(error
             .to_string()
             .starts_with("MAX_BODY_BYTES is invalid: `lots`"));
+    }
+
+    #[test]
+    fn an_override_wins_over_the_base_and_the_rest_falls_through() {
+        let base = HashMap::from([("ROUTES_FILE", "base.toml"), ("LEASE_SECS", "40")]);
+        let overrides = [("ROUTES_FILE", "flag.toml".to_owned())];
+        let env = Overridden {
+            overrides: &overrides,
+            base: &base,
+        };
+        assert_eq!(env.get("ROUTES_FILE").as_deref(), Some("flag.toml"));
+        assert_eq!(env.get("LEASE_SECS").as_deref(), Some("40"));
+        assert_eq!(env.get("TABLE_NAME"), None);
+        assert!(!format!("{env:?}").contains("flag.toml"));
     }
 }

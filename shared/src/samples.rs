@@ -312,13 +312,25 @@ impl SampleEvent {
     /// The delivery as the provider sends it, arriving at `at`.
     pub fn delivery(&self, at: OffsetDateTime) -> SampleDelivery {
         let provider = self.provider();
-        let scheme = sample_scheme(provider);
         let secret = match self.variant {
             Variant::WrongSecret => wrong_secret(provider),
             _ => test_secret(provider),
         };
-        let key = SigningKey::parse(secret, scheme.key_encoding())
-            .expect("the sample secrets are valid for their schemes");
+        self.delivery_signed_with(at, secret)
+            .expect("the sample secrets are valid for their schemes")
+    }
+
+    /// The delivery signed with `secret` instead of the test secret (given as the provider
+    /// shows it, e.g. `whsec_...` for Standard Webhooks): what `hookgate send --secret`
+    /// posts to a gateway configured with a secret of its own.
+    pub fn delivery_signed_with(
+        &self,
+        at: OffsetDateTime,
+        secret: &str,
+    ) -> Result<SampleDelivery, crate::secret::SecretError> {
+        let provider = self.provider();
+        let scheme = sample_scheme(provider);
+        let key = SigningKey::parse(secret, scheme.key_encoding())?;
         let signed_at = match self.variant {
             Variant::StaleTimestamp => at - time::Duration::seconds(STALE_BY_SECS),
             _ => at,
@@ -339,7 +351,7 @@ impl SampleEvent {
             Variant::TamperedBody => with_first_digit_changed(body),
             _ => body.to_owned(),
         };
-        SampleDelivery { headers, body }
+        Ok(SampleDelivery { headers, body })
     }
 
     /// The complete API Gateway HTTP API (payload format 2.0) event for the delivery

@@ -25,10 +25,31 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Installs a human-readable log subscriber on stderr, for a terminal (`hookgate dev`);
+/// `RUST_LOG` filters (default `info`). Safe to call twice.
+pub fn init_terminal_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .compact()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Emits EMF metric lines. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    captured: Option<Arc<Mutex<Vec<Value>>>>,
+    sink: Sink,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Sink {
+    #[default]
+    Stdout,
+    Memory(Arc<Mutex<Vec<Value>>>),
+    Off,
 }
 
 impl Metrics {
@@ -40,16 +61,22 @@ impl Metrics {
     /// Metrics kept in memory, for tests: read them back with [`Metrics::captured`].
     pub fn in_memory() -> Self {
         Self {
-            captured: Some(Arc::default()),
+            sink: Sink::Memory(Arc::default()),
         }
+    }
+
+    /// No metrics: off AWS (`hookgate dev`), EMF lines would only clutter the terminal, and
+    /// the outcomes are in the log already.
+    pub fn off() -> Self {
+        Self { sink: Sink::Off }
     }
 
     /// The metric documents emitted so far (in-memory metrics only).
     pub fn captured(&self) -> Vec<Value> {
-        self.captured
-            .as_ref()
-            .map(|captured| captured.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .unwrap_or_default()
+        match &self.sink {
+            Sink::Memory(captured) => captured.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            Sink::Stdout | Sink::Off => Vec::new(),
+        }
     }
 
     /// Counts one occurrence of `name`, aggregated by each of `dimension_sets`; the
@@ -67,6 +94,9 @@ impl Metrics {
         dimensions: &[(&str, &str)],
         dimension_sets: &[&[&str]],
     ) {
+        if matches!(self.sink, Sink::Off) {
+            return;
+        }
         let mut document = Map::new();
         document.insert(
             "_aws".into(),
@@ -84,12 +114,13 @@ impl Metrics {
         }
         document.insert(name.into(), Value::from(value));
         let document = Value::Object(document);
-        match &self.captured {
-            Some(captured) => captured
+        match &self.sink {
+            Sink::Memory(captured) => captured
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(document),
-            None => println!("{document}"),
+            Sink::Stdout => println!("{document}"),
+            Sink::Off => {}
         }
     }
 }

@@ -6,4 +6,5 @@
 
 pub mod agent;
 pub mod emulator;
+pub mod hookgate_cli;
 pub mod lambda_runtime_api;

@@ -39,63 +39,77 @@ impl ProcessorConfig {
         let table_name = required(env, "TABLE_NAME")?;
         let queue_url = required(env, "QUEUE_URL")?;
         let dlq_url = required(env, "DLQ_URL")?;
-        let routes = match env.get("ROUTES_FILE") {
-            None => RouteTable::parse(BUNDLED_ROUTES, "the bundled routes.toml")
-                .map_err(|error| ConfigError::invalid("ROUTES_FILE", error))?,
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|error| {
-                    ConfigError::invalid("ROUTES_FILE", format!("cannot read {path}: {error}"))
-                })?;
-                RouteTable::parse(&text, &path)
-                    .map_err(|error| ConfigError::invalid("ROUTES_FILE", error))?
-            }
-        };
-
-        let ttl_days: u64 = parsed_or(env, "IDEMPOTENCY_TTL_DAYS", 7)?;
-        if ttl_days == 0 || ttl_days > 365 {
-            return Err(ConfigError::invalid(
-                "IDEMPOTENCY_TTL_DAYS",
-                format!("{ttl_days} is not between 1 and 365"),
-            ));
-        }
-        let longest = routes.longest_action_timeout();
-        let default_lease = (longest + LEASE_MARGIN).as_secs();
-        let lease = Duration::from_secs(parsed_or(env, "LEASE_SECS", default_lease)?);
-        if lease <= longest {
-            return Err(ConfigError::invalid(
-                "LEASE_SECS",
-                format!(
-                    "{} s does not outlive the longest action timeout ({} s)",
-                    lease.as_secs(),
-                    longest.as_secs()
-                ),
-            ));
-        }
-        let base = Duration::from_secs(parsed_or(env, "BACKOFF_BASE_SECS", 10)?);
-        let cap = Duration::from_secs(parsed_or(env, "BACKOFF_CAP_SECS", 900)?);
-        if base.is_zero() || cap < base || cap > MAX_VISIBILITY {
-            return Err(ConfigError::invalid(
-                "BACKOFF_CAP_SECS",
-                format!(
-                    "the backoff needs 0 < BACKOFF_BASE_SECS ({}) <= BACKOFF_CAP_SECS ({}) <= {}",
-                    base.as_secs(),
-                    cap.as_secs(),
-                    MAX_VISIBILITY.as_secs()
-                ),
-            ));
-        }
+        let routes = routes_from_env(env)?;
+        let settings = settings_from_env(env, &routes)?;
         Ok(Self {
             table_name,
             queue_url,
             dlq_url,
             routes,
-            settings: ProcessorSettings {
-                lease,
-                retention: Duration::from_secs(ttl_days * 86_400),
-                backoff: Backoff { base, cap },
-            },
+            settings,
         })
     }
+}
+
+/// The routes `ROUTES_FILE` names, or the bundled ones.
+pub fn routes_from_env(env: &dyn Env) -> Result<RouteTable, ConfigError> {
+    match env.get("ROUTES_FILE") {
+        None => RouteTable::parse(BUNDLED_ROUTES, "the bundled routes.toml")
+            .map_err(|error| ConfigError::invalid("ROUTES_FILE", error)),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                ConfigError::invalid("ROUTES_FILE", format!("cannot read {path}: {error}"))
+            })?;
+            RouteTable::parse(&text, &path)
+                .map_err(|error| ConfigError::invalid("ROUTES_FILE", error))
+        }
+    }
+}
+
+/// The lease, retention and backoff the environment sets, checked against `routes` (the
+/// lease must outlive every action's timeout).
+pub fn settings_from_env(
+    env: &dyn Env,
+    routes: &RouteTable,
+) -> Result<ProcessorSettings, ConfigError> {
+    let ttl_days: u64 = parsed_or(env, "IDEMPOTENCY_TTL_DAYS", 7)?;
+    if ttl_days == 0 || ttl_days > 365 {
+        return Err(ConfigError::invalid(
+            "IDEMPOTENCY_TTL_DAYS",
+            format!("{ttl_days} is not between 1 and 365"),
+        ));
+    }
+    let longest = routes.longest_action_timeout();
+    let default_lease = (longest + LEASE_MARGIN).as_secs();
+    let lease = Duration::from_secs(parsed_or(env, "LEASE_SECS", default_lease)?);
+    if lease <= longest {
+        return Err(ConfigError::invalid(
+            "LEASE_SECS",
+            format!(
+                "{} s does not outlive the longest action timeout ({} s)",
+                lease.as_secs(),
+                longest.as_secs()
+            ),
+        ));
+    }
+    let base = Duration::from_secs(parsed_or(env, "BACKOFF_BASE_SECS", 10)?);
+    let cap = Duration::from_secs(parsed_or(env, "BACKOFF_CAP_SECS", 900)?);
+    if base.is_zero() || cap < base || cap > MAX_VISIBILITY {
+        return Err(ConfigError::invalid(
+            "BACKOFF_CAP_SECS",
+            format!(
+                "the backoff needs 0 < BACKOFF_BASE_SECS ({}) <= BACKOFF_CAP_SECS ({}) <= {}",
+                base.as_secs(),
+                cap.as_secs(),
+                MAX_VISIBILITY.as_secs()
+            ),
+        ));
+    }
+    Ok(ProcessorSettings {
+        lease,
+        retention: Duration::from_secs(ttl_days * 86_400),
+        backoff: Backoff { base, cap },
+    })
 }
 
 #[cfg(test)]

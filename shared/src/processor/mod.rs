@@ -21,7 +21,7 @@ use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tracing::{error, info, warn, Instrument};
 
-pub use config::ProcessorConfig;
+pub use config::{routes_from_env, settings_from_env, ProcessorConfig, BUNDLED_ROUTES};
 pub use consumer::QueueConsumer;
 pub use control::{ControlCall, MemoryQueueControl, QueueControl};
 

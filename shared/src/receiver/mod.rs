@@ -153,6 +153,10 @@ impl Receiver {
         self.scheme.provider()
     }
 
+    pub fn settings(&self) -> &ReceiverSettings {
+        &self.settings
+    }
+
     /// Handles a request and answers it, logging the outcome and counting it.
     pub async fn answer(&self, request: InboundRequest) -> Answer {
         let provider = self.provider().as_str();

@@ -1,0 +1,326 @@
+//! `hookgate dev`: the whole pipeline on one machine.
+//!
+//! Six receivers behind `POST /webhooks/{provider}` on 127.0.0.1, a queue, the processor
+//! running continuously, and the actions the routes name: the same [`Receiver`] and
+//! [`Processor`] the Lambda functions run, wired to the embedded SQLite queue and
+//! idempotency store (durable: what was answered 202 survives `kill -9`), or with `--aws` to
+//! SQS and DynamoDB (AWS itself, or an emulator through `AWS_ENDPOINT_URL`).
+
+mod http;
+mod worker;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate::aws::{self, InitError, SqsEventQueue, SqsQueueConsumer};
+use hookgate::claims::StoreError;
+use hookgate::config::{required, ConfigError, Env, Overridden, ProcessEnv};
+use hookgate::processor::actions::{ActionDispatcher, ActionSetupError};
+use hookgate::processor::{routes_from_env, settings_from_env, Processor, QueueConsumer};
+use hookgate::provider::Provider;
+use hookgate::queue::{EventQueue, QueueError};
+use hookgate::receiver::{Receiver, ReceiverSettings};
+use hookgate::samples;
+use hookgate::secret::{KeyRing, SecretError, StaticSecrets};
+use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings, SqliteStore};
+use hookgate::telemetry::Metrics;
+use hookgate::verify::scheme_for;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+pub use self::http::Receivers;
+
+/// The embedded database's file name inside `--data-dir`.
+pub const DATABASE_FILE: &str = "hookgate.sqlite";
+
+/// How much longer than the claim's lease a received message stays hidden: a message is
+/// only offered again once the claim on it can be taken over.
+const VISIBILITY_MARGIN: Duration = Duration::from_secs(5);
+
+/// SDK timeouts for `--aws`: a long-polling receive waits up to a second, so the attempt
+/// timeout must be longer than that, unlike a receiver's in Lambda.
+const AWS_TIMEOUTS: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(20));
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// The port to serve on, on 127.0.0.1 only; 0 picks a free one.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Where the embedded queue and idempotency records are kept (created if missing).
+    #[arg(long, default_value = ".hookgate", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// A routes file to use instead of the bundled one, which logs every event.
+    #[arg(long, env = "ROUTES_FILE", value_name = "FILE")]
+    pub routes: Option<PathBuf>,
+
+    /// How many times a message is received before it goes to the dead-letter queue
+    /// (embedded queue; an SQS queue has its own redrive policy).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_receive_count: u32,
+
+    /// Use SQS and DynamoDB instead of the embedded backends: QUEUE_URL, DLQ_URL and
+    /// TABLE_NAME name them, and the standard AWS variables (AWS_REGION, AWS_ENDPOINT_URL,
+    /// credentials) say where.
+    #[arg(long)]
+    pub aws: bool,
+}
+
+/// Why `hookgate dev` cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error("the queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("the idempotency store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Actions(#[from] ActionSetupError),
+    #[error("the {provider} receiver's secret (from {origin}): {source}")]
+    Secret {
+        provider: Provider,
+        origin: String,
+        source: SecretError,
+    },
+    #[error("cannot serve on 127.0.0.1:{port}: {source} (is another `hookgate dev` running? pick another --port)")]
+    Listen { port: u16, source: std::io::Error },
+}
+
+/// The queue, the consumer and the processor, on one backend.
+struct Pipeline {
+    queue: Arc<dyn EventQueue>,
+    consumer: Arc<dyn QueueConsumer>,
+    processor: Processor,
+    /// How long a received message stays hidden.
+    visibility: Duration,
+    /// What the banner says about the backend.
+    description: Vec<String>,
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(args: DevArgs) -> Result<(), DevError> {
+    let overrides: Vec<(&str, String)> = args
+        .routes
+        .iter()
+        .map(|path| ("ROUTES_FILE", path.display().to_string()))
+        .collect();
+    let env = Overridden {
+        overrides: &overrides,
+        base: &ProcessEnv,
+    };
+    let pipeline = if args.aws {
+        aws_pipeline(&env).await?
+    } else {
+        embedded_pipeline(&args, &env).await?
+    };
+    let (receivers, secrets) = receivers(&pipeline.queue, &env)?;
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
+        .await
+        .map_err(|source| DevError::Listen {
+            port: args.port,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| DevError::Listen {
+        port: args.port,
+        source,
+    })?;
+    print_banner(address, &secrets, &pipeline.description);
+
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(http::serve(listener, Arc::new(receivers), stopped.clone()));
+    let worker = tokio::spawn(worker::run(
+        pipeline.consumer,
+        Arc::new(pipeline.processor),
+        pipeline.visibility,
+        stopped,
+    ));
+    shutdown_signal().await;
+    info!("stopping: no new requests; the batch in hand is finished first");
+    let _ = stop.send(true);
+    let _ = server.await;
+    let _ = worker.await;
+    Ok(())
+}
+
+async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, DevError> {
+    let path = args.data_dir.join(DATABASE_FILE);
+    let queue = SqliteQueue::open(
+        &path,
+        SqliteQueueSettings {
+            max_receive_count: args.max_receive_count,
+        },
+    )?;
+    let store = SqliteStore::open(&path)?;
+    let routes = routes_from_env(env)?;
+    let settings = settings_from_env(env, &routes)?;
+    let actions = ActionDispatcher::from_routes(&routes, env, None).await?;
+    let description = vec![
+        format!(
+            "queue:  embedded, in {} ({} receives before the dead-letter queue)",
+            path.display(),
+            args.max_receive_count
+        ),
+        format!("claims: embedded, in {}", path.display()),
+        routes_line(env, routes.route_count()),
+    ];
+    let visibility = settings.lease + VISIBILITY_MARGIN;
+    let processor = Processor::new(
+        routes,
+        Arc::new(store),
+        Arc::new(actions),
+        Arc::new(queue.clone()),
+        settings,
+    )
+    .with_metrics(Metrics::off());
+    let queue = Arc::new(queue);
+    Ok(Pipeline {
+        queue: queue.clone(),
+        consumer: queue,
+        processor,
+        visibility,
+        description,
+    })
+}
+
+async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
+    let queue_url = required(env, "QUEUE_URL")?;
+    let table_name = required(env, "TABLE_NAME")?;
+    // The processor exactly as the Lambda function builds it, from the same variables.
+    let processor = aws::processor_from_env(env)
+        .await?
+        .with_metrics(Metrics::off());
+    let routes = routes_from_env(env)?;
+    let settings = settings_from_env(env, &routes)?;
+    let client = aws_sdk_sqs::Client::new(&aws::sdk_config(AWS_TIMEOUTS).await);
+    let queue = SqsEventQueue::connect(client.clone(), queue_url.clone()).await?;
+    let consumer = SqsQueueConsumer::connect(client, queue_url.clone()).await?;
+    let description = vec![
+        format!("queue:  SQS, {queue_url}"),
+        format!("claims: DynamoDB, table {table_name}"),
+        routes_line(env, routes.route_count()),
+    ];
+    Ok(Pipeline {
+        queue: Arc::new(queue),
+        consumer: Arc::new(consumer),
+        processor,
+        visibility: settings.lease + VISIBILITY_MARGIN,
+        description,
+    })
+}
+
+fn routes_line(env: &dyn Env, count: usize) -> String {
+    match env.get("ROUTES_FILE") {
+        Some(path) => format!("routes: {path} ({count} routes)"),
+        None => "routes: the bundled routes.toml (every event to the log)".to_owned(),
+    }
+}
+
+/// What the banner shows of a receiver's secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretShown {
+    /// The public test secret `hookgate send` signs with by default.
+    Test(&'static str),
+    /// A secret of the user's, from this variable; never printed.
+    FromVariable(String),
+}
+
+/// One receiver per provider, each checking the provider's test secret unless
+/// `HOOKGATE_<PROVIDER>_SECRET` sets another (to point a real provider at this machine
+/// through a tunnel).
+pub fn receivers(
+    queue: &Arc<dyn EventQueue>,
+    env: &dyn Env,
+) -> Result<(Receivers, Vec<(Provider, SecretShown)>), DevError> {
+    let mut receivers = Receivers::new();
+    let mut shown = Vec::new();
+    for provider in Provider::ALL {
+        let settings: HashMap<String, String> = samples::receiver_environment(provider)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        let scheme = scheme_for(provider, &settings)?;
+        let variable = secret_variable(provider);
+        let (secret, secret_shown) = match env.get(&variable) {
+            Some(secret) => (secret, SecretShown::FromVariable(variable.clone())),
+            None => (
+                samples::test_secret(provider).to_owned(),
+                SecretShown::Test(samples::test_secret(provider)),
+            ),
+        };
+        let keys =
+            KeyRing::from_secrets(&secret, None, scheme.key_encoding()).map_err(|source| {
+                DevError::Secret {
+                    provider,
+                    origin: variable,
+                    source,
+                }
+            })?;
+        let receiver = Receiver::new(
+            scheme,
+            Arc::new(StaticSecrets::new(keys)),
+            Arc::clone(queue),
+            ReceiverSettings::default(),
+        )
+        .with_metrics(Metrics::off());
+        receivers.insert(provider, receiver);
+        shown.push((provider, secret_shown));
+    }
+    Ok((receivers, shown))
+}
+
+/// `HOOKGATE_GITHUB_SECRET` and so on.
+pub fn secret_variable(provider: Provider) -> String {
+    format!("HOOKGATE_{}_SECRET", provider.as_str().to_uppercase())
+}
+
+/// The first line is what scripts wait for: `hookgate dev: serving on http://ADDRESS`.
+fn print_banner(address: SocketAddr, secrets: &[(Provider, SecretShown)], backend: &[String]) {
+    let mut out = String::new();
+    out.push_str(&format!("hookgate dev: serving on http://{address}\n\n"));
+    for (provider, secret) in secrets {
+        let secret = match secret {
+            SecretShown::Test(secret) => format!("test secret {secret}"),
+            SecretShown::FromVariable(variable) => format!("secret from {variable}"),
+        };
+        out.push_str(&format!(
+            "  {:<9} http://{address}/webhooks/{provider:<9} {secret}\n",
+            provider.as_str()
+        ));
+    }
+    out.push('\n');
+    for line in backend {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str(&format!(
+        "\nSend a signed sample: hookgate send github --url http://{address}/webhooks/github\nStop with Ctrl-C.\n"
+    ));
+    let mut stdout = std::io::stdout().lock();
+    // Scripts read the banner through a pipe: flush it now, not when a buffer fills.
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

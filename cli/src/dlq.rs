@@ -1,0 +1,232 @@
+//! `hookgate dlq list | show | redrive`: the dead-letter queue, on the embedded queue of
+//! `hookgate dev` or, with `--aws`, on SQS (redriven with SQS's message move task).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookgate::aws::{self, SqsDeadLetterQueue};
+use hookgate::config::{required, ConfigError, ProcessEnv};
+use hookgate::dead_letters::{DeadLetter, DeadLetterQueue, Redrive};
+use hookgate::envelope::Envelope;
+use hookgate::queue::QueueError;
+use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
+use time::format_description::well_known::Rfc3339;
+
+use crate::dev::DATABASE_FILE;
+
+/// How long `redrive --wait` follows an SQS move task before giving up on watching it (the
+/// task itself carries on).
+const MOVE_TASK_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, clap::Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+
+    /// The embedded queue's directory, as given to `hookgate dev --data-dir`.
+    #[arg(long, global = true, default_value = ".hookgate", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// Work on SQS instead: DLQ_URL and QUEUE_URL name the queues, and the standard AWS
+    /// variables (AWS_REGION, AWS_ENDPOINT_URL, credentials) say where.
+    #[arg(long, global = true)]
+    pub aws: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters: id, when, provider, event type and why.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        max: usize,
+    },
+    /// Show one dead letter: its envelope and why it was given up on.
+    Show {
+        /// The id `list` shows.
+        id: String,
+    },
+    /// Move every dead letter back to the main queue, for the processor to try again.
+    Redrive {
+        /// On SQS, wait for the move task to finish (up to 5 minutes).
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("{0} does not exist; `hookgate dev --data-dir` creates it (or pass --aws for SQS)")]
+    NoLocalQueue(PathBuf),
+    #[error("the dead-letter queue has no message {0}")]
+    NotFound(String),
+    #[error("the move task ended {status}: {failure}")]
+    MoveFailed { status: String, failure: String },
+}
+
+pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
+    let (queue, sqs) = open(args).await?;
+    match &args.command {
+        DlqCommand::List { max } => {
+            let letters = queue.list(*max).await?;
+            print!("{}", list(&letters));
+        }
+        DlqCommand::Show { id } => {
+            let letter = queue
+                .show(id)
+                .await?
+                .ok_or_else(|| DlqError::NotFound(id.clone()))?;
+            println!("{}", show(&letter));
+        }
+        DlqCommand::Redrive { wait } => match queue.redrive().await? {
+            Redrive::Moved { count } => println!("moved {count} message(s) back to the queue"),
+            Redrive::Started {
+                task,
+                approximate_count,
+            } => {
+                let count =
+                    approximate_count.map_or("the".to_owned(), |count| format!("about {count}"));
+                println!("started an SQS message move task for {count} message(s): {task}");
+                if let (true, Some(sqs)) = (*wait, sqs) {
+                    wait_for_move_task(&sqs).await?;
+                }
+            }
+        },
+    }
+    Ok(())
+}
+
+/// The embedded queue, or the SQS one (kept concrete too, for its move task's status).
+async fn open(
+    args: &DlqArgs,
+) -> Result<(Arc<dyn DeadLetterQueue>, Option<SqsDeadLetterQueue>), DlqError> {
+    if args.aws {
+        let dlq_url = required(&ProcessEnv, "DLQ_URL")?;
+        let queue_url = required(&ProcessEnv, "QUEUE_URL")?;
+        let config = aws::sdk_config((Duration::from_secs(5), Duration::from_secs(20))).await;
+        let queue =
+            SqsDeadLetterQueue::connect(aws_sdk_sqs::Client::new(&config), dlq_url, queue_url)
+                .await?;
+        return Ok((Arc::new(queue.clone()), Some(queue)));
+    }
+    let path = args.data_dir.join(DATABASE_FILE);
+    // Opening creates a database: an operator's typo must not make an empty one and report
+    // "no dead letters".
+    if !path.is_file() {
+        return Err(DlqError::NoLocalQueue(path));
+    }
+    let queue = SqliteQueue::open(&path, SqliteQueueSettings::default())?;
+    Ok((Arc::new(queue), None))
+}
+
+async fn wait_for_move_task(queue: &SqsDeadLetterQueue) -> Result<(), DlqError> {
+    let started = Instant::now();
+    while started.elapsed() < MOVE_TASK_WAIT {
+        if let Some(status) = queue.move_task_status().await? {
+            match status.status.as_str() {
+                "COMPLETED" => {
+                    println!("the move task completed: {} message(s) moved", status.moved);
+                    return Ok(());
+                }
+                "FAILED" | "CANCELLED" => {
+                    return Err(DlqError::MoveFailed {
+                        status: status.status,
+                        failure: status.failure.unwrap_or_default(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    println!("the move task is still running; `hookgate dlq list --aws` shows what is left");
+    Ok(())
+}
+
+/// One line a dead letter: id, when, provider, event type, reason.
+fn list(letters: &[DeadLetter]) -> String {
+    if letters.is_empty() {
+        return "the dead-letter queue is empty\n".to_owned();
+    }
+    let mut out = String::new();
+    for letter in letters {
+        let (provider, event_type) = match Envelope::from_json(&letter.body) {
+            Ok(envelope) => (
+                envelope.v1().provider.as_str().to_owned(),
+                envelope.v1().event_type.clone(),
+            ),
+            Err(_) => ("?".to_owned(), "(unreadable envelope)".to_owned()),
+        };
+        out.push_str(&format!(
+            "{}  {}  {provider} {event_type}  {}\n",
+            letter.message_id,
+            when(letter),
+            letter
+                .reason
+                .as_deref()
+                .unwrap_or("(moved after too many receives)")
+        ));
+    }
+    out
+}
+
+/// The dead letter as JSON: its envelope parsed when it parses, else as the text it is.
+fn show(letter: &DeadLetter) -> String {
+    let envelope = serde_json::from_str::<serde_json::Value>(&letter.body)
+        .unwrap_or_else(|_| serde_json::Value::String(letter.body.clone()));
+    let json = serde_json::json!({
+        "message_id": letter.message_id,
+        "dead_lettered_at": letter.dead_lettered_at.and_then(|at| at.format(&Rfc3339).ok()),
+        "reason": letter.reason,
+        "envelope": envelope,
+    });
+    serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+}
+
+fn when(letter: &DeadLetter) -> String {
+    letter
+        .dead_lettered_at
+        .and_then(|at| at.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(body: &str, reason: Option<&str>) -> DeadLetter {
+        DeadLetter {
+            message_id: "m-1".into(),
+            body: body.into(),
+            reason: reason.map(str::to_owned),
+            dead_lettered_at: None,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_envelope_is_listed_as_such_with_its_reason() {
+        let out = list(&[letter("not json", Some("unreadable envelope: x"))]);
+        assert_eq!(
+            out,
+            "m-1  -  ? (unreadable envelope)  unreadable envelope: x\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_queue_says_so() {
+        assert_eq!(list(&[]), "the dead-letter queue is empty\n");
+    }
+
+    #[test]
+    fn show_keeps_a_body_that_is_not_json_as_text() {
+        let out: serde_json::Value =
+            serde_json::from_str(&show(&letter("not json", None))).unwrap();
+        assert_eq!(out["envelope"], "not json");
+        assert_eq!(out["reason"], serde_json::Value::Null);
+    }
+}

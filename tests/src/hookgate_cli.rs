@@ -1,0 +1,226 @@
+//! Running the `hookgate` binary in end-to-end tests: `hookgate dev` as a child process
+//! that can be killed with SIGKILL and started again on the same data, and one-shot
+//! commands (`send`, `dlq`, `routes`) with their output.
+//!
+//! The binary is the one the last `cargo build --workspace --bins` left in `target/debug`;
+//! it is not rebuilt here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::lambda_runtime_api::binary_directory;
+
+/// What `hookgate dev` prints first once it serves.
+const SERVING: &str = "hookgate dev: serving on http://";
+
+/// How long `hookgate dev` may take to open its database and start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The variables a `hookgate` child inherits from the test; everything else it gets is
+/// given explicitly.
+const PASSED_THROUGH: [&str; 3] = ["PATH", "RUST_LOG", "RUST_BACKTRACE"];
+
+pub fn binary() -> PathBuf {
+    binary_directory().join("hookgate")
+}
+
+/// A fresh, empty directory under the system's temporary directory.
+pub fn scratch_directory(label: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!(
+        "hookgate-{label}-{}-{}",
+        std::process::id(),
+        uuid_like()
+    ));
+    std::fs::create_dir_all(&directory).expect("a scratch directory can be made");
+    directory
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    format!("{nanos:x}")
+}
+
+/// A running `hookgate dev`. Dropping it kills the process.
+#[derive(Debug)]
+pub struct DevServer {
+    child: Child,
+    base_url: String,
+    /// Its log (stderr) so far is collected by a task; read with [`DevServer::log`].
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl DevServer {
+    /// Starts `hookgate dev --port 0 --data-dir DATA_DIR` plus `args`, with `env`, and waits
+    /// for its banner.
+    pub async fn start<K, V>(
+        data_dir: &Path,
+        args: &[&str],
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let binary = binary();
+        assert!(
+            binary.is_file(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            binary.display()
+        );
+        let mut command = Command::new(&binary);
+        command.env_clear();
+        for name in PASSED_THROUGH {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+            .arg("dev")
+            .arg("--port")
+            .arg("0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("hookgate dev starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        collect(child.stderr.take().expect("stderr is piped"), log.clone());
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+        let base_url = match first {
+            Ok(Ok(Some(line))) if line.starts_with(SERVING) => {
+                format!("http://{}", &line[SERVING.len()..])
+            }
+            other => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!(
+                    "hookgate dev did not start ({other:?}); its log:\n{}",
+                    log.lock().map(|log| log.clone()).unwrap_or_default()
+                );
+            }
+        };
+        // The rest of the banner is not needed; keep the pipe drained.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            base_url,
+            log,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The receiver's URL for a provider.
+    pub fn webhook_url(&self, provider: &str) -> String {
+        format!("{}/webhooks/{provider}", self.base_url)
+    }
+
+    /// Kills the process with SIGKILL, as a crash or an OOM kill would, and reaps it.
+    pub async fn kill_hard(mut self) {
+        self.child.start_kill().expect("hookgate dev can be killed");
+        let _ = self.child.wait().await;
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it, bounded.
+    pub async fn stop(mut self) -> Option<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+    }
+}
+
+fn collect(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    into: std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut log) = into.lock() {
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+}
+
+/// Runs `hookgate ARGS` to completion (bounded) with `env` and returns its output.
+pub async fn hookgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary());
+    command.env_clear();
+    for name in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("hookgate {args:?} did not finish within 60 s"))
+        .expect("hookgate runs")
+}
+
+/// Its stdout and stderr, for assertion messages.
+pub fn printed(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout ---\n{}--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Waits until the embedded queue in `data_dir` holds nothing visible or in flight (a
+/// message put off for a retry counts as in flight), and panics after `timeout`.
+pub async fn wait_until_drained(data_dir: &Path, timeout: Duration) {
+    let queue = hookgate::sqlite::SqliteQueue::open(
+        &data_dir.join("hookgate.sqlite"),
+        hookgate::sqlite::SqliteQueueSettings::default(),
+    )
+    .expect("the test opens the queue beside hookgate dev");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let depth = queue.depth().expect("the queue answers");
+        if depth.visible == 0 && depth.in_flight == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue did not drain within {timeout:?}: {depth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,353 @@
+//! End to end through the real `hookgate` binary: `hookgate dev` serving on loopback with
+//! its embedded queue and store, `hookgate send` posting signed samples to it, an `http`
+//! action delivering to a local agent that checks hookgate's signature, and `hookgate dlq`
+//! and `hookgate routes` working on what `dev` left behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hookgate::provider::Provider;
+use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
+use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
+use hookgate_tests::hookgate_cli::{
+    hookgate, printed, scratch_directory, wait_until_drained, DevServer,
+};
+
+/// The agent's secret, as `http` actions are configured with it (`secret_env`).
+const AGENT_SECRET: &str = "whsec_aG9va2dhdGUtZTJlLWFnZW50LXNlY3JldA==";
+
+/// Every event from every provider to one `http` action at `agent_url`.
+fn routes_file(directory: &Path, agent_url: &str) -> PathBuf {
+    let path = directory.join("routes.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[route]]
+name = "everything to the agent"
+provider = "*"
+events = ["*"]
+actions = ["agent"]
+
+[action.agent]
+type = "http"
+url = "{agent_url}"
+secret_env = "AGENT_SECRET"
+timeout_secs = 5
+"#
+        ),
+    )
+    .expect("the routes file is written");
+    path
+}
+
+async fn start_dev(data_dir: &Path, routes: &Path) -> DevServer {
+    DevServer::start(
+        data_dir,
+        &["--routes", routes.to_str().expect("a UTF-8 path")],
+        [("AGENT_SECRET", AGENT_SECRET), ("RUST_LOG", "info")],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_from_every_provider_sent_with_hookgate_send_reaches_the_agent_once() {
+    let directory = scratch_directory("dev-every-provider");
+    let agent = Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = start_dev(&directory.join("data"), &routes).await;
+
+    for provider in Provider::ALL {
+        let url = dev.webhook_url(provider.as_str());
+        let sent = hookgate(&["send", provider.as_str(), "--url", &url], &[]).await;
+        assert!(sent.status.success(), "{}", printed(&sent));
+        let stdout = String::from_utf8_lossy(&sent.stdout);
+        assert!(stdout.contains("\n202 Accepted\n"), "{}", printed(&sent));
+    }
+
+    let calls = agent
+        .wait_for_calls(Provider::ALL.len(), Duration::from_secs(30))
+        .await;
+    assert_eq!(calls.len(), Provider::ALL.len(), "{}", dev.log());
+    let mut providers: Vec<String> = calls
+        .iter()
+        .map(|call| {
+            assert_eq!(
+                call.verified,
+                Ok(()),
+                "the agent checks hookgate's signature"
+            );
+            call.json()["provider"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    providers.sort();
+    let mut expected: Vec<String> = Provider::ALL
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(providers, expected);
+
+    // The same sample again: the provider retrying. Accepted, and processed as a duplicate.
+    let again = hookgate(
+        &["send", "github", "--url", &dev.webhook_url("github")],
+        &[],
+    )
+    .await;
+    assert!(again.status.success(), "{}", printed(&again));
+    wait_until_drained(&directory.join("data"), Duration::from_secs(20)).await;
+    assert_eq!(agent.calls().len(), Provider::ALL.len(), "{}", dev.log());
+    assert!(dev.log().contains("duplicate"), "{}", dev.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoiled_sample_is_refused_401_and_hookgate_send_fails() {
+    let directory = scratch_directory("dev-refused");
+    let agent = Agent::start().await.expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = start_dev(&directory.join("data"), &routes).await;
+
+    for (provider, event) in [
+        ("github", "rejected-wrong-secret"),
+        ("stripe", "rejected-stale-timestamp"),
+        ("slack", "rejected-tampered-body"),
+    ] {
+        let sent = hookgate(
+            &[
+                "send",
+                provider,
+                "--event",
+                event,
+                "--url",
+                &dev.webhook_url(provider),
+            ],
+            &[],
+        )
+        .await;
+        assert!(!sent.status.success(), "{}", printed(&sent));
+        assert!(
+            String::from_utf8_lossy(&sent.stdout).contains("\n401 Unauthorized\n"),
+            "{}",
+            printed(&sent)
+        );
+    }
+    let depth = SqliteQueue::open(
+        &directory.join("data").join("hookgate.sqlite"),
+        SqliteQueueSettings::default(),
+    )
+    .and_then(|queue| queue.depth())
+    .expect("the queue answers");
+    assert_eq!(
+        (depth.visible, depth.in_flight),
+        (0, 0),
+        "nothing was queued"
+    );
+    assert!(agent.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_signed_with_the_gateways_own_secret_is_accepted_and_the_test_secret_refused() {
+    let directory = scratch_directory("dev-own-secret");
+    let agent = Agent::start().await.expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = DevServer::start(
+        &directory.join("data"),
+        &["--routes", routes.to_str().expect("a UTF-8 path")],
+        [
+            ("AGENT_SECRET", AGENT_SECRET),
+            ("HOOKGATE_GITHUB_SECRET", "a-secret-of-our-own"),
+        ],
+    )
+    .await;
+    let url = dev.webhook_url("github");
+
+    let with_test_secret = hookgate(&["send", "github", "--url", &url], &[]).await;
+    assert!(
+        String::from_utf8_lossy(&with_test_secret.stdout).contains("\n401 Unauthorized\n"),
+        "{}",
+        printed(&with_test_secret)
+    );
+    let with_own_secret = hookgate(
+        &[
+            "send",
+            "github",
+            "--url",
+            &url,
+            "--secret",
+            "a-secret-of-our-own",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        with_own_secret.status.success(),
+        "{}",
+        printed(&with_own_secret)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanently_failing_action_is_dead_lettered_then_listed_shown_and_redriven() {
+    let directory = scratch_directory("dev-dlq");
+    let data_dir = directory.join("data");
+    let data = data_dir.to_str().expect("a UTF-8 path");
+    let agent = Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .answer(Answer::status(422).with_body("unknown event shape"))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = start_dev(&data_dir, &routes).await;
+
+    let sent = hookgate(
+        &["send", "stripe", "--url", &dev.webhook_url("stripe")],
+        &[],
+    )
+    .await;
+    assert!(sent.status.success(), "{}", printed(&sent));
+    assert_eq!(
+        agent.wait_for_calls(1, Duration::from_secs(20)).await.len(),
+        1
+    );
+    wait_until_drained(&data_dir, Duration::from_secs(20)).await;
+
+    let listed = hookgate(&["dlq", "list", "--data-dir", data], &[]).await;
+    assert!(listed.status.success(), "{}", printed(&listed));
+    let listing = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listing.lines().count(), 1, "{listing}");
+    assert!(listing.contains("stripe invoice.paid"), "{listing}");
+    assert!(listing.contains("422"), "{listing}");
+    let id = listing.split_whitespace().next().expect("an id").to_owned();
+
+    let shown = hookgate(&["dlq", "show", &id, "--data-dir", data], &[]).await;
+    assert!(shown.status.success(), "{}", printed(&shown));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("show prints JSON");
+    assert_eq!(shown["message_id"], id.as_str());
+    assert_eq!(shown["envelope"]["provider"], "stripe");
+    assert!(
+        shown["reason"].as_str().unwrap_or_default().contains("422"),
+        "{shown}"
+    );
+
+    let unknown = hookgate(&["dlq", "show", "no-such-id", "--data-dir", data], &[]).await;
+    assert!(!unknown.status.success(), "{}", printed(&unknown));
+
+    let redriven = hookgate(&["dlq", "redrive", "--data-dir", data], &[]).await;
+    assert!(redriven.status.success(), "{}", printed(&redriven));
+    assert!(
+        String::from_utf8_lossy(&redriven.stdout).contains("moved 1 message(s)"),
+        "{}",
+        printed(&redriven)
+    );
+    let calls = agent.wait_for_calls(2, Duration::from_secs(20)).await;
+    assert_eq!(calls.len(), 2, "{}", dev.log());
+    assert_eq!(
+        calls[0].header("webhook-id"),
+        calls[1].header("webhook-id"),
+        "a redriven event is the same delivery to the agent"
+    );
+    let empty = hookgate(&["dlq", "list", "--data-dir", data], &[]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&empty.stdout),
+        "the dead-letter queue is empty\n"
+    );
+}
+
+#[tokio::test]
+async fn dlq_commands_refuse_a_data_directory_that_does_not_exist() {
+    let directory = scratch_directory("dev-no-data");
+    let missing = directory.join("nothing-here");
+    let listed = hookgate(
+        &[
+            "dlq",
+            "list",
+            "--data-dir",
+            missing.to_str().expect("UTF-8"),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!listed.status.success(), "{}", printed(&listed));
+    assert!(
+        String::from_utf8_lossy(&listed.stderr).contains("does not exist"),
+        "{}",
+        printed(&listed)
+    );
+    assert!(!missing.exists(), "looking must not create a database");
+}
+
+#[tokio::test]
+async fn routes_check_accepts_a_valid_file_and_names_the_field_of_an_invalid_one() {
+    let directory = scratch_directory("routes-check");
+    let valid = routes_file(&directory, "https://agent.example.com/hooks");
+    let checked = hookgate(&["routes", "check", valid.to_str().expect("UTF-8")], &[]).await;
+    assert!(checked.status.success(), "{}", printed(&checked));
+    assert!(
+        String::from_utf8_lossy(&checked.stdout).contains("is valid: 1 route(s), 1 action(s)"),
+        "{}",
+        printed(&checked)
+    );
+
+    let invalid = directory.join("invalid.toml");
+    std::fs::write(
+        &invalid,
+        "[[route]]\nprovider = \"gitlab\"\nevents = [\"*\"]\nactions = [\"log\"]\n\n[action.log]\ntype = \"log\"\n",
+    )
+    .expect("written");
+    let refused = hookgate(&["routes", "check", invalid.to_str().expect("UTF-8")], &[]).await;
+    assert!(!refused.status.success(), "{}", printed(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("route[0]") && stderr.contains("gitlab"),
+        "{stderr}"
+    );
+
+    let bundled = hookgate(
+        &[
+            "routes",
+            "check",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../functions/processor/routes.toml"
+            ),
+        ],
+        &[],
+    )
+    .await;
+    assert!(bundled.status.success(), "{}", printed(&bundled));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_dev_on_a_taken_port_fails_naming_the_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("an address").port().to_string();
+    let directory = scratch_directory("dev-taken-port");
+    let data = directory.join("data");
+    let output = hookgate(
+        &[
+            "dev",
+            "--port",
+            &port,
+            "--data-dir",
+            data.to_str().expect("UTF-8"),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success(), "{}", printed(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        printed(&output)
+    );
+}
