@@ -14,6 +14,28 @@ use tokio::process::{Child, Command};
 
 use crate::lambda_runtime_api::binary_directory;
 
+/// The test agents' Standard Webhooks secret, which `http` actions get from the variable
+/// `AGENT_SECRET` (see [`routes_to_agent`]).
+pub const AGENT_SECRET: &str = "whsec_aG9va2dhdGUtZTJlLWFnZW50LXNlY3JldA==";
+
+/// Writes `DIRECTORY/routes.toml`: every event of `provider` (`"*"` for all) to one `http`
+/// action, `agent`, posting to `agent_url`, signed with `AGENT_SECRET`, with a timeout of
+/// `timeout_secs`.
+pub fn routes_to_agent(
+    directory: &Path,
+    provider: &str,
+    agent_url: &str,
+    timeout_secs: u64,
+) -> PathBuf {
+    let path = directory.join("routes.toml");
+    let routes = format!(
+        "[[route]]\nname = \"to the agent\"\nprovider = \"{provider}\"\nevents = [\"*\"]\nactions = [\"agent\"]\n\n\
+         [action.agent]\ntype = \"http\"\nurl = \"{agent_url}\"\nsecret_env = \"AGENT_SECRET\"\ntimeout_secs = {timeout_secs}\n"
+    );
+    std::fs::write(&path, routes).expect("the routes file is written");
+    path
+}
+
 /// What `hookgate dev` prints first once it serves.
 const SERVING: &str = "hookgate dev: serving on http://";
 

@@ -18,10 +18,10 @@ use hookgate::samples::{sample_scheme, STANDARD_TEST_SECRET};
 use hookgate::secret::{KeyEncoding, SigningKey};
 use hookgate::verify::OutgoingDelivery;
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
-use hookgate_tests::hookgate_cli::{scratch_directory, wait_until_drained, DevServer};
+use hookgate_tests::hookgate_cli::{
+    routes_to_agent, scratch_directory, wait_until_drained, DevServer, AGENT_SECRET,
+};
 use time::OffsetDateTime;
-
-const AGENT_SECRET: &str = "whsec_aG9va2dhdGUtZTJlLWFnZW50LXNlY3JldA==";
 
 /// How many distinct events the "provider" sends in all.
 const EVENTS: usize = 60;
@@ -96,16 +96,7 @@ async fn nothing_answered_202_is_lost_or_acted_on_twice_across_a_kill_9() {
         .start()
         .await
         .expect("the agent starts");
-    let routes = directory.join("routes.toml");
-    std::fs::write(
-        &routes,
-        format!(
-            "[[route]]\nprovider = \"standard\"\nevents = [\"*\"]\nactions = [\"agent\"]\n\n\
-             [action.agent]\ntype = \"http\"\nurl = \"{}\"\nsecret_env = \"AGENT_SECRET\"\ntimeout_secs = 3\n",
-            agent.url("/hooks")
-        ),
-    )
-    .expect("the routes file is written");
+    let routes = routes_to_agent(&directory, "standard", &agent.url("/hooks"), 3);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

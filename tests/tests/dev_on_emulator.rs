@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::emulator;
-use hookgate_tests::hookgate_cli::{hookgate, printed, scratch_directory, DevServer};
-
-const AGENT_SECRET: &str = "whsec_aG9va2dhdGUtZTJlLWFnZW50LXNlY3JldA==";
+use hookgate_tests::hookgate_cli::{
+    hookgate, printed, routes_to_agent, scratch_directory, DevServer, AGENT_SECRET,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_on_sqs_and_dynamodb_acts_once_and_dlq_lists_shows_and_redrives_with_the_move_task() {
@@ -27,16 +27,7 @@ async fn dev_on_sqs_and_dynamodb_acts_once_and_dlq_lists_shows_and_redrives_with
         .await
         .expect("the agent starts");
     let directory = scratch_directory("dev-aws");
-    let routes = directory.join("routes.toml");
-    std::fs::write(
-        &routes,
-        format!(
-            "[[route]]\nprovider = \"*\"\nevents = [\"*\"]\nactions = [\"agent\"]\n\n\
-             [action.agent]\ntype = \"http\"\nurl = \"{}\"\nsecret_env = \"AGENT_SECRET\"\n",
-            agent.url("/hooks")
-        ),
-    )
-    .expect("the routes file is written");
+    let routes = routes_to_agent(&directory, "*", &agent.url("/hooks"), 5);
     let mut env: Vec<(&str, String)> = emulator::function_environment();
     env.extend([
         ("QUEUE_URL", queues.queue_url.clone()),

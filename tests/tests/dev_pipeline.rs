@@ -10,35 +10,13 @@ use hookgate::provider::Provider;
 use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::hookgate_cli::{
-    hookgate, printed, scratch_directory, wait_until_drained, DevServer,
+    hookgate, printed, routes_to_agent, scratch_directory, wait_until_drained, DevServer,
+    AGENT_SECRET,
 };
 
-/// The agent's secret, as `http` actions are configured with it (`secret_env`).
-const AGENT_SECRET: &str = "whsec_aG9va2dhdGUtZTJlLWFnZW50LXNlY3JldA==";
-
-/// Every event from every provider to one `http` action at `agent_url`.
+/// Every event from every provider to the agent.
 fn routes_file(directory: &Path, agent_url: &str) -> PathBuf {
-    let path = directory.join("routes.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[[route]]
-name = "everything to the agent"
-provider = "*"
-events = ["*"]
-actions = ["agent"]
-
-[action.agent]
-type = "http"
-url = "{agent_url}"
-secret_env = "AGENT_SECRET"
-timeout_secs = 5
-"#
-        ),
-    )
-    .expect("the routes file is written");
-    path
+    routes_to_agent(directory, "*", agent_url, 5)
 }
 
 async fn start_dev(data_dir: &Path, routes: &Path) -> DevServer {
@@ -106,6 +84,12 @@ async fn a_sample_from_every_provider_sent_with_hookgate_send_reaches_the_agent_
     wait_until_drained(&directory.join("data"), Duration::from_secs(20)).await;
     assert_eq!(agent.calls().len(), Provider::ALL.len(), "{}", dev.log());
     assert!(dev.log().contains("duplicate"), "{}", dev.log());
+
+    let stopped = dev.stop().await;
+    assert!(
+        stopped.is_some_and(|status| status.success()),
+        "SIGTERM stops hookgate dev cleanly: {stopped:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

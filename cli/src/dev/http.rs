@@ -143,18 +143,8 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-/// The HTTP response for an answer, as `hookgate::lambda::receiver::into_response` makes it
-/// for API Gateway.
 fn into_response(answer: Answer) -> Response<Full<Bytes>> {
-    let mut builder = Response::builder()
-        .status(answer.status)
-        .header(http::header::CONTENT_TYPE, answer.content_type);
-    for (name, value) in answer.headers {
-        builder = builder.header(name, value);
-    }
-    builder
-        .body(Full::new(Bytes::from(answer.body)))
-        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "an invalid answer"))
+    answer.into_response()
 }
 
 #[cfg(test)]

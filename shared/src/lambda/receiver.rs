@@ -82,15 +82,7 @@ fn request_id(event: &Request) -> String {
 
 /// The API Gateway response for an answer.
 pub fn into_response(answer: Answer) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(answer.status)
-        .header(http::header::CONTENT_TYPE, answer.content_type);
-    for (name, value) in answer.headers {
-        builder = builder.header(name, value);
-    }
-    builder
-        .body(Body::Text(answer.body))
-        .expect("an answer's status and headers are always valid")
+    answer.into_response()
 }
 
 #[cfg(test)]

@@ -88,4 +88,20 @@ impl Answer {
             },
         }
     }
+
+    /// The answer as an HTTP response with any body type that can be made from text: the
+    /// API Gateway adapter's and the local server's alike.
+    pub fn into_response<B: From<String>>(self) -> http::Response<B> {
+        let mut response = http::Response::new(B::from(self.body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(self.content_type),
+        );
+        for (name, value) in self.headers {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
+        response
+    }
 }
