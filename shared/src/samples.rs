@@ -108,6 +108,48 @@ pub fn sample_scheme(provider: Provider) -> Box<dyn SignatureScheme> {
     scheme_for(provider, &environment).expect("the sample settings are a valid configuration")
 }
 
+/// A queue message for a GitHub `issues` delivery with the given delivery id and `action`,
+/// made the only way there is: the delivery signed with [`GITHUB_TEST_SECRET`] at the
+/// current time, verified by the GitHub scheme, and wrapped by
+/// [`QueueMessage::from_verified`], as a receiver does. Each delivery id gives an envelope
+/// (and so a queue body) of its own; for the queue and processor tests.
+pub fn verified_github_message(delivery_id: &str, action: &str) -> QueueMessage {
+    let scheme = sample_scheme(Provider::Github);
+    let body = serde_json::json!({ "action": action, "issue": { "number": 1347 } }).to_string();
+    let now = OffsetDateTime::now_utc();
+    let key = SigningKey::parse(GITHUB_TEST_SECRET, scheme.key_encoding())
+        .expect("the sample secret is valid for GitHub");
+    let signature = scheme.sign(
+        &OutgoingDelivery {
+            body: body.as_bytes(),
+            signed_at: now,
+            id: delivery_id,
+        },
+        &key,
+    );
+    let request = signature
+        .iter()
+        .fold(
+            crate::request::InboundRequest::post(body.clone()),
+            |request, (name, value)| request.with_header(name, value),
+        )
+        .with_header("content-type", "application/json")
+        .with_header("x-github-delivery", delivery_id)
+        .with_header("x-github-event", "issues");
+    let keys = KeyRing::from_secrets(GITHUB_TEST_SECRET, None, scheme.key_encoding())
+        .expect("the sample secret is valid for GitHub");
+    match verify(
+        scheme.as_ref(),
+        &request,
+        &keys,
+        now,
+        std::time::Duration::from_secs(300),
+    ) {
+        Ok(Verified::Webhook(webhook)) => QueueMessage::from_verified(&webhook),
+        other => panic!("a correctly signed GitHub delivery must verify, got {other:?}"),
+    }
+}
+
 /// What a sample event is, and so what a receiver must answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
@@ -1008,6 +1050,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_verified_github_message_carries_its_delivery_id_and_action() {
+        let message = verified_github_message("d-42", "closed");
+
+        let envelope = crate::envelope::Envelope::from_json(message.body()).expect("an envelope");
+        assert_eq!(envelope.v1().delivery_id.as_deref(), Some("d-42"));
+        assert_eq!(envelope.v1().event_type, "issues.closed");
+        assert_ne!(
+            verified_github_message("d-43", "closed").body(),
+            message.body(),
+            "each delivery id gives a body of its own"
+        );
     }
 
     #[test]

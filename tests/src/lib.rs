@@ -5,6 +5,7 @@
 //! in `HOOKGATE_TEST_AWS_ENDPOINT`.
 
 pub mod agent;
+pub mod contract;
 pub mod emulator;
 pub mod hookgate_cli;
 pub mod lambda_runtime_api;

@@ -7,23 +7,18 @@
 //! received too often ends in the dead-letter queue. The local queue must behave the same,
 //! or the local pipeline would pass what the deployed one fails.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use hookgate::aws::{SqsEventQueue, SqsQueueConsumer};
+use hookgate::aws::SqsQueueConsumer;
 use hookgate::dead_letters::DeadLetterQueue;
 use hookgate::envelope::QueueMessage;
 use hookgate::processor::{QueueConsumer, QueuedDelivery};
-use hookgate::provider::Provider;
 use hookgate::queue::EventQueue;
-use hookgate::request::InboundRequest;
-use hookgate::secret::{KeyEncoding, KeyRing, SigningKey};
-use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
-use hookgate::verify::{scheme_for, verify, OutgoingDelivery, Verified};
+use hookgate::samples::verified_github_message;
+use hookgate::sqlite::SqliteQueueSettings;
+use hookgate_tests::contract::{ScratchQueue, SqsQueues};
 use hookgate_tests::emulator;
-use time::OffsetDateTime;
-
-const SECRET: &str = "It's a Secret to Everybody";
 
 /// The queues under test move a message to their dead-letter queue once it has been received
 /// this many times.
@@ -49,39 +44,7 @@ trait Adapter {
     async fn dead_letter_bodies(&self) -> Vec<String>;
 }
 
-#[derive(Debug)]
-struct Sqs {
-    client: aws_sdk_sqs::Client,
-    dlq_url: String,
-    queue: SqsEventQueue,
-    consumer: SqsQueueConsumer,
-}
-
-impl Sqs {
-    /// The adapter on a fresh queue of its own, with a redrive policy to a fresh dead-letter
-    /// queue.
-    async fn new() -> Self {
-        let client = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
-        let queues =
-            emulator::create_queue_with_dead_letters(&client, "consumer", MAX_RECEIVE_COUNT)
-                .await
-                .expect("the emulator creates a queue and its dead-letter queue");
-        let queue = SqsEventQueue::connect(client.clone(), queues.queue_url.clone())
-            .await
-            .expect("the queue exists");
-        let consumer = SqsQueueConsumer::connect(client.clone(), queues.queue_url)
-            .await
-            .expect("the consumer connects to a queue that exists");
-        Self {
-            client,
-            dlq_url: queues.dlq_url,
-            queue,
-            consumer,
-        }
-    }
-}
-
-impl Adapter for Sqs {
+impl Adapter for SqsQueues {
     fn queue(&self) -> &dyn EventQueue {
         &self.queue
     }
@@ -109,44 +72,31 @@ impl Adapter for Sqs {
     }
 }
 
+/// The adapters on a fresh queue of their own, with a redrive policy to a fresh dead-letter
+/// queue.
+async fn sqs() -> SqsQueues {
+    SqsQueues::new("consumer", MAX_RECEIVE_COUNT).await
+}
+
 /// The embedded queue, in a file of its own that is removed when the test ends.
-#[derive(Debug)]
-struct Sqlite(SqliteQueue);
-
-impl Sqlite {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "{}.sqlite3",
-            emulator::unique_name("hookgate-consumer-contract")
-        ));
-        let settings = SqliteQueueSettings {
-            max_receive_count: MAX_RECEIVE_COUNT,
-        };
-        Self(SqliteQueue::open(&path, settings).expect("a queue in a fresh file"))
-    }
+fn sqlite() -> ScratchQueue {
+    let settings = SqliteQueueSettings {
+        max_receive_count: MAX_RECEIVE_COUNT,
+    };
+    ScratchQueue::open("hookgate-consumer-contract", settings)
 }
 
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut name = self.0.path().as_os_str().to_owned();
-            name.push(suffix);
-            let _ = std::fs::remove_file(name);
-        }
-    }
-}
-
-impl Adapter for Sqlite {
+impl Adapter for ScratchQueue {
     fn queue(&self) -> &dyn EventQueue {
-        &self.0
+        self.adapter()
     }
 
     fn consumer(&self) -> &dyn QueueConsumer {
-        &self.0
+        self.adapter()
     }
 
     async fn dead_letter_bodies(&self) -> Vec<String> {
-        self.0
+        self.adapter()
             .list(100)
             .await
             .expect("the dead letters can be listed")
@@ -156,47 +106,9 @@ impl Adapter for Sqlite {
     }
 }
 
-/// A queue message made the only way there is: from a GitHub delivery that passed
-/// verification.
-fn verified_message(delivery_id: &str) -> QueueMessage {
-    let no_settings: HashMap<&str, &str> = HashMap::new();
-    let scheme = scheme_for(Provider::Github, &no_settings).expect("GitHub needs no settings");
-    let body = format!(r#"{{"action":"opened","issue":{{"number":1347}},"n":"{delivery_id}"}}"#);
-    let now = OffsetDateTime::now_utc();
-    let key = SigningKey::parse(SECRET, KeyEncoding::Raw).expect("a usable secret");
-    let signature = scheme.sign(
-        &OutgoingDelivery {
-            body: body.as_bytes(),
-            signed_at: now,
-            id: delivery_id,
-        },
-        &key,
-    );
-    let request = signature
-        .iter()
-        .fold(
-            InboundRequest::post(body.clone()),
-            |request, (name, value)| request.with_header(name, value),
-        )
-        .with_header("content-type", "application/json")
-        .with_header("x-github-delivery", delivery_id)
-        .with_header("x-github-event", "issues");
-    let keys = KeyRing::from_secrets(SECRET, None, KeyEncoding::Raw).expect("a usable secret");
-    match verify(
-        scheme.as_ref(),
-        &request,
-        &keys,
-        now,
-        Duration::from_secs(300),
-    ) {
-        Ok(Verified::Webhook(webhook)) => QueueMessage::from_verified(&webhook),
-        other => panic!("a correctly signed GitHub delivery must verify, got {other:?}"),
-    }
-}
-
 /// Enqueues a fresh message and returns it with its id.
 async fn enqueued(adapter: &impl Adapter, delivery_id: &str) -> (String, QueueMessage) {
-    let message = verified_message(delivery_id);
+    let message = verified_github_message(delivery_id, "opened");
     let id = adapter
         .queue()
         .enqueue(&message)
@@ -220,6 +132,15 @@ async fn nothing_visible(adapter: &impl Adapter) -> Vec<QueuedDelivery> {
     adapter
         .consumer()
         .receive(10, VISIBILITY, Duration::ZERO)
+        .await
+        .expect("the queue answers")
+}
+
+/// What a receive that waits up to a second gets, where nothing should come.
+async fn received_within_a_second(adapter: &impl Adapter) -> Vec<QueuedDelivery> {
+    adapter
+        .consumer()
+        .receive(10, VISIBILITY, Duration::from_secs(1))
         .await
         .expect("the queue answers")
 }
@@ -272,11 +193,7 @@ async fn an_acknowledged_message_never_comes_back(adapter: impl Adapter) {
         .expect("Ok means deleted");
 
     tokio::time::sleep(PAST_VISIBILITY).await;
-    let after = adapter
-        .consumer()
-        .receive(10, VISIBILITY, Duration::from_secs(1))
-        .await
-        .expect("the queue answers");
+    let after = received_within_a_second(&adapter).await;
     assert!(after.is_empty(), "{after:?}");
     assert!(adapter.dead_letter_bodies().await.is_empty());
 }
@@ -355,11 +272,7 @@ async fn a_message_received_the_maximum_number_of_times_goes_to_the_dead_letter_
         tokio::time::sleep(PAST_VISIBILITY).await;
     }
 
-    let after = adapter
-        .consumer()
-        .receive(10, VISIBILITY, Duration::from_secs(1))
-        .await
-        .expect("the queue answers");
+    let after = received_within_a_second(&adapter).await;
 
     assert!(
         after.is_empty(),
@@ -423,8 +336,8 @@ macro_rules! contract {
     };
 }
 
-contract!(sqs_queue_consumer, Sqs::new().await);
-contract!(sqlite_queue, Sqlite::new());
+contract!(sqs_queue_consumer, sqs().await);
+contract!(sqlite_queue, sqlite());
 
 #[tokio::test]
 async fn connecting_a_consumer_to_a_missing_queue_fails_naming_it() {

@@ -6,23 +6,18 @@
 //! lists, shows and redrives them with `hookgate dlq`; looking must not lose any, and a
 //! redrive must hand each back to the processor with its envelope intact.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hookgate::aws::{SqsDeadLetterQueue, SqsEventQueue, SqsQueueConsumer, SqsQueueControl};
+use hookgate::aws::{SqsDeadLetterQueue, SqsQueueControl};
 use hookgate::dead_letters::{DeadLetter, DeadLetterQueue, Redrive};
-use hookgate::envelope::QueueMessage;
 use hookgate::processor::{QueueConsumer, QueueControl};
-use hookgate::provider::Provider;
 use hookgate::queue::EventQueue;
-use hookgate::request::InboundRequest;
-use hookgate::secret::{KeyEncoding, KeyRing, SigningKey};
-use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
-use hookgate::verify::{scheme_for, verify, OutgoingDelivery, Verified};
+use hookgate::samples::verified_github_message;
+use hookgate::sqlite::SqliteQueueSettings;
+use hookgate_tests::contract::{ScratchQueue, SqsQueues};
 use hookgate_tests::emulator;
 use time::OffsetDateTime;
-
-const SECRET: &str = "It's a Secret to Everybody";
 
 /// The queues under test move a message to their dead-letter queue once it has been received
 /// this many times.
@@ -47,8 +42,7 @@ trait Adapter {
 
 #[derive(Debug)]
 struct Sqs {
-    queue: SqsEventQueue,
-    consumer: SqsQueueConsumer,
+    queues: SqsQueues,
     control: SqsQueueControl,
     dead_letters: SqsDeadLetterQueue,
 }
@@ -57,30 +51,23 @@ impl Sqs {
     /// The adapters on a fresh queue with a redrive policy to a fresh dead-letter queue, as
     /// the stack deploys them.
     async fn new() -> Self {
-        let client = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
-        let queues =
-            emulator::create_queue_with_dead_letters(&client, "dead-letters", MAX_RECEIVE_COUNT)
-                .await
-                .expect("the emulator creates a queue and its dead-letter queue");
-        let queue = SqsEventQueue::connect(client.clone(), queues.queue_url.clone())
-            .await
-            .expect("the queue exists");
-        let consumer = SqsQueueConsumer::connect(client.clone(), queues.queue_url.clone())
-            .await
-            .expect("the queue exists");
+        let queues = SqsQueues::new("dead-letters", MAX_RECEIVE_COUNT).await;
         let control = SqsQueueControl::connect(
-            client.clone(),
+            queues.client.clone(),
             queues.queue_url.clone(),
             queues.dlq_url.clone(),
         )
         .await
         .expect("both queues exist");
-        let dead_letters = SqsDeadLetterQueue::connect(client, queues.dlq_url, queues.queue_url)
-            .await
-            .expect("the adapter connects to queues that exist");
+        let dead_letters = SqsDeadLetterQueue::connect(
+            queues.client.clone(),
+            queues.dlq_url.clone(),
+            queues.queue_url.clone(),
+        )
+        .await
+        .expect("the adapter connects to queues that exist");
         Self {
-            queue,
-            consumer,
+            queues,
             control,
             dead_letters,
         }
@@ -89,11 +76,11 @@ impl Sqs {
 
 impl Adapter for Sqs {
     fn queue(&self) -> &dyn EventQueue {
-        &self.queue
+        &self.queues.queue
     }
 
     fn consumer(&self) -> &dyn QueueConsumer {
-        &self.consumer
+        &self.queues.consumer
     }
 
     fn control(&self) -> &dyn QueueControl {
@@ -125,47 +112,28 @@ impl Adapter for Sqs {
 }
 
 /// The embedded queue, in a file of its own that is removed when the test ends.
-#[derive(Debug)]
-struct Sqlite(SqliteQueue);
-
-impl Sqlite {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "{}.sqlite3",
-            emulator::unique_name("hookgate-dead-letter-contract")
-        ));
-        let settings = SqliteQueueSettings {
-            max_receive_count: MAX_RECEIVE_COUNT,
-        };
-        Self(SqliteQueue::open(&path, settings).expect("a queue in a fresh file"))
-    }
+fn sqlite() -> ScratchQueue {
+    let settings = SqliteQueueSettings {
+        max_receive_count: MAX_RECEIVE_COUNT,
+    };
+    ScratchQueue::open("hookgate-dead-letter-contract", settings)
 }
 
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut name = self.0.path().as_os_str().to_owned();
-            name.push(suffix);
-            let _ = std::fs::remove_file(name);
-        }
-    }
-}
-
-impl Adapter for Sqlite {
+impl Adapter for ScratchQueue {
     fn queue(&self) -> &dyn EventQueue {
-        &self.0
+        self.adapter()
     }
 
     fn consumer(&self) -> &dyn QueueConsumer {
-        &self.0
+        self.adapter()
     }
 
     fn control(&self) -> &dyn QueueControl {
-        &self.0
+        self.adapter()
     }
 
     fn dead_letters(&self) -> &dyn DeadLetterQueue {
-        &self.0
+        self.adapter()
     }
 
     async fn wait_for(&self, redrive: Redrive) {
@@ -176,48 +144,10 @@ impl Adapter for Sqlite {
     }
 }
 
-/// A queue message made the only way there is: from a GitHub delivery that passed
-/// verification.
-fn verified_message(delivery_id: &str) -> QueueMessage {
-    let no_settings: HashMap<&str, &str> = HashMap::new();
-    let scheme = scheme_for(Provider::Github, &no_settings).expect("GitHub needs no settings");
-    let body = format!(r#"{{"action":"opened","issue":{{"number":1347}},"n":"{delivery_id}"}}"#);
-    let now = OffsetDateTime::now_utc();
-    let key = SigningKey::parse(SECRET, KeyEncoding::Raw).expect("a usable secret");
-    let signature = scheme.sign(
-        &OutgoingDelivery {
-            body: body.as_bytes(),
-            signed_at: now,
-            id: delivery_id,
-        },
-        &key,
-    );
-    let request = signature
-        .iter()
-        .fold(
-            InboundRequest::post(body.clone()),
-            |request, (name, value)| request.with_header(name, value),
-        )
-        .with_header("content-type", "application/json")
-        .with_header("x-github-delivery", delivery_id)
-        .with_header("x-github-event", "issues");
-    let keys = KeyRing::from_secrets(SECRET, None, KeyEncoding::Raw).expect("a usable secret");
-    match verify(
-        scheme.as_ref(),
-        &request,
-        &keys,
-        now,
-        Duration::from_secs(300),
-    ) {
-        Ok(Verified::Webhook(webhook)) => QueueMessage::from_verified(&webhook),
-        other => panic!("a correctly signed GitHub delivery must verify, got {other:?}"),
-    }
-}
-
 /// Does what the processor does with a message that failed for good: receives it, parks it
 /// with `reason`, and acknowledges it. Returns the envelope's JSON.
 async fn dead_lettered(adapter: &impl Adapter, delivery_id: &str, reason: &str) -> String {
-    let message = verified_message(delivery_id);
+    let message = verified_github_message(delivery_id, "opened");
     adapter
         .queue()
         .enqueue(&message)
@@ -328,7 +258,7 @@ async fn looking_removes_nothing_and_reaches_past_ten_dead_letters(adapter: impl
 }
 
 async fn a_message_received_too_often_is_listed_without_a_reason(adapter: impl Adapter) {
-    let message = verified_message("l-4");
+    let message = verified_github_message("l-4", "opened");
     adapter
         .queue()
         .enqueue(&message)
@@ -428,7 +358,7 @@ macro_rules! contract {
 }
 
 contract!(sqs_dead_letter_queue, Sqs::new().await);
-contract!(sqlite_queue, Sqlite::new());
+contract!(sqlite_queue, sqlite());
 
 #[tokio::test]
 async fn connecting_to_a_missing_main_queue_fails_naming_it() {

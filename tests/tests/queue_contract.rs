@@ -6,23 +6,18 @@
 //! (stored, exactly the envelope, with its attributes) must hold for every adapter alike;
 //! otherwise the local pipeline would pass tests that the deployed one fails.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookgate::aws::SqsEventQueue;
-use hookgate::envelope::{Envelope, QueueMessage};
-use hookgate::provider::Provider;
+use hookgate::envelope::Envelope;
 use hookgate::queue::{EventQueue, MemoryQueue};
-use hookgate::request::InboundRequest;
-use hookgate::secret::{KeyEncoding, KeyRing, SigningKey};
-use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
-use hookgate::verify::{scheme_for, verify, OutgoingDelivery, Verified};
+use hookgate::samples::verified_github_message;
+use hookgate::sqlite::SqliteQueueSettings;
+use hookgate_tests::contract::ScratchQueue;
 use hookgate_tests::emulator;
-use time::OffsetDateTime;
-
-const SECRET: &str = "It's a Secret to Everybody";
 
 /// A message as a consumer of the queue reads it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,51 +152,27 @@ impl Adapter for Sqs {
     }
 }
 
-#[derive(Debug)]
-struct Sqlite {
-    path: PathBuf,
-    queue: SqliteQueue,
+/// The embedded queue on a fresh file of its own.
+fn sqlite() -> ScratchQueue {
+    ScratchQueue::open("hookgate-queue-contract", SqliteQueueSettings::default())
 }
 
-impl Sqlite {
-    /// The adapter on a fresh file of its own.
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "{}.sqlite3",
-            emulator::unique_name("hookgate-queue-contract")
-        ));
-        let queue = SqliteQueue::open(&path, SqliteQueueSettings::default())
-            .expect("the adapter opens a new file");
-        Self { path, queue }
-    }
-
-    /// A connection of its own, to look behind the adapter as another process would.
-    fn look(&self) -> rusqlite::Connection {
-        let connection = rusqlite::Connection::open(&self.path).expect("the file opens");
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .expect("a busy timeout");
-        connection
-    }
+/// A connection of its own, to look behind the adapter as another process would.
+fn look(path: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).expect("the file opens");
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .expect("a busy timeout");
+    connection
 }
 
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = self.path.clone().into_os_string();
-            name.push(suffix);
-            let _ = std::fs::remove_file(name);
-        }
-    }
-}
-
-impl Adapter for Sqlite {
+impl Adapter for ScratchQueue {
     fn queue(&self) -> &dyn EventQueue {
-        &self.queue
+        self.adapter()
     }
 
     async fn count(&self) -> usize {
-        self.look()
+        look(self.path())
             .query_row("SELECT count(*) FROM queue_messages", [], |row| {
                 row.get::<_, i64>(0)
             })
@@ -211,7 +182,7 @@ impl Adapter for Sqlite {
     }
 
     async fn read_back(&self, _expected: usize) -> Vec<Stored> {
-        let connection = self.look();
+        let connection = look(self.path());
         let mut statement = connection
             .prepare("SELECT id, body, attributes FROM queue_messages ORDER BY seq")
             .expect("the table reads");
@@ -237,47 +208,9 @@ impl Adapter for Sqlite {
     }
 
     async fn make_unavailable(&self) {
-        self.look()
+        look(self.path())
             .execute_batch("DROP TABLE queue_messages")
             .expect("the table is dropped");
-    }
-}
-
-/// A queue message made the only way there is: from a GitHub delivery that passed
-/// verification.
-fn verified_message(delivery_id: &str, action: &str) -> QueueMessage {
-    let no_settings: HashMap<&str, &str> = HashMap::new();
-    let scheme = scheme_for(Provider::Github, &no_settings).expect("GitHub needs no settings");
-    let body = format!(r#"{{"action":"{action}","issue":{{"number":1347}}}}"#);
-    let now = OffsetDateTime::now_utc();
-    let key = SigningKey::parse(SECRET, KeyEncoding::Raw).expect("a usable secret");
-    let signature = scheme.sign(
-        &OutgoingDelivery {
-            body: body.as_bytes(),
-            signed_at: now,
-            id: delivery_id,
-        },
-        &key,
-    );
-    let request = signature
-        .iter()
-        .fold(
-            InboundRequest::post(body.clone()),
-            |request, (name, value)| request.with_header(name, value),
-        )
-        .with_header("content-type", "application/json")
-        .with_header("x-github-delivery", delivery_id)
-        .with_header("x-github-event", "issues");
-    let keys = KeyRing::from_secrets(SECRET, None, KeyEncoding::Raw).expect("a usable secret");
-    match verify(
-        scheme.as_ref(),
-        &request,
-        &keys,
-        now,
-        Duration::from_secs(300),
-    ) {
-        Ok(Verified::Webhook(webhook)) => QueueMessage::from_verified(&webhook),
-        other => panic!("a correctly signed GitHub delivery must verify, got {other:?}"),
     }
 }
 
@@ -288,7 +221,7 @@ async fn ok_means_the_message_is_already_stored(adapter: impl Adapter) {
 
     adapter
         .queue()
-        .enqueue(&verified_message("d-1", "opened"))
+        .enqueue(&verified_github_message("d-1", "opened"))
         .await
         .expect("an available queue accepts the message");
 
@@ -300,7 +233,7 @@ async fn ok_means_the_message_is_already_stored(adapter: impl Adapter) {
 }
 
 async fn the_stored_body_is_exactly_the_envelope_json(adapter: impl Adapter) {
-    let message = verified_message("d-2", "opened");
+    let message = verified_github_message("d-2", "opened");
 
     let id = adapter.queue().enqueue(&message).await.expect("accepted");
 
@@ -315,7 +248,7 @@ async fn the_stored_body_is_exactly_the_envelope_json(adapter: impl Adapter) {
 async fn provider_event_type_and_version_travel_as_string_attributes(adapter: impl Adapter) {
     adapter
         .queue()
-        .enqueue(&verified_message("d-3", "closed"))
+        .enqueue(&verified_github_message("d-3", "closed"))
         .await
         .expect("accepted");
 
@@ -337,7 +270,7 @@ async fn every_message_gets_its_own_id(adapter: impl Adapter) {
     for (delivery, action) in [("d-4", "opened"), ("d-5", "edited"), ("d-6", "closed")] {
         let id = adapter
             .queue()
-            .enqueue(&verified_message(delivery, action))
+            .enqueue(&verified_github_message(delivery, action))
             .await
             .expect("accepted");
         assert!(
@@ -360,7 +293,7 @@ async fn an_unavailable_queue_answers_with_an_error(adapter: impl Adapter) {
 
     let outcome = adapter
         .queue()
-        .enqueue(&verified_message("d-7", "opened"))
+        .enqueue(&verified_github_message("d-7", "opened"))
         .await;
 
     assert!(
@@ -405,4 +338,4 @@ macro_rules! contract {
 
 contract!(memory_queue, Memory::default());
 contract!(sqs_event_queue, Sqs::new().await);
-contract!(sqlite_queue, Sqlite::new());
+contract!(sqlite_queue, sqlite());

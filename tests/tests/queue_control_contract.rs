@@ -6,14 +6,15 @@
 //! returning `Ok`, so `Ok` must mean the body and its reason are stored; and it reports a
 //! retryable failure after `retry_after`, which must put the message off by the delay.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use hookgate::aws::{dead_letter_attribute, SqsQueueControl};
 use hookgate::processor::{
     ControlCall, MemoryQueueControl, QueueConsumer, QueueControl, QueuedDelivery,
 };
-use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
+use hookgate::sqlite::SqliteQueueSettings;
+use hookgate_tests::contract::ScratchQueue;
 use hookgate_tests::emulator;
 use time::OffsetDateTime;
 
@@ -176,53 +177,29 @@ impl Adapter for Sqs {
     }
 }
 
-#[derive(Debug)]
-struct Sqlite {
-    path: PathBuf,
-    queue: SqliteQueue,
+/// The embedded queue on a fresh file of its own.
+fn sqlite() -> ScratchQueue {
+    ScratchQueue::open("hookgate-control-contract", SqliteQueueSettings::default())
 }
 
-impl Sqlite {
-    /// The adapter on a fresh file of its own.
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "{}.sqlite3",
-            emulator::unique_name("hookgate-control-contract")
-        ));
-        let queue = SqliteQueue::open(&path, SqliteQueueSettings::default())
-            .expect("the adapter opens a new file");
-        Self { path, queue }
-    }
-
-    /// A connection of its own, to look behind the adapter as another process would.
-    fn look(&self) -> rusqlite::Connection {
-        let connection = rusqlite::Connection::open(&self.path).expect("the file opens");
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .expect("a busy timeout");
-        connection
-    }
+/// A connection of its own, to look behind the adapter as another process would.
+fn look(path: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).expect("the file opens");
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .expect("a busy timeout");
+    connection
 }
 
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = self.path.clone().into_os_string();
-            name.push(suffix);
-            let _ = std::fs::remove_file(name);
-        }
-    }
-}
-
-impl Adapter for Sqlite {
+impl Adapter for ScratchQueue {
     fn control(&self) -> &dyn QueueControl {
-        &self.queue
+        self.adapter()
     }
 
     async fn held_message(&self) -> QueuedDelivery {
         // Written behind the adapter, as the SQS suite sends it raw: `enqueue` takes only a
         // verified envelope, and the port cares about the body alone.
-        self.look()
+        look(self.path())
             .execute(
                 "INSERT INTO queue_messages \
                  (id, body, attributes, enqueued_at_ms, visible_at_ms, receive_count) \
@@ -231,7 +208,7 @@ impl Adapter for Sqlite {
             )
             .expect("the message is written");
         let mut received = self
-            .queue
+            .adapter()
             .receive(1, Duration::from_secs(30), Duration::ZERO)
             .await
             .expect("the queue answers");
@@ -240,7 +217,7 @@ impl Adapter for Sqlite {
     }
 
     async fn dead_letters(&self) -> Vec<DeadLetter> {
-        let connection = self.look();
+        let connection = look(self.path());
         let mut statement = connection
             .prepare("SELECT body, reason FROM dead_letters ORDER BY seq")
             .expect("the table reads");
@@ -257,8 +234,7 @@ impl Adapter for Sqlite {
     }
 
     async fn assert_put_off(&self, delivery: &QueuedDelivery, delay: Duration) {
-        let visible_at_ms: i64 = self
-            .look()
+        let visible_at_ms: i64 = look(self.path())
             .query_row(
                 "SELECT visible_at_ms FROM queue_messages WHERE id = ?1",
                 [&delivery.message_id],
@@ -275,7 +251,7 @@ impl Adapter for Sqlite {
             "hidden for another {remaining} ms after a delay of {delay_ms} ms"
         );
         assert!(
-            self.queue
+            self.adapter()
                 .receive(10, Duration::from_secs(30), Duration::ZERO)
                 .await
                 .expect("the queue answers")
@@ -348,7 +324,7 @@ macro_rules! contract {
 
 contract!(memory_queue_control, Memory::default());
 contract!(sqs_queue_control, Sqs::new().await);
-contract!(sqlite_queue_control, Sqlite::new());
+contract!(sqlite_queue_control, sqlite());
 
 #[tokio::test]
 async fn connecting_to_a_missing_dead_letter_queue_fails_naming_it() {

@@ -12,7 +12,6 @@
 //! retention ends at `now`) are tested where they are.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use hookgate::claims::{Claim, ClaimRequest, HeldClaim, IdempotencyStore, MemoryS
 use hookgate::idempotency::IdempotencyKey;
 use hookgate::provider::Provider;
 use hookgate::sqlite::SqliteStore;
+use hookgate_tests::contract::ScratchFile;
 use hookgate_tests::emulator;
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
@@ -114,29 +114,14 @@ impl Adapter for Dynamo {
 }
 
 #[derive(Debug)]
-struct Sqlite {
-    path: PathBuf,
-}
+struct Sqlite(ScratchFile);
 
 impl Sqlite {
     /// The adapter on a fresh file of its own.
     fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "{}.sqlite3",
-            emulator::unique_name("hookgate-store-contract")
-        ));
-        SqliteStore::open(&path).expect("the adapter opens a new file");
-        Self { path }
-    }
-}
-
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = self.path.clone().into_os_string();
-            name.push(suffix);
-            let _ = std::fs::remove_file(name);
-        }
+        let file = ScratchFile::new("hookgate-store-contract");
+        SqliteStore::open(file.path()).expect("the adapter opens a new file");
+        Self(file)
     }
 }
 
@@ -144,11 +129,11 @@ impl Adapter for Sqlite {
     /// A store on a connection of its own each time, as separate processes would have: the
     /// races below then race through SQLite's locking, not through one connection's mutex.
     fn store(&self) -> Arc<dyn IdempotencyStore> {
-        Arc::new(SqliteStore::open(&self.path).expect("the file opens again"))
+        Arc::new(SqliteStore::open(self.0.path()).expect("the file opens again"))
     }
 
     async fn make_unavailable(&self) {
-        let connection = rusqlite::Connection::open(&self.path).expect("the file opens");
+        let connection = rusqlite::Connection::open(self.0.path()).expect("the file opens");
         connection
             .busy_timeout(Duration::from_secs(5))
             .expect("a busy timeout");

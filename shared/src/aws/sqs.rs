@@ -2,10 +2,12 @@
 //! (the processor), and [`DeadLetterQueue`] (`hookgate dlq`).
 
 use std::collections::HashSet;
+use std::error::Error;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
     MessageSystemAttributeName, QueueAttributeName,
@@ -31,18 +33,7 @@ impl SqsEventQueue {
         client: aws_sdk_sqs::Client,
         queue_url: String,
     ) -> Result<Self, QueueError> {
-        client
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "cannot reach {queue_url}: {}",
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+        reach(&client, &queue_url).await?;
         Ok(Self { client, queue_url })
     }
 
@@ -60,20 +51,12 @@ impl EventQueue for SqsEventQueue {
             .queue_url(&self.queue_url)
             .message_body(message.body());
         for (name, value) in message.attributes() {
-            let attribute = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .map_err(|error| QueueError::new(error.to_string()))?;
-            request = request.message_attributes(name, attribute);
+            request = request.message_attributes(name, string_attribute(value)?);
         }
-        let output = request.send().await.map_err(|error| {
-            QueueError::new(format!(
-                "SendMessage to {} failed: {}",
-                self.queue_url,
-                DisplayErrorContext(&error)
-            ))
-        })?;
+        let output = request
+            .send()
+            .await
+            .map_err(failed("SendMessage to", &self.queue_url))?;
         output
             .message_id
             .ok_or_else(|| QueueError::new("SQS answered without a message id"))
@@ -105,18 +88,7 @@ impl SqsQueueControl {
         dlq_url: String,
     ) -> Result<Self, QueueError> {
         for url in [&queue_url, &dlq_url] {
-            client
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .map_err(|error| {
-                    QueueError::new(format!(
-                        "cannot reach {url}: {}",
-                        DisplayErrorContext(&error)
-                    ))
-                })?;
+            reach(&client, url).await?;
         }
         Ok(Self {
             client,
@@ -141,23 +113,14 @@ impl QueueControl for SqsQueueControl {
         delivery: &QueuedDelivery,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        // Rounded up: SQS counts whole seconds, and a truncated 0.7 s would be no delay at all.
-        let whole_seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-        let seconds = i32::try_from(whole_seconds).unwrap_or(i32::MAX);
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(&delivery.receipt_handle)
-            .visibility_timeout(seconds)
+            .visibility_timeout(whole_seconds(delay, i32::MAX))
             .send()
             .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "ChangeMessageVisibility on {} failed: {}",
-                    self.queue_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .map_err(failed("ChangeMessageVisibility on", &self.queue_url))?;
         Ok(())
     }
 
@@ -176,36 +139,65 @@ impl QueueControl for SqsQueueControl {
             )
             .send()
             .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "SendMessage to {} failed: {}",
-                    self.dlq_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .map_err(failed("SendMessage to", &self.dlq_url))?;
         Ok(())
     }
+}
+
+/// Makes an SQS call's failure a [`QueueError`] that names the call and the queue, then
+/// gives the SDK's whole error chain: `{action} {queue_url} failed: {chain}`.
+fn failed<'a, E: Error + 'a>(
+    action: &'a str,
+    queue_url: &'a str,
+) -> impl FnOnce(E) -> QueueError + 'a {
+    move |error| {
+        QueueError::new(format!(
+            "{action} {queue_url} failed: {}",
+            DisplayErrorContext(error)
+        ))
+    }
+}
+
+/// One attribute of a queue, with one `GetQueueAttributes` call; `None` when SQS leaves it
+/// out of its answer.
+async fn queue_attribute(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    name: QueueAttributeName,
+) -> Result<Option<String>, SdkError<GetQueueAttributesError>> {
+    let output = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(name.clone())
+        .send()
+        .await?;
+    Ok(output
+        .attributes()
+        .and_then(|attributes| attributes.get(&name))
+        .cloned())
+}
+
+/// Checks that the queue exists (and warms the connection) with one `GetQueueAttributes`
+/// call, which also reads its ARN. An error names the URL.
+async fn reach(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<Option<String>, QueueError> {
+    queue_attribute(client, queue_url, QueueAttributeName::QueueArn)
+        .await
+        .map_err(|error| {
+            QueueError::new(format!(
+                "cannot reach {queue_url}: {}",
+                DisplayErrorContext(error)
+            ))
+        })
 }
 
 /// Checks that the queue exists and returns its ARN, with one `GetQueueAttributes` call
 /// (which also warms the connection).
 async fn queue_arn(client: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, QueueError> {
-    let output = client
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|error| {
-            QueueError::new(format!(
-                "cannot reach {queue_url}: {}",
-                DisplayErrorContext(&error)
-            ))
-        })?;
-    output
-        .attributes()
-        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn))
-        .cloned()
+    reach(client, queue_url)
+        .await?
         .ok_or_else(|| QueueError::new(format!("SQS gave no QueueArn for {queue_url}")))
 }
 
@@ -292,13 +284,7 @@ impl QueueConsumer for SqsQueueConsumer {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "ReceiveMessage from {} failed: {}",
-                    self.queue_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .map_err(failed("ReceiveMessage from", &self.queue_url))?;
         output
             .messages
             .unwrap_or_default()
@@ -314,13 +300,7 @@ impl QueueConsumer for SqsQueueConsumer {
             .receipt_handle(&delivery.receipt_handle)
             .send()
             .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "DeleteMessage on {} failed: {}",
-                    self.queue_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .map_err(failed("DeleteMessage on", &self.queue_url))?;
         Ok(())
     }
 }
@@ -408,13 +388,7 @@ impl SqsDeadLetterQueue {
             .max_results(1)
             .send()
             .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "ListMessageMoveTasks on {} failed: {}",
-                    self.dlq_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .map_err(failed("ListMessageMoveTasks on", &self.dlq_url))?;
         Ok(output.results().first().map(|task| MoveTaskStatus {
             status: task.status().unwrap_or("UNKNOWN").to_owned(),
             moved: u64::try_from(task.approximate_number_of_messages_moved()).unwrap_or(0),
@@ -478,13 +452,7 @@ impl SqsDeadLetterQueue {
             .message_system_attribute_names(SENT_TIMESTAMP)
             .send()
             .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "ReceiveMessage from {} failed: {}",
-                    self.dlq_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .map_err(failed("ReceiveMessage from", &self.dlq_url))?;
         Ok(output.messages.unwrap_or_default())
     }
 
@@ -532,24 +500,14 @@ impl SqsDeadLetterQueue {
     }
 
     async fn approximate_count(&self) -> Result<Option<u64>, QueueError> {
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.dlq_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "GetQueueAttributes on {} failed: {}",
-                    self.dlq_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
-        Ok(output
-            .attributes()
-            .and_then(|attributes| attributes.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|count| count.parse().ok()))
+        let count = queue_attribute(
+            &self.client,
+            &self.dlq_url,
+            QueueAttributeName::ApproximateNumberOfMessages,
+        )
+        .await
+        .map_err(failed("GetQueueAttributes on", &self.dlq_url))?;
+        Ok(count.and_then(|count| count.parse().ok()))
     }
 }
 
@@ -610,13 +568,7 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
             .destination_arn(&self.queue_arn)
             .send()
             .await
-            .map_err(|error| {
-                QueueError::new(format!(
-                    "StartMessageMoveTask from {} failed: {}",
-                    self.dlq_url,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .map_err(failed("StartMessageMoveTask from", &self.dlq_url))?;
         let task = output
             .task_handle
             .ok_or_else(|| QueueError::new("SQS started a move task without a task handle"))?;

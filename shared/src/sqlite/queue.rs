@@ -445,16 +445,13 @@ fn whole_ms(duration: Duration) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::BTreeSet;
 
     use super::*;
-    use crate::secret::{KeyEncoding, KeyRing, SigningKey};
     use crate::sqlite::testing::ScratchFile;
-    use crate::verify::{scheme_for, verify, OutgoingDelivery, Verified};
 
     const VISIBILITY: Duration = Duration::from_secs(30);
     const NO_WAIT: Duration = Duration::ZERO;
-    const SECRET: &str = "It's a Secret to Everybody";
 
     fn open(scratch: &ScratchFile, max_receive_count: u32) -> SqliteQueue {
         SqliteQueue::open(scratch.path(), SqliteQueueSettings { max_receive_count })
@@ -464,40 +461,7 @@ mod tests {
     /// A queue message, made the only way there is: from a delivery that passed
     /// verification.
     fn message(delivery_id: &str) -> QueueMessage {
-        let no_settings: HashMap<&str, &str> = HashMap::new();
-        let scheme =
-            scheme_for(crate::provider::Provider::Github, &no_settings).expect("no settings");
-        let body = format!(r#"{{"action":"opened","delivery":"{delivery_id}"}}"#);
-        let now = OffsetDateTime::now_utc();
-        let key = SigningKey::parse(SECRET, KeyEncoding::Raw).expect("a usable secret");
-        let signature = scheme.sign(
-            &OutgoingDelivery {
-                body: body.as_bytes(),
-                signed_at: now,
-                id: delivery_id,
-            },
-            &key,
-        );
-        let request = signature
-            .iter()
-            .fold(
-                crate::request::InboundRequest::post(body.clone()),
-                |request, (name, value)| request.with_header(name, value),
-            )
-            .with_header("content-type", "application/json")
-            .with_header("x-github-delivery", delivery_id)
-            .with_header("x-github-event", "issues");
-        let keys = KeyRing::from_secrets(SECRET, None, KeyEncoding::Raw).expect("a secret");
-        match verify(
-            scheme.as_ref(),
-            &request,
-            &keys,
-            now,
-            Duration::from_secs(300),
-        ) {
-            Ok(Verified::Webhook(webhook)) => QueueMessage::from_verified(&webhook),
-            other => panic!("a correctly signed delivery must verify, got {other:?}"),
-        }
+        crate::samples::verified_github_message(delivery_id, "opened")
     }
 
     async fn receive_one(queue: &SqliteQueue, visibility: Duration) -> QueuedDelivery {

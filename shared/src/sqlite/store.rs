@@ -256,16 +256,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_reopened_file_still_holds_the_claim_and_its_progress() {
-        let scratch = ScratchFile::new("store-reopened");
-        let key = key("d-reopened");
+    /// A store on `scratch` holding the claim on `key` since [`t0`], its action `notify`
+    /// done.
+    async fn holding_with_notify_done(
+        scratch: &ScratchFile,
+        key: &IdempotencyKey,
+    ) -> (SqliteStore, HeldClaim) {
         let store = SqliteStore::open(scratch.path()).expect("opens");
-        let held = acquire(&store, request(&key, t0())).await;
+        let held = acquire(&store, request(key, t0())).await;
         store
             .mark_action_done(&held, "notify")
             .await
             .expect("recorded");
+        (store, held)
+    }
+
+    #[tokio::test]
+    async fn a_reopened_file_still_holds_the_claim_and_its_progress() {
+        let scratch = ScratchFile::new("store-reopened");
+        let key = key("d-reopened");
+        let (store, held) = holding_with_notify_done(&scratch, &key).await;
         drop(store);
 
         let reopened = SqliteStore::open(scratch.path()).expect("opens again");
@@ -292,14 +302,9 @@ mod tests {
     async fn the_row_is_laid_out_as_the_schema_says() {
         let scratch = ScratchFile::new("store-layout");
         let key = key("d-layout");
-        let store = SqliteStore::open(scratch.path()).expect("opens");
-        let held = acquire(&store, request(&key, t0())).await;
+        let (store, held) = holding_with_notify_done(&scratch, &key).await;
         store
             .mark_action_done(&held, "ticket")
-            .await
-            .expect("recorded");
-        store
-            .mark_action_done(&held, "notify")
             .await
             .expect("recorded");
         store.complete(&held, t0(), RETENTION).await.expect("done");
