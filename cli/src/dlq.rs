@@ -49,7 +49,8 @@ pub enum DlqCommand {
     },
     /// Move every dead letter back to the main queue, for the processor to try again.
     Redrive {
-        /// On SQS, wait for the move task to finish (up to 5 minutes).
+        /// On SQS, wait for the move task to finish (up to 5 minutes); the embedded queue
+        /// always redrives at once.
         #[arg(long)]
         wait: bool,
     },

@@ -1,5 +1,8 @@
-//! `hookgate routes check FILE`: validates a routes file the way the processor does at
-//! init, so a mistake is found before a deployment, not by a processor that cannot start.
+//! `hookgate routes check FILE`: validates a routes file with the processor's own parser
+//! (its TOML, fields, event patterns, timeouts, and that every action a route names is
+//! defined), so a mistake is found before a deployment, not by a processor that cannot
+//! start. What the processor reads from its environment at start (the actions' secrets,
+//! `LEASE_SECS`) is not the file's to check, and the summary says where each comes from.
 
 use std::path::PathBuf;
 

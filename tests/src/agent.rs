@@ -148,6 +148,28 @@ pub struct AgentBuilder {
     verifier: Option<Verifier>,
     script: VecDeque<Answer>,
     otherwise: Option<Answer>,
+    gate: Option<Gate>,
+}
+
+/// Holds the agent's answers back until it is opened: requests are received and recorded
+/// at once, but answered only then. For tests that must act while actions are in flight.
+#[derive(Debug, Clone)]
+pub struct Gate(tokio::sync::watch::Sender<bool>);
+
+impl Gate {
+    pub fn closed() -> Self {
+        Self(tokio::sync::watch::Sender::new(false))
+    }
+
+    /// Lets every held answer, and every later one, go.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn passed(&self) {
+        let mut opened = self.0.subscribe();
+        let _ = opened.wait_for(|open| *open).await;
+    }
 }
 
 impl fmt::Debug for AgentBuilder {
@@ -156,6 +178,7 @@ impl fmt::Debug for AgentBuilder {
             .field("verifies", &self.verifier.is_some())
             .field("script", &self.script)
             .field("otherwise", &self.otherwise)
+            .field("gated", &self.gate.is_some())
             .finish()
     }
 }
@@ -185,6 +208,12 @@ impl AgentBuilder {
         self
     }
 
+    /// Answers nothing until `gate` is opened.
+    pub fn hold_answers_until(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Starts listening on 127.0.0.1, on a port of the system's choosing.
     pub async fn start(self) -> std::io::Result<Agent> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -195,6 +224,7 @@ impl AgentBuilder {
             otherwise: self.otherwise.unwrap_or_else(Answer::ok),
             calls: Mutex::new(Vec::new()),
             called: Notify::new(),
+            gate: self.gate,
         });
         let server = tokio::spawn(serve(listener, state.clone()));
         Ok(Agent {
@@ -234,6 +264,7 @@ struct State {
     otherwise: Answer,
     calls: Mutex<Vec<Call>>,
     called: Notify,
+    gate: Option<Gate>,
 }
 
 impl Agent {
@@ -335,6 +366,9 @@ async fn answer(
         verified,
     });
     state.called.notify_waiters();
+    if let Some(gate) = &state.gate {
+        gate.passed().await;
+    }
     if !answer.delay.is_zero() {
         tokio::time::sleep(answer.delay).await;
     }

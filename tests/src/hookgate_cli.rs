@@ -174,6 +174,20 @@ impl DevServer {
             .and_then(Result::ok)
     }
 
+    /// Waits until its log contains `needle` (the log is read from a pipe, so a line
+    /// written a moment ago may not be in yet), and panics with the log after `timeout`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{needle}` was not logged within {timeout:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|log| log.clone()).unwrap_or_default()

@@ -1,12 +1,12 @@
 //! `hookgate dev` killed with SIGKILL mid-stream and started again on the same data: every
 //! delivery it answered 202 is still acted on, and none is acted on twice.
 //!
-//! The agent is slow (a second an event), so at the kill the queue holds a backlog of
-//! accepted events and one batch is in flight. What may legitimately happen again after a
-//! crash is only the delivery of an action that was in flight at the kill (the agent may
-//! have acted, but hookgate never heard back): it is re-sent with the same `webhook-id`, so
-//! an agent that dedupes on it acts once. Everything else, including every delivery the
-//! "provider" sends again after the restart, must be acted on exactly once.
+//! The agent holds its answers back until the kill, so at the kill the queue holds a
+//! backlog of accepted events and one batch of actions is in flight: delivered to the
+//! agent, unanswered. Those, and only those, are delivered again after the restart (the
+//! agent may have acted, but hookgate never heard back), each with the same `webhook-id`,
+//! so an agent that dedupes on it acts once. Everything else is acted on exactly once,
+//! including every delivery the "provider" sends again after the restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -17,7 +17,7 @@ use hookgate::provider::Provider;
 use hookgate::samples::{sample_scheme, STANDARD_TEST_SECRET};
 use hookgate::secret::{KeyEncoding, SigningKey};
 use hookgate::verify::OutgoingDelivery;
-use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
+use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Call, Gate};
 use hookgate_tests::hookgate_cli::{
     routes_to_agent, scratch_directory, wait_until_drained, DevServer, AGENT_SECRET,
 };
@@ -29,9 +29,13 @@ const EVENTS: usize = 60;
 const ACCEPTED_BEFORE_KILL: usize = 25;
 /// The most events one receive hands the processor, and so the most in flight at a kill.
 const BATCH: usize = 10;
-/// How long the agent takes to act: the window in which the kill lands, with a batch of
-/// actions delivered but not yet answered.
-const AGENT_DELAY: Duration = Duration::from_secs(1);
+/// The action's timeout, long enough that the held actions are still in flight at the kill
+/// on a slow machine; the lease outlives it, as the processor requires.
+const ACTION_TIMEOUT_SECS: u64 = 10;
+const LEASE_SECS: &str = "11";
+/// How long the queue may take to settle after the restart: the in-flight batch comes back
+/// after its visibility timeout (the lease plus 5 s).
+const SETTLE: Duration = Duration::from_secs(90);
 
 /// One Standard Webhooks delivery: its id, headers and body, signed with the test secret.
 struct Delivery {
@@ -78,7 +82,7 @@ async fn start_dev(data_dir: &Path, routes: &Path) -> DevServer {
         // and a delivery that found it held is retried, in seconds rather than minutes.
         [
             ("AGENT_SECRET", AGENT_SECRET),
-            ("LEASE_SECS", "4"),
+            ("LEASE_SECS", LEASE_SECS),
             ("BACKOFF_BASE_SECS", "1"),
             ("BACKOFF_CAP_SECS", "2"),
         ],
@@ -90,20 +94,27 @@ async fn start_dev(data_dir: &Path, routes: &Path) -> DevServer {
 async fn nothing_answered_202_is_lost_or_acted_on_twice_across_a_kill_9() {
     let directory = scratch_directory("dev-durability");
     let data_dir = directory.join("data");
+    let gate = Gate::closed();
     let agent = Agent::builder()
         .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok().after(AGENT_DELAY))
+        .hold_answers_until(gate.clone())
         .start()
         .await
         .expect("the agent starts");
-    let routes = routes_to_agent(&directory, "standard", &agent.url("/hooks"), 3);
+    let routes = routes_to_agent(
+        &directory,
+        "standard",
+        &agent.url("/hooks"),
+        ACTION_TIMEOUT_SECS,
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("a client");
 
-    // Phase 1: a sender posts every event in turn while the test kills the process once
-    // enough are accepted, so the kill lands between, or in the middle of, requests.
+    // Phase 1: a sender posts every event in turn; the test kills the process once enough
+    // are accepted and the agent holds a batch, so the kill lands between, or in the
+    // middle of, requests.
     let first = start_dev(&data_dir, &routes).await;
     let url = first.webhook_url("standard");
     let accepted: Arc<Mutex<BTreeSet<String>>> = Arc::default();
@@ -120,7 +131,6 @@ async fn nothing_answered_202_is_lost_or_acted_on_twice_across_a_kill_9() {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    // The kill lands once enough is accepted and the agent is in the middle of a batch.
     while accepted.lock().expect("not poisoned").len() < ACCEPTED_BEFORE_KILL
         || agent.calls().is_empty()
     {
@@ -132,84 +142,107 @@ async fn nothing_answered_202_is_lost_or_acted_on_twice_across_a_kill_9() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     first.kill_hard().await;
-    let acted_on_before_kill = agent.calls().len();
+    let in_flight_at_kill: BTreeSet<String> = agent.calls().iter().map(delivery_id).collect();
     sender
         .await
         .expect("the sender ends once the process is gone");
-    let accepted_before_restart = accepted.lock().expect("not poisoned").clone();
+    gate.open();
+    let accepted_before_kill = accepted.lock().expect("not poisoned").clone();
     assert!(
-        acted_on_before_kill < accepted_before_restart.len(),
-        "the kill must land with accepted events still queued ({acted_on_before_kill} acted on, {} accepted)",
-        accepted_before_restart.len()
+        !in_flight_at_kill.is_empty() && in_flight_at_kill.len() <= BATCH,
+        "one batch is in flight at the kill: {in_flight_at_kill:?}"
+    );
+    assert!(
+        in_flight_at_kill.len() < accepted_before_kill.len(),
+        "accepted events are still queued at the kill"
     );
 
-    // Phase 2: the same data, a new process. The provider sends every event again (those
-    // never answered 202, and those that were: a provider retries on any doubt).
+    // Phase 2: the same data, a new process. The provider first sends again what was never
+    // answered 202; what was answered 202 is not sent again yet, so it can only reach the
+    // agent from the queue the first process left.
     let second = start_dev(&data_dir, &routes).await;
     let url = second.webhook_url("standard");
     for number in 0..EVENTS {
         let delivery = delivery(number);
-        assert!(
-            post(&client, &url, &delivery).await,
-            "the restarted process refused {}: {}",
-            delivery.id,
-            second.log()
-        );
+        if !accepted_before_kill.contains(&delivery.id) {
+            assert!(
+                post(&client, &url, &delivery).await,
+                "the restarted process refused {}: {}",
+                delivery.id,
+                second.log()
+            );
+        }
     }
-
-    // Everything settles: the backlog from before the kill, the batch that was in flight
-    // (back after its visibility timeout), and the deliveries sent again.
-    wait_until_drained(&data_dir, Duration::from_secs(90)).await;
-    let mut by_delivery: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for call in agent.calls() {
-        let delivery_id = call.json()["delivery_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let webhook_id = call.header("webhook-id").unwrap_or_default().to_owned();
-        by_delivery.entry(delivery_id).or_default().push(webhook_id);
-    }
-    let missing: Vec<String> = (0..EVENTS)
-        .map(|number| delivery(number).id)
-        .filter(|id| !by_delivery.contains_key(id))
+    wait_until_drained(&data_dir, SETTLE).await;
+    let calls = calls_by_delivery(&agent.calls());
+    let lost: Vec<&String> = accepted_before_kill
+        .iter()
+        .filter(|id| !calls.contains_key(*id))
         .collect();
     assert!(
-        missing.is_empty(),
-        "lost: {missing:?} (of which answered 202 before the kill: {:?})\n{}",
-        missing
-            .iter()
-            .filter(|id| accepted_before_restart.contains(*id))
-            .collect::<Vec<_>>(),
+        lost.is_empty(),
+        "answered 202, then lost: {lost:?}\n{}",
         second.log()
     );
+    assert_eq!(calls.len(), EVENTS, "every event reached the agent");
 
-    // Acted on twice: only an action in flight at the kill may be delivered again, and
-    // then as the same delivery (the same webhook-id), which the agent dedupes.
-    let repeated: BTreeMap<&String, &Vec<String>> = by_delivery
+    // Acted on twice: exactly the actions in flight at the kill are delivered again, each
+    // as the same delivery (the same webhook-id), which the agent dedupes.
+    let repeated: BTreeSet<String> = calls
         .iter()
         .filter(|(_, webhook_ids)| webhook_ids.len() > 1)
+        .map(|(id, _)| id.clone())
         .collect();
-    assert!(
-        !repeated.is_empty(),
-        "the batch in flight at the kill was never delivered again"
-    );
-    assert!(
-        repeated.len() <= BATCH,
-        "{} events were delivered more than once; at most one batch ({BATCH}) was in flight: {repeated:?}",
-        repeated.len()
-    );
-    for (delivery_id, webhook_ids) in &by_delivery {
+    assert_eq!(repeated, in_flight_at_kill, "{calls:?}");
+    for (id, webhook_ids) in &calls {
         let distinct: BTreeSet<&String> = webhook_ids.iter().collect();
         assert_eq!(
             distinct.len(),
             1,
-            "{delivery_id} reached the agent as different deliveries: {webhook_ids:?}"
+            "{id} reached the agent as different deliveries: {webhook_ids:?}"
         );
         assert!(
             webhook_ids.len() <= 2,
-            "{delivery_id} was delivered {} times",
+            "{id} was delivered {} times",
             webhook_ids.len()
         );
     }
+
+    // Then the provider sends again what was answered 202 before the kill: every one is a
+    // duplicate now, and nothing more reaches the agent.
+    let calls_before_resend = agent.calls().len();
+    for number in 0..EVENTS {
+        let delivery = delivery(number);
+        if accepted_before_kill.contains(&delivery.id) {
+            assert!(post(&client, &url, &delivery).await, "{}", second.log());
+        }
+    }
+    wait_until_drained(&data_dir, SETTLE).await;
+    assert_eq!(
+        agent.calls().len(),
+        calls_before_resend,
+        "a delivery sent again after the restart was acted on again"
+    );
     let _ = second.stop().await;
+}
+
+/// The provider's delivery id a call to the agent is about (`msg_durability_NNN`).
+fn delivery_id(call: &Call) -> String {
+    call.json()["delivery_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Each delivery's calls, as the `webhook-id` of each.
+fn calls_by_delivery(calls: &[Call]) -> BTreeMap<String, Vec<String>> {
+    let mut by_delivery: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for call in calls {
+        let webhook_id = call.header("webhook-id").unwrap_or_default().to_owned();
+        by_delivery
+            .entry(delivery_id(call))
+            .or_default()
+            .push(webhook_id);
+    }
+    by_delivery
 }

@@ -106,15 +106,8 @@ async fn dev_on_sqs_and_dynamodb_acts_once_and_dlq_lists_shows_and_redrives_with
     )
     .await;
     assert!(again.status.success(), "{}", printed(&again));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dev.log().contains("outcome=\"duplicate\"") {
-        assert!(
-            Instant::now() < deadline,
-            "no duplicate was logged:\n{}",
-            dev.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    dev.wait_for_log("outcome=\"duplicate\"", Duration::from_secs(30))
+        .await;
     assert_eq!(agent.calls().len(), 2);
     let _ = dev.stop().await;
 }

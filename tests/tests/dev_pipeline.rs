@@ -83,7 +83,8 @@ async fn a_sample_from_every_provider_sent_with_hookgate_send_reaches_the_agent_
     assert!(again.status.success(), "{}", printed(&again));
     wait_until_drained(&directory.join("data"), Duration::from_secs(20)).await;
     assert_eq!(agent.calls().len(), Provider::ALL.len(), "{}", dev.log());
-    assert!(dev.log().contains("duplicate"), "{}", dev.log());
+    dev.wait_for_log("outcome=\"duplicate\"", Duration::from_secs(10))
+        .await;
 
     let stopped = dev.stop().await;
     assert!(

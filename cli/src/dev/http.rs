@@ -84,6 +84,7 @@ async fn answer(
         let body = match Limited::new(body, READ_LIMIT).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                // Reading stopped at READ_LIMIT: the body is at least that large.
                 let too_large = ReceiveError::PayloadTooLarge {
                     size: READ_LIMIT,
                     limit,
@@ -92,7 +93,7 @@ async fn answer(
             }
             Err(error) => {
                 warn!(%error, "the request body could not be read");
-                return plain(
+                return json_error(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
                 );
@@ -129,7 +130,7 @@ fn not_found(path: &str) -> Response<Full<Bytes>> {
     json(StatusCode::NOT_FOUND, body.to_string())
 }
 
-fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(status, serde_json::json!({ "error": message }).to_string())
 }
 

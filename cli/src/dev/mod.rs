@@ -30,6 +30,7 @@ use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings, SqliteStore};
 use hookgate::telemetry::Metrics;
 use hookgate::verify::scheme_for;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -62,7 +63,7 @@ pub struct DevArgs {
 
     /// How many times a message is received before it goes to the dead-letter queue
     /// (embedded queue; an SQS queue has its own redrive policy).
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = 5, value_name = "N", conflicts_with = "aws")]
     pub max_receive_count: u32,
 
     /// Use SQS and DynamoDB instead of the embedded backends: QUEUE_URL, DLQ_URL and
@@ -93,6 +94,8 @@ pub enum DevError {
     },
     #[error("cannot serve on 127.0.0.1:{port}: {source} (is another `hookgate dev` running? pick another --port)")]
     Listen { port: u16, source: std::io::Error },
+    #[error("{part} {reason}; stopping, with everything accepted kept in the queue")]
+    Stopped { part: &'static str, reason: String },
 }
 
 /// The queue, the consumer and the processor, on one backend.
@@ -134,21 +137,43 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
         port: args.port,
         source,
     })?;
+    // Listening for signals before the banner: a script that reads the banner and then
+    // stops the process must find the handler in place.
+    let mut signals = Signals::install();
     print_banner(address, &secrets, &pipeline.description);
 
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(http::serve(listener, Arc::new(receivers), stopped.clone()));
-    let worker = tokio::spawn(worker::run(
+    let mut server = tokio::spawn(http::serve(listener, Arc::new(receivers), stopped.clone()));
+    let mut worker = tokio::spawn(worker::run(
         pipeline.consumer,
         Arc::new(pipeline.processor),
         pipeline.visibility,
         stopped,
     ));
-    shutdown_signal().await;
-    info!("stopping: no new requests; the batch in hand is finished first");
+    // Either half ending on its own is a bug (a panic in an action adapter, say): stop
+    // rather than answer 202s that nothing processes.
+    let ended = tokio::select! {
+        () = signals.next() => None,
+        result = &mut server => Some(("the HTTP server", result)),
+        result = &mut worker => Some(("the processor", result)),
+    };
+    if let Some((part, result)) = ended {
+        let _ = stop.send(true);
+        let reason = match result {
+            Err(error) if error.is_panic() => "panicked".to_owned(),
+            Err(error) => error.to_string(),
+            Ok(()) => "ended".to_owned(),
+        };
+        return Err(DevError::Stopped { part, reason });
+    }
+    info!("stopping: no new requests; the batch in hand is finished first (Ctrl-C again to stop at once)");
     let _ = stop.send(true);
-    let _ = server.await;
-    let _ = worker.await;
+    // A second signal stops at once: everything answered 202 is already stored, and an
+    // unfinished batch is delivered again after its visibility timeout.
+    tokio::select! {
+        _ = async { let _ = (&mut server).await; let _ = (&mut worker).await; } => {}
+        () = signals.next() => info!("stopped at once; the batch in hand will be delivered again"),
+    }
     Ok(())
 }
 
@@ -293,7 +318,8 @@ fn print_banner(address: SocketAddr, secrets: &[(Provider, SecretShown)], backen
             SecretShown::FromVariable(variable) => format!("secret from {variable}"),
         };
         out.push_str(&format!(
-            "  {:<9} http://{address}/webhooks/{provider:<9} {secret}\n",
+            "  {:<9} http://{address}/webhooks/{:<9} {secret}\n",
+            provider.as_str(),
             provider.as_str()
         ));
     }
@@ -310,17 +336,33 @@ fn print_banner(address: SocketAddr, secrets: &[(Provider, SecretShown)], backen
     let _ = stdout.flush();
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Ctrl-C (SIGINT) and SIGTERM, as one stream, caught from the moment it is installed.
+struct Signals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+    }
+
+    /// The next Ctrl-C or SIGTERM (never, for a signal that could not be caught).
+    async fn next(&mut self) {
+        async fn received(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = received(&mut self.interrupt) => {}
+            () = received(&mut self.terminate) => {}
+        }
     }
 }

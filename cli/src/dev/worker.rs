@@ -63,8 +63,9 @@ pub async fn run(
             .filter(|delivery| !failed.contains(&delivery.message_id))
         {
             if let Err(error) = consumer.acknowledge(delivery).await {
-                // The message comes back after its visibility timeout; its completed claim
-                // makes that delivery a duplicate, so no action runs twice.
+                // The message comes back after its visibility timeout. A completed event is
+                // then a duplicate and no action runs twice; a dead-lettered one is tried
+                // again from its recorded progress, and may be dead-lettered a second time.
                 error!(message_id = %delivery.message_id, %error, "cannot acknowledge a processed message; it will be delivered again and skipped as a duplicate");
             }
         }

@@ -81,6 +81,16 @@ impl Outcome {
     }
 }
 
+/// How long until a lease that ends at `lease_expires_at` has ended, in whole seconds (SQS's
+/// granularity), rounded up, at least one second and within SQS's limit.
+fn until_lease_ends(now: OffsetDateTime, lease_expires_at: OffsetDateTime) -> Duration {
+    let remaining = (lease_expires_at - now).whole_milliseconds().max(0);
+    let seconds = u64::try_from((remaining + 999) / 1000)
+        .unwrap_or(u64::MAX)
+        .max(1);
+    Duration::from_secs(seconds).min(backoff::MAX_VISIBILITY)
+}
+
 /// Timing and retention settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessorSettings {
@@ -211,7 +221,15 @@ impl Processor {
                 return Disposition::Acknowledge(Outcome::Duplicate);
             }
             Ok(Claim::InFlight { lease_expires_at }) => {
-                info!(idempotency_key = %key, provider, event_type, claim = "in_flight", %lease_expires_at, outcome = "retry", "another worker holds the claim");
+                // Come back when the lease ends: by then the holder has completed the event
+                // (this delivery is then a duplicate) or died (its claim can be taken over).
+                // Without a delay, the message would wait out the queue's whole visibility
+                // timeout instead.
+                let delay = until_lease_ends(now, lease_expires_at);
+                if let Err(error) = self.control.retry_after(delivery, delay).await {
+                    warn!(%error, "could not set the retry delay; SQS's visibility timeout applies");
+                }
+                info!(idempotency_key = %key, provider, event_type, claim = "in_flight", %lease_expires_at, delay_ms = delay.as_millis() as u64, outcome = "retry", "another delivery of the event holds the claim; retrying when its lease ends");
                 return Disposition::Retry(Outcome::InFlightElsewhere);
             }
             Err(error) => {

@@ -288,6 +288,33 @@ async fn a_claim_held_by_another_worker_is_retried_later() {
         Disposition::Retry(Outcome::InFlightElsewhere)
     );
     assert!(fixture.actions.calls().is_empty());
+    // It comes back when the other lease ends (about 60 s from now), not after the queue's
+    // whole visibility timeout.
+    let delays: Vec<Duration> = fixture
+        .control
+        .calls()
+        .into_iter()
+        .filter_map(|call| match call {
+            ControlCall::RetryAfter { delay, .. } => Some(delay),
+            ControlCall::DeadLetter { .. } => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 1, "{delays:?}");
+    assert!(
+        (Duration::from_secs(59)..=Duration::from_secs(60)).contains(&delays[0]),
+        "{delays:?}"
+    );
+}
+
+#[test]
+fn a_lease_wait_is_whole_seconds_rounded_up_and_at_least_one() {
+    let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_000);
+    let wait = |millis: i64| until_lease_ends(now, now + time::Duration::milliseconds(millis));
+    assert_eq!(wait(1_500), Duration::from_secs(2));
+    assert_eq!(wait(3_000), Duration::from_secs(3));
+    assert_eq!(wait(0), Duration::from_secs(1));
+    assert_eq!(wait(-5_000), Duration::from_secs(1));
+    assert_eq!(wait(100 * 86_400 * 1_000), backoff::MAX_VISIBILITY);
 }
 
 #[tokio::test]

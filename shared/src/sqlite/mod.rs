@@ -7,6 +7,11 @@
 //! once: every operation is one `BEGIN IMMEDIATE` transaction. The file's schema is
 //! versioned with `PRAGMA user_version`; a file written by a newer hookgate is refused
 //! rather than misread.
+//!
+//! Made for one machine's development traffic, not for production volumes: nothing is
+//! pruned (claims past their retention are replaced when their key comes again, and dead
+//! letters stay until redriven, where SQS would drop them after 14 days), and a waiting
+//! receive scans the queue table. Delete the file to start afresh.
 
 mod database;
 mod queue;
