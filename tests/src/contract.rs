@@ -7,11 +7,22 @@
 //! set up the same way.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hookgate::aws::{SqsEventQueue, SqsQueueConsumer};
 use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 
 use crate::emulator;
+
+/// A connection of its own to the SQLite file at `path`, to look behind an adapter as
+/// another process would (it waits, as the adapters do, while one of them writes).
+pub fn look(path: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).expect("the file opens");
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .expect("a busy timeout");
+    connection
+}
 
 /// A path for an SQLite file in the temporary directory, used by nothing else. The file and
 /// its companions (write-ahead log, shared memory, rollback journal) are removed on drop.

@@ -10,9 +10,9 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::lambda_runtime_api::binary_directory;
+use crate::lambda_runtime_api::{binary_directory, clean_command};
 
 /// The test agents' Standard Webhooks secret, which `http` actions get from the variable
 /// `AGENT_SECRET` (see [`routes_to_agent`]).
@@ -41,10 +41,6 @@ const SERVING: &str = "hookgate dev: serving on http://";
 
 /// How long `hookgate dev` may take to open its database and start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The variables a `hookgate` child inherits from the test; everything else it gets is
-/// given explicitly.
-const PASSED_THROUGH: [&str; 3] = ["PATH", "RUST_LOG", "RUST_BACKTRACE"];
 
 pub fn binary() -> PathBuf {
     binary_directory().join("hookgate")
@@ -96,13 +92,7 @@ impl DevServer {
             "{} is missing: run `cargo build --workspace --bins` first",
             binary.display()
         );
-        let mut command = Command::new(&binary);
-        command.env_clear();
-        for name in PASSED_THROUGH {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
+        let mut command = clean_command(&binary);
         command
             .arg("dev")
             .arg("--port")
@@ -211,13 +201,7 @@ fn collect(
 
 /// Runs `hookgate ARGS` to completion (bounded) with `env` and returns its output.
 pub async fn hookgate(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(binary());
-    command.env_clear();
-    for name in PASSED_THROUGH {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
+    let mut command = clean_command(&binary());
     command
         .args(args)
         .envs(env.iter().copied())

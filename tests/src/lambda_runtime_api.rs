@@ -48,6 +48,19 @@ const OUTPUT_LIMIT: usize = 1 << 20;
 /// AWS profile or credentials must not reach a binary that is meant to talk to the emulator.
 const PASSED_THROUGH: [&str; 3] = ["PATH", "RUST_LOG", "RUST_BACKTRACE"];
 
+/// A command for one of the built binaries with a clean environment: only
+/// [`PASSED_THROUGH`] comes from the test's; the test gives everything else explicitly.
+pub fn clean_command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.env_clear();
+    for name in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+}
+
 /// A function did not answer an invocation (or did not get ready) with a response.
 #[derive(Debug, thiserror::Error)]
 pub enum InvocationError {
@@ -214,13 +227,7 @@ impl LambdaFunction {
         });
         let server = tokio::spawn(serve(listener, api.clone()));
 
-        let mut command = Command::new(&binary);
-        command.env_clear();
-        for name in PASSED_THROUGH {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
+        let mut command = clean_command(&binary);
         command
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", function)

@@ -34,6 +34,8 @@ async fn dev_on_sqs_and_dynamodb_acts_once_and_dlq_lists_shows_and_redrives_with
         ("DLQ_URL", queues.dlq_url.clone()),
         ("TABLE_NAME", table.clone()),
         ("AGENT_SECRET", AGENT_SECRET.to_owned()),
+        // The test reads the outcomes in the log, whatever RUST_LOG the test runs with.
+        ("RUST_LOG", "info".to_owned()),
     ]);
     let env_refs: Vec<(&str, &str)> = env
         .iter()

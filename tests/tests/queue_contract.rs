@@ -7,8 +7,6 @@
 //! otherwise the local pipeline would pass tests that the deployed one fails.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookgate::aws::SqsEventQueue;
@@ -16,7 +14,7 @@ use hookgate::envelope::Envelope;
 use hookgate::queue::{EventQueue, MemoryQueue};
 use hookgate::samples::verified_github_message;
 use hookgate::sqlite::SqliteQueueSettings;
-use hookgate_tests::contract::ScratchQueue;
+use hookgate_tests::contract::{look, ScratchQueue};
 use hookgate_tests::emulator;
 
 /// A message as a consumer of the queue reads it back.
@@ -155,15 +153,6 @@ impl Adapter for Sqs {
 /// The embedded queue on a fresh file of its own.
 fn sqlite() -> ScratchQueue {
     ScratchQueue::open("hookgate-queue-contract", SqliteQueueSettings::default())
-}
-
-/// A connection of its own, to look behind the adapter as another process would.
-fn look(path: &Path) -> rusqlite::Connection {
-    let connection = rusqlite::Connection::open(path).expect("the file opens");
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .expect("a busy timeout");
-    connection
 }
 
 impl Adapter for ScratchQueue {

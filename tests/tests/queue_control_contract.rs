@@ -6,7 +6,6 @@
 //! returning `Ok`, so `Ok` must mean the body and its reason are stored; and it reports a
 //! retryable failure after `retry_after`, which must put the message off by the delay.
 
-use std::path::Path;
 use std::time::Duration;
 
 use hookgate::aws::{dead_letter_attribute, SqsQueueControl};
@@ -14,7 +13,7 @@ use hookgate::processor::{
     ControlCall, MemoryQueueControl, QueueConsumer, QueueControl, QueuedDelivery,
 };
 use hookgate::sqlite::SqliteQueueSettings;
-use hookgate_tests::contract::ScratchQueue;
+use hookgate_tests::contract::{look, ScratchQueue};
 use hookgate_tests::emulator;
 use time::OffsetDateTime;
 
@@ -180,15 +179,6 @@ impl Adapter for Sqs {
 /// The embedded queue on a fresh file of its own.
 fn sqlite() -> ScratchQueue {
     ScratchQueue::open("hookgate-control-contract", SqliteQueueSettings::default())
-}
-
-/// A connection of its own, to look behind the adapter as another process would.
-fn look(path: &Path) -> rusqlite::Connection {
-    let connection = rusqlite::Connection::open(path).expect("the file opens");
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .expect("a busy timeout");
-    connection
 }
 
 impl Adapter for ScratchQueue {

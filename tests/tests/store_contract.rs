@@ -21,7 +21,7 @@ use hookgate::claims::{Claim, ClaimRequest, HeldClaim, IdempotencyStore, MemoryS
 use hookgate::idempotency::IdempotencyKey;
 use hookgate::provider::Provider;
 use hookgate::sqlite::SqliteStore;
-use hookgate_tests::contract::ScratchFile;
+use hookgate_tests::contract::{look, ScratchFile};
 use hookgate_tests::emulator;
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
@@ -133,11 +133,7 @@ impl Adapter for Sqlite {
     }
 
     async fn make_unavailable(&self) {
-        let connection = rusqlite::Connection::open(self.0.path()).expect("the file opens");
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .expect("a busy timeout");
-        connection
+        look(self.0.path())
             .execute_batch("DROP TABLE claims")
             .expect("the table is dropped");
     }
