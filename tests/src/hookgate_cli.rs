@@ -46,23 +46,37 @@ pub fn binary() -> PathBuf {
     binary_directory().join("hookgate")
 }
 
-/// A fresh, empty directory under the system's temporary directory.
-pub fn scratch_directory(label: &str) -> PathBuf {
+/// A fresh, empty directory under the system's temporary directory, removed (with
+/// everything in it) when dropped. It dereferences to its path.
+#[derive(Debug)]
+pub struct ScratchDirectory(PathBuf);
+
+impl std::ops::Deref for ScratchDirectory {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A [`ScratchDirectory`] whose name starts with `hookgate-{label}`.
+pub fn scratch_directory(label: &str) -> ScratchDirectory {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let directory = std::env::temp_dir().join(format!(
         "hookgate-{label}-{}-{}",
         std::process::id(),
-        uuid_like()
+        COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
+    let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory).expect("a scratch directory can be made");
-    directory
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    format!("{nanos:x}")
+    ScratchDirectory(directory)
 }
 
 /// A running `hookgate dev`. Dropping it kills the process.
