@@ -103,8 +103,6 @@ struct Pipeline {
     queue: Arc<dyn EventQueue>,
     consumer: Arc<dyn QueueConsumer>,
     processor: Processor,
-    /// How long a received message stays hidden.
-    visibility: Duration,
     /// What the banner says about the backend.
     description: Vec<String>,
 }
@@ -142,12 +140,14 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     let mut signals = Signals::install();
     print_banner(address, &secrets, &pipeline.description);
 
+    // A received message stays hidden until its claim could be taken over.
+    let visibility = pipeline.processor.settings().lease + VISIBILITY_MARGIN;
     let (stop, stopped) = watch::channel(false);
     let mut server = tokio::spawn(http::serve(listener, Arc::new(receivers), stopped.clone()));
     let mut worker = tokio::spawn(worker::run(
         pipeline.consumer,
         Arc::new(pipeline.processor),
-        pipeline.visibility,
+        visibility,
         stopped,
     ));
     // Either half ending on its own is a bug (a panic in an action adapter, say): stop
@@ -198,7 +198,6 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
         format!("claims: embedded, in {}", path.display()),
         routes_line(env, routes.route_count()),
     ];
-    let visibility = settings.lease + VISIBILITY_MARGIN;
     let processor = Processor::new(
         routes,
         Arc::new(store),
@@ -212,7 +211,6 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
         queue: queue.clone(),
         consumer: queue,
         processor,
-        visibility,
         description,
     })
 }
@@ -224,21 +222,18 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
     let processor = aws::processor_from_env(env)
         .await?
         .with_metrics(Metrics::off());
-    let routes = routes_from_env(env)?;
-    let settings = settings_from_env(env, &routes)?;
     let client = aws_sdk_sqs::Client::new(&aws::sdk_config(AWS_TIMEOUTS).await);
     let queue = SqsEventQueue::connect(client.clone(), queue_url.clone()).await?;
     let consumer = SqsQueueConsumer::connect(client, queue_url.clone()).await?;
     let description = vec![
         format!("queue:  SQS, {queue_url}"),
         format!("claims: DynamoDB, table {table_name}"),
-        routes_line(env, routes.route_count()),
+        routes_line(env, processor.routes().route_count()),
     ];
     Ok(Pipeline {
         queue: Arc::new(queue),
         consumer: Arc::new(consumer),
         processor,
-        visibility: settings.lease + VISIBILITY_MARGIN,
         description,
     })
 }

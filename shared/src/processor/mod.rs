@@ -156,6 +156,14 @@ impl Processor {
         self
     }
 
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    pub fn settings(&self) -> &ProcessorSettings {
+        &self.settings
+    }
+
     /// Processes a batch concurrently; returns the ids of the messages to report failed.
     /// One message's failure never affects its neighbours.
     pub async fn process_batch(&self, deliveries: Vec<QueuedDelivery>) -> Vec<String> {
