@@ -163,6 +163,7 @@ mod tests {
             ("LEASE_SECS", "20"),
         ])
         .unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
         assert!(
             error
                 .to_string()
