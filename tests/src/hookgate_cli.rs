@@ -227,6 +227,14 @@ pub async fn hookgate(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("hookgate runs")
 }
 
+/// Runs `hookgate send PROVIDER --url URL` with the provider's default sample, checks that
+/// it succeeded (the gateway answered 2xx), and returns its output.
+pub async fn send_accepted(provider: &str, url: &str) -> Output {
+    let sent = hookgate(&["send", provider, "--url", url], &[]).await;
+    assert!(sent.status.success(), "{}", printed(&sent));
+    sent
+}
+
 /// Its stdout and stderr, for assertion messages.
 pub fn printed(output: &Output) -> String {
     format!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::emulator;
 use hookgate_tests::hookgate_cli::{
-    hookgate, printed, routes_to_agent, scratch_directory, DevServer, AGENT_SECRET,
+    hookgate, printed, routes_to_agent, scratch_directory, send_accepted, DevServer, AGENT_SECRET,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,12 +54,7 @@ async fn dev_on_sqs_and_dynamodb_acts_once_and_dlq_lists_shows_and_redrives_with
     );
 
     // The agent refuses the first delivery for good: the event is dead-lettered on SQS.
-    let sent = hookgate(
-        &["send", "stripe", "--url", &dev.webhook_url("stripe")],
-        &[],
-    )
-    .await;
-    assert!(sent.status.success(), "{}", printed(&sent));
+    send_accepted("stripe", &dev.webhook_url("stripe")).await;
     assert_eq!(
         agent.wait_for_calls(1, Duration::from_secs(30)).await.len(),
         1,
@@ -102,12 +97,7 @@ async fn dev_on_sqs_and_dynamodb_acts_once_and_dlq_lists_shows_and_redrives_with
     assert_eq!(calls[0].header("webhook-id"), calls[1].header("webhook-id"));
 
     // The provider sending it again is a duplicate in DynamoDB: no third call.
-    let again = hookgate(
-        &["send", "stripe", "--url", &dev.webhook_url("stripe")],
-        &[],
-    )
-    .await;
-    assert!(again.status.success(), "{}", printed(&again));
+    send_accepted("stripe", &dev.webhook_url("stripe")).await;
     dev.wait_for_log("outcome=\"duplicate\"", Duration::from_secs(30))
         .await;
     assert_eq!(agent.calls().len(), 2);

@@ -10,8 +10,8 @@ use hookgate::provider::Provider;
 use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::hookgate_cli::{
-    hookgate, printed, routes_to_agent, scratch_directory, wait_until_drained, DevServer,
-    AGENT_SECRET,
+    hookgate, printed, routes_to_agent, scratch_directory, send_accepted, wait_until_drained,
+    DevServer, AGENT_SECRET,
 };
 
 /// Every event from every provider to the agent.
@@ -42,8 +42,7 @@ async fn a_sample_from_every_provider_sent_with_hookgate_send_reaches_the_agent_
 
     for provider in Provider::ALL {
         let url = dev.webhook_url(provider.as_str());
-        let sent = hookgate(&["send", provider.as_str(), "--url", &url], &[]).await;
-        assert!(sent.status.success(), "{}", printed(&sent));
+        let sent = send_accepted(provider.as_str(), &url).await;
         let stdout = String::from_utf8_lossy(&sent.stdout);
         assert!(stdout.contains("\n202 Accepted\n"), "{}", printed(&sent));
     }
@@ -75,12 +74,7 @@ async fn a_sample_from_every_provider_sent_with_hookgate_send_reaches_the_agent_
     assert_eq!(providers, expected);
 
     // The same sample again: the provider retrying. Accepted, and processed as a duplicate.
-    let again = hookgate(
-        &["send", "github", "--url", &dev.webhook_url("github")],
-        &[],
-    )
-    .await;
-    assert!(again.status.success(), "{}", printed(&again));
+    send_accepted("github", &dev.webhook_url("github")).await;
     wait_until_drained(&directory.join("data"), Duration::from_secs(20)).await;
     assert_eq!(agent.calls().len(), Provider::ALL.len(), "{}", dev.log());
     dev.wait_for_log("outcome=\"duplicate\"", Duration::from_secs(10))
@@ -194,12 +188,7 @@ async fn a_permanently_failing_action_is_dead_lettered_then_listed_shown_and_red
     let routes = routes_file(&directory, &agent.url("/hooks"));
     let dev = start_dev(&data_dir, &routes).await;
 
-    let sent = hookgate(
-        &["send", "stripe", "--url", &dev.webhook_url("stripe")],
-        &[],
-    )
-    .await;
-    assert!(sent.status.success(), "{}", printed(&sent));
+    send_accepted("stripe", &dev.webhook_url("stripe")).await;
     assert_eq!(
         agent.wait_for_calls(1, Duration::from_secs(20)).await.len(),
         1

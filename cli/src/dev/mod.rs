@@ -9,7 +9,6 @@
 mod http;
 mod worker;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -28,7 +27,6 @@ use hookgate::samples;
 use hookgate::secret::{KeyRing, SecretError, StaticSecrets};
 use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings, SqliteStore};
 use hookgate::telemetry::Metrics;
-use hookgate::verify::scheme_for;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -264,11 +262,8 @@ pub fn receivers(
     let mut receivers = Receivers::new();
     let mut shown = Vec::new();
     for provider in Provider::ALL {
-        let settings: HashMap<String, String> = samples::receiver_environment(provider)
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect();
-        let scheme = scheme_for(provider, &settings)?;
+        // The generic receiver takes the samples' settings, as `hookgate send` signs them.
+        let scheme = samples::sample_scheme(provider);
         let variable = secret_variable(provider);
         let (secret, secret_shown) = match env.get(&variable) {
             Some(secret) => (secret, SecretShown::FromVariable(variable.clone())),
