@@ -42,8 +42,17 @@ impl InboundRequest {
     /// Whether the body is an HTML form (`application/x-www-form-urlencoded`), as GitHub's
     /// form-style hooks and Slack's commands and interactivity send it.
     pub fn is_form_encoded(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
+        self.has_media_type("application/x-www-form-urlencoded")
+    }
+
+    /// Whether `Content-Type` names `media_type` (lowercase), whatever its parameters
+    /// (`; charset=…`). Media types are case-insensitive (RFC 9110, 8.3.1): a sender writing
+    /// `Application/JSON` means `application/json`.
+    pub fn has_media_type(&self, media_type: &str) -> bool {
+        self.header("content-type").is_some_and(|value| {
+            let essence = value.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case(media_type)
+        })
     }
 
     /// A header's value as text. `None` when absent; a value that is not visible ASCII
@@ -53,5 +62,27 @@ impl InboundRequest {
             .get(name)
             .and_then(|value| value.to_str().ok())
             .map(str::trim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_media_type_is_matched_whatever_its_case_and_parameters() {
+        for value in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-Urlencoded",
+            "application/x-www-form-urlencoded ; charset=utf-8",
+        ] {
+            let request = InboundRequest::post("a=1").with_header("content-type", value);
+            assert!(request.is_form_encoded(), "{value}");
+        }
+        for value in ["application/x-www-form-urlencodedx", "text/plain", ""] {
+            let request = InboundRequest::post("a=1").with_header("content-type", value);
+            assert!(!request.is_form_encoded(), "{value:?}");
+        }
+        assert!(!InboundRequest::post("a=1").is_form_encoded());
     }
 }

@@ -213,15 +213,7 @@ async fn a_queue_that_does_not_accept_the_message_is_503_so_the_provider_retries
 async fn a_slack_url_verification_is_answered_200_with_its_challenge_and_not_queued() {
     let fixture = fixture_with(Box::new(Slack), ReceiverSettings::default());
     let body = r#"{"token":"t","challenge":"c-123","type":"url_verification"}"#;
-    let timestamp = "1700000000";
-    let signature = hex::encode(hmac_sha256(
-        SECRET.as_bytes(),
-        &[b"v0:", timestamp.as_bytes(), b":", body.as_bytes()],
-    ));
-    let request = InboundRequest::post(body)
-        .with_header("X-Slack-Signature", &format!("v0={signature}"))
-        .with_header("X-Slack-Request-Timestamp", timestamp)
-        .with_header("Content-Type", "application/json");
+    let request = slack_request(body, "application/json");
 
     let answer = fixture.receiver.answer(request).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -229,6 +221,54 @@ async fn a_slack_url_verification_is_answered_200_with_its_challenge_and_not_que
         body_json(&answer),
         serde_json::json!({"challenge": "c-123"})
     );
+    assert!(fixture.queue.messages().is_empty());
+}
+
+/// A signed Slack request with this body and `Content-Type`.
+fn slack_request(body: &str, content_type: &str) -> InboundRequest {
+    let timestamp = "1700000000";
+    let signature = hex::encode(hmac_sha256(
+        SECRET.as_bytes(),
+        &[b"v0:", timestamp.as_bytes(), b":", body.as_bytes()],
+    ));
+    InboundRequest::post(body.to_owned())
+        .with_header("X-Slack-Signature", &format!("v0={signature}"))
+        .with_header("X-Slack-Request-Timestamp", timestamp)
+        .with_header("Content-Type", content_type)
+}
+
+#[tokio::test]
+async fn a_slack_slash_command_whose_media_type_is_in_capitals_is_queued() {
+    let fixture = fixture_with(Box::new(Slack), ReceiverSettings::default());
+    let request = slack_request(
+        "command=%2Fdeploy&text=now&trigger_id=1.2.3",
+        "Application/X-WWW-Form-Urlencoded",
+    );
+
+    let answer = fixture.receiver.answer(request).await;
+
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let messages = fixture.queue.messages();
+    let envelope = Envelope::from_json(&messages[0].body).unwrap();
+    assert_eq!(envelope.v1().event_type, "slash_command");
+}
+
+#[tokio::test]
+async fn an_uppercase_github_signature_is_refused_as_octokit_refuses_it() {
+    let fixture = github(ReceiverSettings::default());
+    let mut request = github_delivery("{}");
+    let upper = request
+        .header("x-hub-signature-256")
+        .unwrap()
+        .to_uppercase();
+    request.headers.insert(
+        "x-hub-signature-256",
+        upper.replacen("SHA256=", "sha256=", 1).parse().unwrap(),
+    );
+
+    let answer = fixture.receiver.answer(request).await;
+
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert!(fixture.queue.messages().is_empty());
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_hex, header, hmac_sha256, json_str, AuthFailure, Delivery,
-    MalformedRequest, OutgoingDelivery, SignatureScheme,
+    any_signature_matches, decode_lowercase_hex, header, hmac_sha256, json_str, AuthFailure,
+    Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -42,7 +42,7 @@ impl SignatureScheme for Github {
             })?;
         let signature = header
             .strip_prefix("sha256=")
-            .and_then(decode_hex)
+            .and_then(decode_lowercase_hex)
             .ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             })?;
@@ -182,6 +182,23 @@ mod tests {
             check(&request, "s"),
             Err(AuthFailure::MalformedSignature { .. })
         ));
+    }
+
+    #[test]
+    fn rejects_an_uppercase_signature_as_octokit_does() {
+        let request = InboundRequest::post("Hello, World!").with_header(
+            SIGNATURE,
+            "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17",
+        );
+        assert!(matches!(
+            check(&request, "It's a Secret to Everybody"),
+            Err(AuthFailure::MalformedSignature { .. })
+        ));
+        let prefix_in_capitals = InboundRequest::post("Hello, World!").with_header(
+            SIGNATURE,
+            "SHA256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        );
+        assert!(check(&prefix_in_capitals, "It's a Secret to Everybody").is_err());
     }
 
     #[test]

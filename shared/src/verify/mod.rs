@@ -398,8 +398,24 @@ pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A 32-byte signature in hex of either case, for senders that do not say which they use
+/// (the generic scheme).
 pub(crate) fn decode_hex(value: &str) -> Option<Vec<u8>> {
     hex::decode(value).ok().filter(|bytes| bytes.len() == 32)
+}
+
+/// A 32-byte signature in lowercase hex only. GitHub, Stripe and Slack send lowercase, and
+/// their own verifiers (`@octokit/webhooks-methods`, `stripe`, `slack_sdk`) compare the hex
+/// text, so an uppercase signature is one they refuse: refusing it too keeps hookgate
+/// exactly as strict as the provider.
+pub(crate) fn decode_lowercase_hex(value: &str) -> Option<Vec<u8>> {
+    if !value
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    decode_hex(value)
 }
 
 pub(crate) fn decode_base64(value: &str) -> Option<Vec<u8>> {

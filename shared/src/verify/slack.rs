@@ -12,8 +12,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_hex, header, hmac_sha256, json_body, json_str,
-    unix_timestamp, AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery,
+    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256, json_body,
+    json_str, unix_timestamp, AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery,
     SignatureScheme,
 };
 use crate::provider::Provider;
@@ -45,7 +45,7 @@ impl SignatureScheme for Slack {
             })?;
         let signature = header
             .strip_prefix("v0=")
-            .and_then(decode_hex)
+            .and_then(decode_lowercase_hex)
             .ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             })?;
@@ -192,6 +192,35 @@ mod tests {
             check_at(&unversioned, DOC_SECRET, DOC_TIMESTAMP),
             Err(AuthFailure::MalformedSignature { .. })
         ));
+    }
+
+    #[test]
+    fn rejects_an_uppercase_signature_as_slack_sdk_does() {
+        let mut request = doc_request();
+        request.headers.insert(
+            SIGNATURE,
+            format!(
+                "v0={}",
+                DOC_SIGNATURE.trim_start_matches("v0=").to_uppercase()
+            )
+            .parse()
+            .unwrap(),
+        );
+        assert!(check_at(&request, DOC_SECRET, DOC_TIMESTAMP).is_err());
+    }
+
+    #[test]
+    fn a_media_type_in_capitals_is_still_a_form() {
+        let mut request = doc_request();
+        request.headers.remove("content-type");
+        let request = request.with_header(
+            "content-type",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+        );
+        assert_eq!(
+            Slack.describe(&request).unwrap().event_type,
+            "slash_command"
+        );
     }
 
     #[test]

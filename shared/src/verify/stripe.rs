@@ -9,8 +9,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_hex, header, hmac_sha256, json_body, json_str,
-    parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256, json_body,
+    json_str, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
+    SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -26,19 +27,28 @@ struct ParsedHeader {
     signatures: Vec<Vec<u8>>,
 }
 
+/// Reads `t` and every `v1`. A `v1` that is not 64 lowercase hex digits is kept out of the
+/// candidates rather than spoiling the header: Stripe's own libraries compare each `v1` as
+/// text with the lowercase hex they compute, so such a value can never match, and another
+/// `v1` beside it still may. A header with no `v1` at all, or without exactly one `t`, is
+/// malformed.
 fn parse_header(value: &str) -> Option<ParsedHeader> {
     let mut timestamp = None;
+    let mut any_v1 = false;
     let mut signatures = Vec::new();
     for item in value.split(',') {
         let (name, value) = item.trim().split_once('=')?;
         match name {
             "t" if timestamp.is_none() => timestamp = Some(parse_unix_seconds(value)?),
             "t" => return None,
-            "v1" => signatures.push(decode_hex(value)?),
+            "v1" => {
+                any_v1 = true;
+                signatures.extend(decode_lowercase_hex(value));
+            }
             _ => {}
         }
     }
-    if signatures.is_empty() {
+    if !any_v1 {
         return None;
     }
     Some(ParsedHeader {
@@ -142,6 +152,21 @@ mod tests {
             check_at(&request(&header), T),
             Err(AuthFailure::MalformedSignature { .. })
         ));
+    }
+
+    #[test]
+    fn rejects_an_uppercase_signature_as_stripes_libraries_do() {
+        let header = format!("t={T},v1={}", KNOWN.to_uppercase());
+        assert_eq!(
+            check_at(&request(&header), T),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn an_unusable_v1_beside_a_matching_one_does_not_spoil_the_header() {
+        let header = format!("t={T},v1={},v1=zz,v1={KNOWN}", KNOWN.to_uppercase());
+        assert_eq!(check_at(&request(&header), T), Ok(()));
     }
 
     #[test]
