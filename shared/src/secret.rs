@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use base64::Engine;
 use serde::Deserialize;
 
+pub mod refreshing;
+
 /// How a provider turns the secret it shows its users into HMAC key bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyEncoding {

@@ -19,7 +19,7 @@ use aws_config::BehaviorVersion;
 
 pub use dynamodb::DynamoStore;
 pub use lambda_action::LambdaActions;
-pub use secrets_manager::SecretsManagerSource;
+pub use secrets_manager::{SecretsManagerSource, SecretsManagerValue};
 pub use sqs::{
     dead_letter_attribute, MoveTaskStatus, SqsDeadLetterQueue, SqsEventQueue, SqsQueueConsumer,
     SqsQueueControl,
