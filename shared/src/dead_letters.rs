@@ -12,6 +12,29 @@ use time::OffsetDateTime;
 
 use crate::queue::QueueError;
 
+/// The most bytes of a reason a dead letter carries: a sentence, enough to recognise the
+/// failure; the processor's log has the whole of it.
+pub const MAX_REASON_BYTES: usize = 1_024;
+
+/// The most a dead letter adds to its envelope's size as SQS counts it: the reason and the
+/// original message id, as attributes with their names and types. Receivers keep every
+/// envelope this far under the queue's message limit, so that any envelope can be
+/// dead-lettered as it is.
+pub const DEAD_LETTER_OVERHEAD: usize = 2_048;
+
+/// `reason`, cut to at most [`MAX_REASON_BYTES`] at a character boundary and marked `…`
+/// where cut.
+pub fn bounded_reason(reason: &str) -> String {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason.to_owned();
+    }
+    let mut end = MAX_REASON_BYTES - '…'.len_utf8();
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
+}
+
 /// One message in the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -49,4 +72,18 @@ pub trait DeadLetterQueue: Send + Sync + fmt::Debug {
 
     /// Moves every dead letter back to the main queue.
     async fn redrive(&self) -> Result<Redrive, QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_cut_at_a_character_boundary_within_its_bytes() {
+        assert_eq!(bounded_reason("short"), "short");
+        let long = "é".repeat(MAX_REASON_BYTES);
+        let cut = bounded_reason(&long);
+        assert!(cut.len() <= MAX_REASON_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+    }
 }

@@ -237,6 +237,54 @@ async fn a_permanently_failing_action_is_dead_lettered_then_listed_shown_and_red
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_still_failing_on_its_last_allowed_delivery_is_dead_lettered_with_its_reason() {
+    let directory = scratch_directory("dev-last-delivery");
+    let data_dir = directory.join("data");
+    let data = data_dir.to_str().expect("a UTF-8 path");
+    let agent = Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::status(503).with_body("agent down for maintenance"))
+        .start()
+        .await
+        .expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = DevServer::start(
+        &data_dir,
+        &[
+            "--routes",
+            routes.to_str().expect("a UTF-8 path"),
+            "--max-receive-count",
+            "2",
+        ],
+        [
+            ("AGENT_SECRET", AGENT_SECRET),
+            ("RUST_LOG", "info"),
+            ("BACKOFF_BASE_SECS", "1"),
+            ("BACKOFF_CAP_SECS", "1"),
+        ],
+    )
+    .await;
+
+    send_accepted("github", &dev.webhook_url("github")).await;
+    dev.wait_for_log("sent to the dead-letter queue", Duration::from_secs(30))
+        .await;
+
+    assert_eq!(agent.calls().len(), 2, "{}", dev.log());
+    let log = dev.log();
+    assert!(
+        log.contains("gave up after 2 deliveries"),
+        "the log says why: {log}"
+    );
+    let listed = hookgate(&["dlq", "list", "--data-dir", data], &[]).await;
+    let listing = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listing.contains("gave up after 2 deliveries") && listing.contains("503"),
+        "{}",
+        printed(&listed)
+    );
+}
+
 #[tokio::test]
 async fn dlq_commands_refuse_a_data_directory_that_does_not_exist() {
     let directory = scratch_directory("dev-no-data");

@@ -8,6 +8,7 @@ use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 
@@ -81,7 +82,7 @@ const PROCESSOR_ENV_UNSET: [&str; 2] = ["ROUTES_FILE", "LEASE_SECS"];
 /// The processor's settings that come from parameters, and the defaults
 /// `ProcessorConfig` documents.
 const PROCESSOR_ENV_DEFAULTS: [(&str, &str); 4] = [
-    ("IDEMPOTENCY_TTL_DAYS", "7"),
+    ("IDEMPOTENCY_TTL_DAYS", "16"),
     ("BACKOFF_BASE_SECS", "10"),
     ("BACKOFF_CAP_SECS", "900"),
     ("RUST_LOG", "info"),
@@ -1191,13 +1192,34 @@ fn every_environment_variable_the_processor_reads_is_set_and_no_other() {
             "{id}: default of {name} ({param})"
         );
     }
-    // ProcessorConfig refuses a retention outside 1..=365 days.
+    // ProcessorConfig refuses a retention over 365 days, and the processor one shorter than
+    // the dead-letter queue's retention plus the longest retry delay.
     let ttl = template.parameter(
         env.get("IDEMPOTENCY_TTL_DAYS")
             .and_then(ref_target)
             .expect("a parameter"),
     );
-    assert_eq!(integer(&ttl["MinValue"]), Some(1));
+    let dlq_retention =
+        integer(&template.resource("DeadLetterQueue")["Properties"]["MessageRetentionPeriod"])
+            .expect("the dead-letter queue's retention is set");
+    let least = integer(&ttl["MinValue"]).expect("a least retention");
+    let day = Duration::from_secs(86_400);
+    assert!(
+        hookgate::processor::check_redrive_retention(
+            day * u32::try_from(least).unwrap(),
+            Duration::from_secs(u64::try_from(dlq_retention).unwrap())
+        )
+        .is_ok(),
+        "{id}: the least IdempotencyTtlDays ({least}) must cover a redrive"
+    );
+    assert!(
+        hookgate::processor::check_redrive_retention(
+            day * u32::try_from(least - 1).unwrap(),
+            Duration::from_secs(u64::try_from(dlq_retention).unwrap())
+        )
+        .is_err(),
+        "{id}: MinValue is the least the processor accepts, no more"
+    );
     assert_eq!(integer(&ttl["MaxValue"]), Some(365));
 }
 

@@ -57,7 +57,9 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
-        let failed = processor.process_batch(batch.clone()).await;
+        // The batch is done with before its messages would come back to another receive.
+        let deadline = tokio::time::Instant::now() + visibility;
+        let failed = processor.process_batch(batch.clone(), Some(deadline)).await;
         for delivery in batch
             .iter()
             .filter(|delivery| !failed.contains(&delivery.message_id))

@@ -145,6 +145,9 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
         config.dlq_url,
     )
     .await?;
+    if let Some(kept) = control.dead_letter_retention() {
+        crate::processor::check_redrive_retention(config.settings.retention, kept)?;
+    }
     // Actions are bounded by their own per-action timeouts (up to 30 s), which the store's
     // short SDK timeouts would cut off. The SDK must not retry them either: a retried
     // RequestResponse invocation runs the agent twice in one attempt, while the processor

@@ -1,13 +1,12 @@
 //! The SQS adapters of [`EventQueue`] (receivers), [`QueueControl`] and [`QueueConsumer`]
 //! (the processor), and [`DeadLetterQueue`] (`hookgate dlq`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
-use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
     MessageSystemAttributeName, QueueAttributeName,
@@ -33,7 +32,7 @@ impl SqsEventQueue {
         client: aws_sdk_sqs::Client,
         queue_url: String,
     ) -> Result<Self, QueueError> {
-        reach(&client, &queue_url).await?;
+        reach(&client, &queue_url, &[]).await?;
         Ok(Self { client, queue_url })
     }
 
@@ -70,6 +69,10 @@ pub struct SqsQueueControl {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     dlq_url: String,
+    /// The queue's redrive policy's `maxReceiveCount`, when it has one.
+    max_receive_count: Option<u32>,
+    /// How long the dead-letter queue keeps a message.
+    dead_letter_retention: Option<Duration>,
 }
 
 /// Message attributes a dead letter carries besides the envelope's own.
@@ -81,21 +84,62 @@ pub mod dead_letter_attribute {
 }
 
 impl SqsQueueControl {
-    /// Checks both queues exist (and warms the connection).
+    /// Checks both queues exist (and warms the connection), and reads what the processor
+    /// needs to know of them: the queue's maximum receive count, after which SQS would move
+    /// a message on by itself, and how long the dead-letter queue keeps messages.
     pub async fn connect(
         client: aws_sdk_sqs::Client,
         queue_url: String,
         dlq_url: String,
     ) -> Result<Self, QueueError> {
-        for url in [&queue_url, &dlq_url] {
-            reach(&client, url).await?;
-        }
+        let queue = reach(&client, &queue_url, &[QueueAttributeName::RedrivePolicy]).await?;
+        let dlq = reach(
+            &client,
+            &dlq_url,
+            &[QueueAttributeName::MessageRetentionPeriod],
+        )
+        .await?;
+        let max_receive_count = queue
+            .get(&QueueAttributeName::RedrivePolicy)
+            .map(|policy| max_receive_count(policy, &queue_url))
+            .transpose()?;
+        let dead_letter_retention = dlq
+            .get(&QueueAttributeName::MessageRetentionPeriod)
+            .and_then(|seconds| seconds.parse().ok())
+            .map(Duration::from_secs);
         Ok(Self {
             client,
             queue_url,
             dlq_url,
+            max_receive_count,
+            dead_letter_retention,
         })
     }
+
+    /// How long the dead-letter queue keeps a message, when SQS says.
+    pub fn dead_letter_retention(&self) -> Option<Duration> {
+        self.dead_letter_retention
+    }
+}
+
+/// The `maxReceiveCount` of a redrive policy (`{"deadLetterTargetArn": …,
+/// "maxReceiveCount": 5}`; SQS has written the count both as a number and as a string).
+fn max_receive_count(policy: &str, queue_url: &str) -> Result<u32, QueueError> {
+    let unreadable = || {
+        QueueError::new(format!(
+            "the redrive policy of {queue_url} has no usable maxReceiveCount: {policy}"
+        ))
+    };
+    let policy: serde_json::Value = serde_json::from_str(policy).map_err(|_| unreadable())?;
+    let count = match &policy["maxReceiveCount"] {
+        serde_json::Value::Number(number) => number.as_u64(),
+        serde_json::Value::String(text) => text.parse().ok(),
+        _ => None,
+    };
+    count
+        .and_then(|count| u32::try_from(count).ok())
+        .filter(|count| *count > 0)
+        .ok_or_else(unreadable)
 }
 
 fn string_attribute(value: impl Into<String>) -> Result<MessageAttributeValue, QueueError> {
@@ -124,10 +168,12 @@ impl QueueControl for SqsQueueControl {
         Ok(())
     }
 
+    fn max_receive_count(&self) -> Option<u32> {
+        self.max_receive_count
+    }
+
     async fn dead_letter(&self, delivery: &QueuedDelivery, reason: &str) -> Result<(), QueueError> {
-        // SQS caps an attribute value at the message size; a reason is a sentence, so keep
-        // it short enough to never crowd out the envelope.
-        let reason: String = reason.chars().take(1_000).collect();
+        let reason = crate::dead_letters::bounded_reason(reason);
         self.client
             .send_message()
             .queue_url(&self.dlq_url)
@@ -158,46 +204,39 @@ fn failed<'a, E: Error + 'a>(
     }
 }
 
-/// One attribute of a queue, with one `GetQueueAttributes` call; `None` when SQS leaves it
-/// out of its answer.
-async fn queue_attribute(
-    client: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    name: QueueAttributeName,
-) -> Result<Option<String>, SdkError<GetQueueAttributesError>> {
-    let output = client
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(name.clone())
-        .send()
-        .await?;
-    Ok(output
-        .attributes()
-        .and_then(|attributes| attributes.get(&name))
-        .cloned())
-}
-
 /// Checks that the queue exists (and warms the connection) with one `GetQueueAttributes`
-/// call, which also reads its ARN. An error names the URL.
+/// call, which reads its ARN and the attributes `wanted` too; an attribute SQS leaves out of
+/// its answer is absent from the map. An error names the URL.
 async fn reach(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
-) -> Result<Option<String>, QueueError> {
-    queue_attribute(client, queue_url, QueueAttributeName::QueueArn)
+    wanted: &[QueueAttributeName],
+) -> Result<HashMap<QueueAttributeName, String>, QueueError> {
+    let output = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .set_attribute_names(Some(
+            std::iter::once(QueueAttributeName::QueueArn)
+                .chain(wanted.iter().cloned())
+                .collect(),
+        ))
+        .send()
         .await
         .map_err(|error| {
             QueueError::new(format!(
                 "cannot reach {queue_url}: {}",
                 DisplayErrorContext(error)
             ))
-        })
+        })?;
+    Ok(output.attributes.unwrap_or_default())
 }
 
 /// Checks that the queue exists and returns its ARN, with one `GetQueueAttributes` call
 /// (which also warms the connection).
 async fn queue_arn(client: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, QueueError> {
-    reach(client, queue_url)
+    reach(client, queue_url, &[])
         .await?
+        .remove(&QueueAttributeName::QueueArn)
         .ok_or_else(|| QueueError::new(format!("SQS gave no QueueArn for {queue_url}")))
 }
 
@@ -500,13 +539,13 @@ impl SqsDeadLetterQueue {
     }
 
     async fn approximate_count(&self) -> Result<Option<u64>, QueueError> {
-        let count = queue_attribute(
+        let count = reach(
             &self.client,
             &self.dlq_url,
-            QueueAttributeName::ApproximateNumberOfMessages,
+            &[QueueAttributeName::ApproximateNumberOfMessages],
         )
-        .await
-        .map_err(failed("GetQueueAttributes on", &self.dlq_url))?;
+        .await?
+        .remove(&QueueAttributeName::ApproximateNumberOfMessages);
         Ok(count.and_then(|count| count.parse().ok()))
     }
 }

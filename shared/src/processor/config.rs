@@ -6,7 +6,7 @@
 //! | `QUEUE_URL` | the queue the processor consumes (for retry delays) | required |
 //! | `DLQ_URL` | the dead-letter queue for permanent failures | required |
 //! | `ROUTES_FILE` | a routes file to use instead of the bundled `routes.toml` | bundled |
-//! | `IDEMPOTENCY_TTL_DAYS` | how long idempotency records are kept | 7 |
+//! | `IDEMPOTENCY_TTL_DAYS` | how long idempotency records are kept; at least the dead-letter queue's retention plus the longest retry delay | 16 |
 //! | `LEASE_SECS` | how long a claim is exclusive; must exceed every action timeout | longest action timeout + 30 |
 //! | `BACKOFF_BASE_SECS` | the first retry's delay step | 10 |
 //! | `BACKOFF_CAP_SECS` | the largest delay step | 900 |
@@ -23,6 +23,40 @@ pub const BUNDLED_ROUTES: &str = include_str!("../../../functions/processor/rout
 
 /// The margin a lease keeps over the longest action timeout, for recording the outcome.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long idempotency records are kept by default: longer than the stack's dead-letter
+/// queue keeps a message (14 days, SQS's longest) plus the longest retry delay (12 hours),
+/// with a day to spare, so that redriving anything still in the dead-letter queue finds
+/// its record, and runs only the actions that had not succeeded.
+pub const DEFAULT_RETENTION_DAYS: u64 = 16;
+
+/// Refuses a retention a redrive could outlast: a dead letter kept `dead_letter_retention`
+/// and redriven at the last moment, after a message put off by the longest retry delay
+/// before it was dead-lettered, must still find its event's record, or the actions that
+/// had succeeded run again.
+pub fn check_redrive_retention(
+    retention: Duration,
+    dead_letter_retention: Duration,
+) -> Result<(), ConfigError> {
+    let needed = dead_letter_retention + MAX_VISIBILITY;
+    if retention >= needed {
+        return Ok(());
+    }
+    let day = 86_400;
+    Err(ConfigError::invalid(
+        "IDEMPOTENCY_TTL_DAYS",
+        format!(
+            "{} days is shorter than the dead-letter queue keeps messages ({} days) plus the \
+             longest retry delay ({} h {} min): an event redriven late would run its \
+             completed actions again; set it to at least {}",
+            retention.as_secs() / day,
+            dead_letter_retention.as_secs() / day,
+            MAX_VISIBILITY.as_secs() / 3_600,
+            MAX_VISIBILITY.as_secs() % 3_600 / 60,
+            needed.as_secs().div_ceil(day)
+        ),
+    ))
+}
 
 /// Everything the processor reads from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +106,7 @@ pub fn settings_from_env(
     env: &dyn Env,
     routes: &RouteTable,
 ) -> Result<ProcessorSettings, ConfigError> {
-    let ttl_days: u64 = parsed_or(env, "IDEMPOTENCY_TTL_DAYS", 7)?;
+    let ttl_days: u64 = parsed_or(env, "IDEMPOTENCY_TTL_DAYS", DEFAULT_RETENTION_DAYS)?;
     if ttl_days == 0 || ttl_days > 365 {
         return Err(ConfigError::invalid(
             "IDEMPOTENCY_TTL_DAYS",
@@ -132,7 +166,9 @@ mod tests {
     #[test]
     fn the_bundled_routes_are_valid_and_the_defaults_hold() {
         let config = config(&[]).unwrap();
-        assert_eq!(config.settings.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.settings.retention, Duration::from_secs(16 * 86_400));
+        check_redrive_retention(config.settings.retention, FOURTEEN_DAYS)
+            .expect("the default retention covers a redrive from the stack's dead-letter queue");
         assert!(config.settings.lease > config.routes.longest_action_timeout());
         assert_eq!(config.settings.backoff.base, Duration::from_secs(10));
     }
@@ -181,6 +217,21 @@ mod tests {
                 .contains("cannot read /nonexistent/routes.toml"),
             "{error}"
         );
+    }
+
+    const FOURTEEN_DAYS: Duration = Duration::from_secs(14 * 86_400);
+
+    #[test]
+    fn a_retention_a_redrive_could_outlast_is_refused_saying_how_long_it_must_be() {
+        let error =
+            check_redrive_retention(Duration::from_secs(14 * 86_400), FOURTEEN_DAYS).unwrap_err();
+        let error = error.to_string();
+        assert!(
+            error.starts_with("IDEMPOTENCY_TTL_DAYS is invalid: 14 days"),
+            "{error}"
+        );
+        assert!(error.ends_with("set it to at least 15"), "{error}");
+        assert!(check_redrive_retention(Duration::from_secs(15 * 86_400), FOURTEEN_DAYS).is_ok());
     }
 
     #[test]

@@ -12,6 +12,12 @@ use crate::queue::QueueError;
 
 #[async_trait]
 pub trait QueueControl: Send + Sync + fmt::Debug {
+    /// How many times the queue delivers a message before it moves it to the dead-letter
+    /// queue by itself (SQS's redrive policy), if it does. On a message's last delivery the
+    /// processor dead-letters it itself, with the reason, rather than let it be moved
+    /// without one.
+    fn max_receive_count(&self) -> Option<u32>;
+
     /// Makes the message visible again only after `delay`.
     async fn retry_after(
         &self,
@@ -42,11 +48,18 @@ pub enum ControlCall {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryQueueControl {
     calls: Arc<Mutex<Vec<ControlCall>>>,
+    max_receive_count: Option<u32>,
 }
 
 impl MemoryQueueControl {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A queue that moves a message on after `count` deliveries.
+    pub fn with_max_receive_count(mut self, count: u32) -> Self {
+        self.max_receive_count = Some(count);
+        self
     }
 
     pub fn calls(&self) -> Vec<ControlCall> {
@@ -63,6 +76,10 @@ impl MemoryQueueControl {
 
 #[async_trait]
 impl QueueControl for MemoryQueueControl {
+    fn max_receive_count(&self) -> Option<u32> {
+        self.max_receive_count
+    }
+
     async fn retry_after(
         &self,
         delivery: &QueuedDelivery,

@@ -3,10 +3,18 @@
 //!
 //! For each message: read the envelope (unreadable: to the dead-letter queue), find its
 //! actions (none: acknowledged), claim its key (done already: a duplicate; held elsewhere:
-//! retried later), run the actions not yet done, concurrently, each bounded by its timeout,
-//! recording each success, then complete the claim. A retryable failure releases the claim
-//! and puts the message off with backoff; a permanent one sends it to the dead-letter queue
-//! with the reason.
+//! retried when the holder's lease ends), run the actions not yet done, concurrently, each
+//! bounded by its timeout and by the invocation's deadline, recording each success, then
+//! complete the claim. A retryable failure (an action's, or the idempotency store being
+//! unreachable) releases the claim and puts the message off with backoff, seconds rather
+//! than the queue's visibility timeout; a permanent one sends it to the dead-letter queue
+//! with the reason. So does a retryable failure on the message's last allowed delivery: the
+//! dead letter says why, where SQS would move it on without a word.
+//!
+//! The invocation's deadline (Lambda's, or the visibility a local consumer set) bounds every
+//! message: actions are cut short [`RECORD_MARGIN`] before it, so that their outcome is
+//! recorded and the claim released in time, and the batch is answered [`ANSWER_MARGIN`]
+//! before it whatever happens.
 
 pub mod actions;
 pub mod backoff;
@@ -15,13 +23,17 @@ mod consumer;
 mod control;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use tracing::{error, info, warn, Instrument};
 
-pub use config::{routes_from_env, settings_from_env, ProcessorConfig, BUNDLED_ROUTES};
+pub use config::{
+    check_redrive_retention, routes_from_env, settings_from_env, ProcessorConfig, BUNDLED_ROUTES,
+    DEFAULT_RETENTION_DAYS,
+};
 pub use consumer::QueueConsumer;
 pub use control::{ControlCall, MemoryQueueControl, QueueControl};
 
@@ -57,11 +69,22 @@ pub enum Outcome {
     Completed,
     Duplicate,
     NoRoute,
-    DeadLettered { reason: String },
-    RetryScheduled { delay: Duration },
+    DeadLettered {
+        reason: String,
+    },
+    /// An action failed in a way worth retrying; `reason` says which and how.
+    RetryScheduled {
+        delay: Duration,
+        reason: String,
+    },
     InFlightElsewhere,
-    StoreUnavailable,
+    /// The idempotency store could not be reached to claim the event or record progress.
+    StoreUnavailable {
+        reason: String,
+    },
     ClaimLost,
+    /// The invocation's deadline came before the message was done.
+    DeadlineReached,
     DeadLetterUnavailable,
 }
 
@@ -74,11 +97,50 @@ impl Outcome {
             Outcome::DeadLettered { .. } => "dead_lettered",
             Outcome::RetryScheduled { .. } => "retry_scheduled",
             Outcome::InFlightElsewhere => "in_flight_elsewhere",
-            Outcome::StoreUnavailable => "store_unavailable",
+            Outcome::StoreUnavailable { .. } => "store_unavailable",
             Outcome::ClaimLost => "claim_lost",
+            Outcome::DeadlineReached => "deadline_reached",
             Outcome::DeadLetterUnavailable => "dead_letter_unavailable",
         }
     }
+
+    /// Why the message is not done, in a sentence, for the dead letter of a message that
+    /// failed its last allowed delivery.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::RetryScheduled { reason, .. } | Outcome::StoreUnavailable { reason } => {
+                reason.clone()
+            }
+            Outcome::InFlightElsewhere => "another delivery of the event held its claim".to_owned(),
+            Outcome::ClaimLost => {
+                "its claim was taken over by another worker after the lease ran out".to_owned()
+            }
+            Outcome::DeadlineReached => {
+                "the invocation's deadline came before it was done".to_owned()
+            }
+            other => other.label().replace('_', " "),
+        }
+    }
+}
+
+/// How long before the invocation's deadline actions are cut short, so that their outcome
+/// is recorded and the claim released (a few store calls, each well under a second unless
+/// the store is struggling) before the batch must be answered.
+pub const RECORD_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long before the invocation's deadline the batch is answered, whatever is still
+/// unfinished: a message cut off there is reported failed and comes back.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// What processing one message decided, before the queue is told.
+#[derive(Debug)]
+enum Decision {
+    /// Acknowledge.
+    Done(Outcome),
+    /// Park in the dead-letter queue with this reason.
+    DeadLetter(String),
+    /// Report failed; the message comes back after `delay`.
+    Retry { outcome: Outcome, delay: Duration },
 }
 
 /// How long until a lease that ends at `lease_expires_at` has ended, in whole seconds (SQS's
@@ -125,6 +187,8 @@ impl std::fmt::Debug for Processor {
 struct ActionResult<'a> {
     action: &'a ActionSpec,
     result: Result<(), ActionError>,
+    /// The action was stopped by the invocation's deadline, not by its own timeout.
+    cut_by_deadline: bool,
 }
 
 impl Processor {
@@ -165,11 +229,16 @@ impl Processor {
     }
 
     /// Processes a batch concurrently; returns the ids of the messages to report failed.
-    /// One message's failure never affects its neighbours.
-    pub async fn process_batch(&self, deliveries: Vec<QueuedDelivery>) -> Vec<String> {
+    /// One message's failure never affects its neighbours. With a `deadline` (the end of
+    /// the invocation), the answer comes [`ANSWER_MARGIN`] before it.
+    pub async fn process_batch(
+        &self,
+        deliveries: Vec<QueuedDelivery>,
+        deadline: Option<Instant>,
+    ) -> Vec<String> {
         let dispositions = join_all(deliveries.iter().map(|delivery| {
             let span = tracing::info_span!("message", message_id = %delivery.message_id, receive_count = delivery.receive_count);
-            self.process(delivery).instrument(span)
+            self.process_within(delivery, deadline).instrument(span)
         }))
         .await;
         deliveries
@@ -182,33 +251,116 @@ impl Processor {
             .collect()
     }
 
-    /// Processes one message, logging and counting its outcome.
-    pub async fn process(&self, delivery: &QueuedDelivery) -> Disposition {
-        let disposition = match Envelope::from_json(&delivery.body) {
-            Ok(envelope) => self.process_envelope(delivery, envelope.v1()).await,
-            Err(error) => {
-                warn!(%error, "unreadable envelope");
-                self.dead_letter(delivery, format!("unreadable envelope: {error}"))
+    /// [`Processor::process`], answered [`ANSWER_MARGIN`] before `deadline` whatever
+    /// happens: a message cut off there is reported failed (its claim frees itself when its
+    /// lease ends) and comes back.
+    async fn process_within(
+        &self,
+        delivery: &QueuedDelivery,
+        deadline: Option<Instant>,
+    ) -> Disposition {
+        let Some(deadline) = deadline else {
+            return self.process(delivery, None).await;
+        };
+        let answer_by = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+        match tokio::time::timeout_at(answer_by, self.process(delivery, Some(deadline))).await {
+            Ok(disposition) => disposition,
+            Err(_) => {
+                error!(outcome = "retry", "the invocation's deadline came mid-message; it is reported failed and comes back");
+                let outcome = Outcome::DeadlineReached;
+                self.metrics.count(metric_for(&outcome), &[], &[&[]]);
+                Disposition::Retry(outcome)
+            }
+        }
+    }
+
+    /// Processes one message, logging and counting its outcome. `deadline` is when the
+    /// invocation ends, if it does.
+    pub async fn process(
+        &self,
+        delivery: &QueuedDelivery,
+        deadline: Option<Instant>,
+    ) -> Disposition {
+        let decision = match Envelope::from_json(&delivery.body) {
+            Ok(envelope) => {
+                self.process_envelope(delivery, envelope.v1(), deadline)
                     .await
             }
+            Err(error) => {
+                warn!(%error, "unreadable envelope");
+                Decision::DeadLetter(format!("unreadable envelope: {error}"))
+            }
         };
+        let disposition = self.settle(delivery, decision).await;
         let (Disposition::Acknowledge(outcome) | Disposition::Retry(outcome)) = &disposition;
         self.metrics.count(metric_for(outcome), &[], &[&[]]);
         disposition
+    }
+
+    /// Tells the queue what was decided. A retry on the message's last allowed delivery is
+    /// dead-lettered instead, with the reason, so that nothing reaches the dead-letter
+    /// queue without one.
+    async fn settle(&self, delivery: &QueuedDelivery, decision: Decision) -> Disposition {
+        match decision {
+            Decision::Done(outcome) => Disposition::Acknowledge(outcome),
+            Decision::DeadLetter(reason) => self.dead_letter(delivery, reason).await,
+            Decision::Retry { outcome, delay } => {
+                if let Some(max) = self
+                    .control
+                    .max_receive_count()
+                    .filter(|max| delivery.receive_count >= *max)
+                {
+                    let reason = format!(
+                        "gave up after {} deliveries (the queue allows {max}); the last failed: {}",
+                        delivery.receive_count,
+                        outcome.describe()
+                    );
+                    return self.dead_letter(delivery, reason).await;
+                }
+                if let Err(error) = self.control.retry_after(delivery, delay).await {
+                    warn!(%error, "could not set the retry delay; the queue's visibility timeout applies");
+                }
+                Disposition::Retry(outcome)
+            }
+        }
+    }
+
+    /// The backoff before the next delivery of a message that failed this one.
+    fn backoff(&self, delivery: &QueuedDelivery, retry_after: Option<Duration>) -> Duration {
+        self.settings
+            .backoff
+            .delay(delivery.receive_count, retry_after)
     }
 
     async fn process_envelope(
         &self,
         delivery: &QueuedDelivery,
         envelope: &EnvelopeV1,
-    ) -> Disposition {
+        deadline: Option<Instant>,
+    ) -> Decision {
         let key = &envelope.idempotency_key;
         let event_type = envelope.event_type.as_str();
         let provider = envelope.provider.as_str();
         let actions = self.routes.actions_for(envelope.provider, event_type);
         if actions.is_empty() {
             info!(idempotency_key = %key, provider, event_type, outcome = "no_route", "no route matches; acknowledged");
-            return Disposition::Acknowledge(Outcome::NoRoute);
+            return Decision::Done(Outcome::NoRoute);
+        }
+        // Actions are cut short this long before the deadline; with less than a second of
+        // that left, starting would only take a claim that then waits out its lease.
+        let actions_deadline = deadline.map(|deadline| {
+            deadline
+                .checked_sub(RECORD_MARGIN)
+                .unwrap_or_else(Instant::now)
+        });
+        if actions_deadline.is_some_and(|end| {
+            end.saturating_duration_since(Instant::now()) < Duration::from_secs(1)
+        }) {
+            info!(idempotency_key = %key, provider, event_type, outcome = "retry", "too little of the invocation is left to start; the message comes back at once");
+            return Decision::Retry {
+                outcome: Outcome::DeadlineReached,
+                delay: Duration::ZERO,
+            };
         }
 
         let now = (self.clock)();
@@ -226,7 +378,7 @@ impl Processor {
             Ok(Claim::Acquired(held)) => held,
             Ok(Claim::Completed) => {
                 info!(idempotency_key = %key, provider, event_type, claim = "completed", outcome = "duplicate", "duplicate delivery acknowledged");
-                return Disposition::Acknowledge(Outcome::Duplicate);
+                return Decision::Done(Outcome::Duplicate);
             }
             Ok(Claim::InFlight { lease_expires_at }) => {
                 // Come back when the lease ends: by then the holder has completed the event
@@ -234,15 +386,24 @@ impl Processor {
                 // Without a delay, the message would wait out the queue's whole visibility
                 // timeout instead.
                 let delay = until_lease_ends(now, lease_expires_at);
-                if let Err(error) = self.control.retry_after(delivery, delay).await {
-                    warn!(%error, "could not set the retry delay; SQS's visibility timeout applies");
-                }
                 info!(idempotency_key = %key, provider, event_type, claim = "in_flight", %lease_expires_at, delay_ms = delay.as_millis() as u64, outcome = "retry", "another delivery of the event holds the claim; retrying when its lease ends");
-                return Disposition::Retry(Outcome::InFlightElsewhere);
+                return Decision::Retry {
+                    outcome: Outcome::InFlightElsewhere,
+                    delay,
+                };
             }
             Err(error) => {
-                error!(idempotency_key = %key, provider, event_type, %error, outcome = "retry", "cannot claim the event");
-                return Disposition::Retry(Outcome::StoreUnavailable);
+                // Back after a short backoff: an unreachable store is usually a blip, and
+                // waiting out the queue's visibility timeout (minutes) would hold every
+                // event of the outage back that long.
+                let delay = self.backoff(delivery, None);
+                error!(idempotency_key = %key, provider, event_type, %error, delay_ms = delay.as_millis() as u64, outcome = "retry", "cannot claim the event");
+                return Decision::Retry {
+                    outcome: Outcome::StoreUnavailable {
+                        reason: error.to_string(),
+                    },
+                    delay,
+                };
             }
         };
         if held.first_payload_hash != envelope.body_sha256 {
@@ -257,7 +418,7 @@ impl Processor {
         // Each success is recorded as soon as its action ends, not once the slowest action
         // of the event has: a crash in between must not make a finished action run again.
         let outcomes = join_all(pending.iter().map(|action| async {
-            let done = self.run_action(action, &event).await;
+            let done = self.run_action(action, &event, actions_deadline).await;
             let recorded = match &done.result {
                 Ok(()) => {
                     info!(idempotency_key = %key, action = %action.name, attempt = held.attempt, "action succeeded");
@@ -274,7 +435,7 @@ impl Processor {
         let mut results = Vec::with_capacity(outcomes.len());
         for (done, recorded) in outcomes {
             if let Err(error) = recorded {
-                return self.lost_progress(&held, error).await;
+                return self.lost_progress(delivery, &held, error).await;
             }
             results.push(done);
         }
@@ -285,31 +446,47 @@ impl Processor {
         });
         if let Some((action, reason)) = permanent {
             self.release(&held).await;
-            return self
-                .dead_letter(
-                    delivery,
-                    format!("action `{}` failed permanently: {reason}", action.name),
-                )
-                .await;
+            return Decision::DeadLetter(format!(
+                "action `{}` failed permanently: {reason}",
+                action.name
+            ));
         }
-        let retry_after = results
+        let retryable: Vec<&ActionResult<'_>> = results
             .iter()
-            .filter_map(|done| match &done.result {
-                Err(ActionError::Retryable { retry_after, .. }) => Some(*retry_after),
-                _ => None,
-            })
-            .reduce(Option::max);
-        if let Some(retry_after) = retry_after {
+            .filter(|done| matches!(done.result, Err(ActionError::Retryable { .. })))
+            .collect();
+        if !retryable.is_empty() {
             self.release(&held).await;
-            let delay = self
-                .settings
-                .backoff
-                .delay(delivery.receive_count, retry_after);
-            if let Err(error) = self.control.retry_after(delivery, delay).await {
-                warn!(%error, "could not set the retry delay; SQS's visibility timeout applies");
+            // Cut short by the deadline alone, nothing went wrong: the next invocation
+            // takes the message up at once.
+            if retryable.iter().all(|done| done.cut_by_deadline) {
+                info!(idempotency_key = %key, attempt = held.attempt, outcome = "retry", "the invocation's deadline cut the actions short; the message comes back at once");
+                return Decision::Retry {
+                    outcome: Outcome::DeadlineReached,
+                    delay: Duration::ZERO,
+                };
             }
+            let retry_after = retryable
+                .iter()
+                .filter_map(|done| match &done.result {
+                    Err(ActionError::Retryable { retry_after, .. }) => *retry_after,
+                    _ => None,
+                })
+                .max();
+            let reason = retryable
+                .iter()
+                .filter_map(|done| {
+                    let error = done.result.as_ref().err()?;
+                    Some(format!("action `{}`: {error}", done.action.name))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let delay = self.backoff(delivery, retry_after);
             info!(idempotency_key = %key, attempt = held.attempt, delay_ms = delay.as_millis() as u64, outcome = "retry", "retry scheduled");
-            return Disposition::Retry(Outcome::RetryScheduled { delay });
+            return Decision::Retry {
+                outcome: Outcome::RetryScheduled { delay, reason },
+                delay,
+            };
         }
 
         if let Err(error) = self
@@ -317,7 +494,7 @@ impl Processor {
             .complete(&held, (self.clock)(), self.settings.retention)
             .await
         {
-            return self.lost_progress(&held, error).await;
+            return self.lost_progress(delivery, &held, error).await;
         }
         let latency = (OffsetDateTime::now_utc() - envelope.received_at)
             .whole_milliseconds()
@@ -330,22 +507,40 @@ impl Processor {
             &[&[]],
         );
         info!(idempotency_key = %key, provider, event_type, attempt = held.attempt, outcome = "completed", "event completed");
-        Disposition::Acknowledge(Outcome::Completed)
+        Decision::Done(Outcome::Completed)
     }
 
+    /// Runs one action, bounded by its timeout and by `deadline`, whichever comes first.
     async fn run_action<'a>(
         &self,
         action: &'a ActionSpec,
         event: &NormalizedEvent,
+        deadline: Option<Instant>,
     ) -> ActionResult<'a> {
         let started = Instant::now();
-        let result =
-            match tokio::time::timeout(action.timeout, self.actions.invoke(action, event)).await {
-                Ok(result) => result,
-                Err(_) => Err(ActionError::retryable(format!(
-                    "timed out after {} s",
-                    action.timeout.as_secs()
-                ))),
+        let budget = deadline.map_or(action.timeout, |deadline| {
+            action
+                .timeout
+                .min(deadline.saturating_duration_since(started))
+        });
+        let shortened = budget < action.timeout;
+        let (result, cut_by_deadline) =
+            match tokio::time::timeout(budget, self.actions.invoke(action, event)).await {
+                Ok(result) => (result, false),
+                Err(_) if shortened => (
+                    Err(ActionError::retryable(format!(
+                        "cut short after {} ms by the invocation's deadline",
+                        budget.as_millis()
+                    ))),
+                    true,
+                ),
+                Err(_) => (
+                    Err(ActionError::retryable(format!(
+                        "timed out after {} s",
+                        action.timeout.as_secs()
+                    ))),
+                    false,
+                ),
             };
         let dimensions = [("Action", action.name.as_str())];
         self.metrics.emit(
@@ -361,20 +556,33 @@ impl Processor {
             "ActionFailed"
         };
         self.metrics.count(metric, &dimensions, &[&["Action"]]);
-        ActionResult { action, result }
+        ActionResult {
+            action,
+            result,
+            cut_by_deadline,
+        }
     }
 
     /// A claim write failed mid-event. Whatever was recorded stands; the message is retried
-    /// and the next attempt runs only what is left.
-    async fn lost_progress(&self, held: &HeldClaim, error: StoreError) -> Disposition {
+    /// after a backoff and the next attempt runs only what is left.
+    async fn lost_progress(
+        &self,
+        delivery: &QueuedDelivery,
+        held: &HeldClaim,
+        error: StoreError,
+    ) -> Decision {
         error!(idempotency_key = %held.key, %error, outcome = "retry", "could not record progress");
-        match error {
-            StoreError::ClaimLost { .. } => Disposition::Retry(Outcome::ClaimLost),
-            StoreError::Unavailable(_) => {
+        let delay = self.backoff(delivery, None);
+        let outcome = match error {
+            StoreError::ClaimLost { .. } => Outcome::ClaimLost,
+            StoreError::Unavailable(reason) => {
                 self.release(held).await;
-                Disposition::Retry(Outcome::StoreUnavailable)
+                Outcome::StoreUnavailable {
+                    reason: format!("the idempotency store is unavailable: {reason}"),
+                }
             }
-        }
+        };
+        Decision::Retry { outcome, delay }
     }
 
     /// Releasing is a courtesy that lets the next delivery start at once; if it fails, the
@@ -411,9 +619,10 @@ fn metric_for(outcome: &Outcome) -> &'static str {
         Outcome::DeadLettered { .. } => "DeadLettered",
         Outcome::RetryScheduled { .. } => "RetriesScheduled",
         Outcome::InFlightElsewhere => "InFlightElsewhere",
-        Outcome::StoreUnavailable | Outcome::ClaimLost | Outcome::DeadLetterUnavailable => {
-            "ProcessingErrors"
-        }
+        Outcome::StoreUnavailable { .. }
+        | Outcome::ClaimLost
+        | Outcome::DeadlineReached
+        | Outcome::DeadLetterUnavailable => "ProcessingErrors",
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::*;
-use crate::claims::MemoryStore;
+use crate::claims::{IdempotencyStore, MemoryStore};
 use crate::envelope::RawBody;
 use crate::idempotency::IdempotencyKey;
 use crate::provider::Provider;
@@ -80,14 +80,39 @@ struct Fixture {
 }
 
 fn fixture(actions: ScriptedActions) -> Fixture {
+    fixture_on(actions, MemoryQueueControl::new())
+}
+
+/// A fixture whose queue moves a message on after `max_receive_count` deliveries.
+fn fixture_with_max_receive_count(actions: ScriptedActions, max_receive_count: u32) -> Fixture {
+    fixture_on(
+        actions,
+        MemoryQueueControl::new().with_max_receive_count(max_receive_count),
+    )
+}
+
+fn fixture_on(actions: ScriptedActions, control: MemoryQueueControl) -> Fixture {
     let store = MemoryStore::new();
-    let control = MemoryQueueControl::new();
     let actions = Arc::new(actions);
-    let processor = Processor::new(
+    let processor = processor_on(Arc::new(store.clone()), actions.clone(), control.clone());
+    Fixture {
+        processor,
+        store,
+        control,
+        actions,
+    }
+}
+
+fn processor_on(
+    store: Arc<dyn IdempotencyStore>,
+    actions: Arc<ScriptedActions>,
+    control: MemoryQueueControl,
+) -> Processor {
+    Processor::new(
         RouteTable::parse(ROUTES, "routes.toml").unwrap(),
-        Arc::new(store.clone()),
-        actions.clone(),
-        Arc::new(control.clone()),
+        store,
+        actions,
+        Arc::new(control),
         ProcessorSettings {
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(7 * 86_400),
@@ -97,13 +122,7 @@ fn fixture(actions: ScriptedActions) -> Fixture {
             },
         },
     )
-    .with_metrics(Metrics::in_memory());
-    Fixture {
-        processor,
-        store,
-        control,
-        actions,
-    }
+    .with_metrics(Metrics::in_memory())
 }
 
 fn envelope(id: &str, event_type: &str) -> String {
@@ -139,11 +158,11 @@ fn pr(id: &str) -> QueuedDelivery {
 async fn an_event_runs_its_actions_once_and_a_redelivery_is_a_duplicate() {
     let fixture = fixture(ScriptedActions::default());
     assert_eq!(
-        fixture.processor.process(&pr("d-1")).await,
+        fixture.processor.process(&pr("d-1"), None).await,
         Disposition::Acknowledge(Outcome::Completed)
     );
     assert_eq!(
-        fixture.processor.process(&pr("d-1")).await,
+        fixture.processor.process(&pr("d-1"), None).await,
         Disposition::Acknowledge(Outcome::Duplicate)
     );
     let names: Vec<String> = fixture
@@ -161,7 +180,7 @@ async fn an_event_no_route_matches_is_acknowledged_without_a_claim() {
     fixture.store.set_unavailable(true);
     let push = delivery("d-2", envelope("d-2", "push"), 1);
     assert_eq!(
-        fixture.processor.process(&push).await,
+        fixture.processor.process(&push, None).await,
         Disposition::Acknowledge(Outcome::NoRoute)
     );
     assert!(fixture.actions.calls().is_empty());
@@ -174,11 +193,15 @@ async fn a_retryable_failure_releases_the_claim_and_puts_the_message_off_with_ba
     );
     let first = fixture
         .processor
-        .process(&delivery("d-3", envelope("d-3", "pull_request.opened"), 2))
+        .process(
+            &delivery("d-3", envelope("d-3", "pull_request.opened"), 2),
+            None,
+        )
         .await;
-    let Disposition::Retry(Outcome::RetryScheduled { delay }) = first else {
+    let Disposition::Retry(Outcome::RetryScheduled { delay, reason }) = first else {
         panic!("expected a scheduled retry, got {first:?}");
     };
+    assert_eq!(reason, "action `agent`: 503 from the agent (retryable)");
     assert!(
         delay >= Duration::from_secs(10) && delay <= Duration::from_secs(20),
         "{delay:?}"
@@ -193,7 +216,10 @@ async fn a_retryable_failure_releases_the_claim_and_puts_the_message_off_with_ba
     // Released, so the redelivery claims it at once and runs only what is left.
     let second = fixture
         .processor
-        .process(&delivery("d-3", envelope("d-3", "pull_request.opened"), 3))
+        .process(
+            &delivery("d-3", envelope("d-3", "pull_request.opened"), 3),
+            None,
+        )
         .await;
     assert_eq!(second, Disposition::Acknowledge(Outcome::Completed));
     let names: Vec<String> = fixture
@@ -216,12 +242,14 @@ async fn an_agents_retry_after_lengthens_the_backoff() {
         retry_after: Some(Duration::from_secs(120)),
     };
     let fixture = fixture(ScriptedActions::default().then("agent", Err(hint)));
-    let outcome = fixture.processor.process(&pr("d-4")).await;
-    assert_eq!(
-        outcome,
-        Disposition::Retry(Outcome::RetryScheduled {
-            delay: Duration::from_secs(120)
-        })
+    let outcome = fixture.processor.process(&pr("d-4"), None).await;
+    assert!(
+        matches!(
+            outcome,
+            Disposition::Retry(Outcome::RetryScheduled { delay, .. })
+                if delay == Duration::from_secs(120)
+        ),
+        "{outcome:?}"
     );
 }
 
@@ -231,7 +259,7 @@ async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_acknowledged()
         ScriptedActions::default().then("agent", Err(ActionError::permanent("400 from the agent"))),
     );
     let message = pr("d-5");
-    let outcome = fixture.processor.process(&message).await;
+    let outcome = fixture.processor.process(&message, None).await;
     let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = outcome else {
         panic!("expected a dead letter, got {outcome:?}");
     };
@@ -258,7 +286,7 @@ async fn an_unreadable_envelope_is_dead_lettered_with_its_reason() {
     let fixture = fixture(ScriptedActions::default());
     let outcome = fixture
         .processor
-        .process(&delivery("d-6", "{\"version\": 9}".into(), 1))
+        .process(&delivery("d-6", "{\"version\": 9}".into(), 1), None)
         .await;
     let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = outcome else {
         panic!("expected a dead letter, got {outcome:?}");
@@ -284,7 +312,7 @@ async fn a_claim_held_by_another_worker_is_retried_later() {
         .unwrap();
     assert!(matches!(held_elsewhere, Claim::Acquired(_)));
     assert_eq!(
-        fixture.processor.process(&pr("d-7")).await,
+        fixture.processor.process(&pr("d-7"), None).await,
         Disposition::Retry(Outcome::InFlightElsewhere)
     );
     assert!(fixture.actions.calls().is_empty());
@@ -323,7 +351,7 @@ async fn an_unreachable_store_fails_every_message_of_the_batch() {
     fixture.store.set_unavailable(true);
     let failed = fixture
         .processor
-        .process_batch(vec![pr("d-8"), pr("d-9"), pr("d-10")])
+        .process_batch(vec![pr("d-8"), pr("d-9"), pr("d-10")], None)
         .await;
     assert_eq!(failed, ["d-8", "d-9", "d-10"]);
     assert!(fixture.actions.calls().is_empty());
@@ -336,7 +364,7 @@ async fn a_batch_reports_only_the_messages_that_failed() {
     // Concurrent messages: exactly one of the three meets the scripted failure.
     let failed = fixture
         .processor
-        .process_batch(vec![pr("d-11"), pr("d-12"), pr("d-13")])
+        .process_batch(vec![pr("d-11"), pr("d-12"), pr("d-13")], None)
         .await;
     assert_eq!(failed.len(), 1, "{failed:?}");
 }
@@ -348,7 +376,7 @@ async fn an_action_that_outlives_its_timeout_is_a_retryable_failure() {
         ..ScriptedActions::default()
     };
     let fixture = fixture(slow);
-    let outcome = fixture.processor.process(&pr("d-14")).await;
+    let outcome = fixture.processor.process(&pr("d-14"), None).await;
     assert!(
         matches!(outcome, Disposition::Retry(Outcome::RetryScheduled { .. })),
         "{outcome:?}"
@@ -385,4 +413,203 @@ async fn a_late_worker_whose_claim_was_taken_over_cannot_complete_it() {
         .complete(&new_holder, start, Duration::from_secs(60))
         .await
         .is_ok());
+}
+
+/// The delays the processor put messages off by.
+fn retry_delays(control: &MemoryQueueControl) -> Vec<Duration> {
+    control
+        .calls()
+        .into_iter()
+        .filter_map(|call| match call {
+            ControlCall::RetryAfter { delay, .. } => Some(delay),
+            ControlCall::DeadLetter { .. } => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unreachable_store_puts_the_message_off_by_a_short_backoff_not_the_visibility_timeout() {
+    let fixture = fixture(ScriptedActions::default());
+    fixture.store.set_unavailable(true);
+
+    let outcome = fixture.processor.process(&pr("d-16"), None).await;
+
+    assert!(
+        matches!(&outcome, Disposition::Retry(Outcome::StoreUnavailable { reason }) if reason.contains("unavailable")),
+        "{outcome:?}"
+    );
+    // The first backoff step (10 s, with equal jitter): seconds, not the queue's 360 s.
+    let delays = retry_delays(&fixture.control);
+    assert_eq!(delays.len(), 1, "{delays:?}");
+    assert!(
+        (Duration::from_secs(5)..=Duration::from_secs(10)).contains(&delays[0]),
+        "{delays:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_retryable_failure_on_the_last_allowed_delivery_is_dead_lettered_with_its_reason() {
+    let fixture = fixture_with_max_receive_count(
+        ScriptedActions::default().then("agent", Err(ActionError::retryable("503 from the agent"))),
+        3,
+    );
+
+    let outcome = fixture
+        .processor
+        .process(
+            &delivery("d-17", envelope("d-17", "pull_request.opened"), 3),
+            None,
+        )
+        .await;
+
+    let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = outcome else {
+        panic!("expected a dead letter, got {outcome:?}");
+    };
+    assert_eq!(
+        reason,
+        "gave up after 3 deliveries (the queue allows 3); the last failed: \
+         action `agent`: 503 from the agent (retryable)"
+    );
+    assert!(
+        retry_delays(&fixture.control).is_empty(),
+        "no delay is set on a message that is dead-lettered"
+    );
+    // Released with its progress: a redrive runs only what is left.
+    let redriven = fixture
+        .processor
+        .process(
+            &delivery("d-17", envelope("d-17", "pull_request.opened"), 1),
+            None,
+        )
+        .await;
+    assert_eq!(redriven, Disposition::Acknowledge(Outcome::Completed));
+    let names: Vec<String> = fixture
+        .actions
+        .calls()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(names, ["agent", "audit", "agent"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_store_on_the_last_allowed_delivery_is_dead_lettered_saying_so() {
+    let fixture = fixture_with_max_receive_count(ScriptedActions::default(), 2);
+    fixture.store.set_unavailable(true);
+
+    let before_the_last = fixture
+        .processor
+        .process(
+            &delivery("d-18", envelope("d-18", "pull_request.opened"), 1),
+            None,
+        )
+        .await;
+    let last = fixture
+        .processor
+        .process(
+            &delivery("d-18", envelope("d-18", "pull_request.opened"), 2),
+            None,
+        )
+        .await;
+
+    assert!(
+        matches!(
+            before_the_last,
+            Disposition::Retry(Outcome::StoreUnavailable { .. })
+        ),
+        "{before_the_last:?}"
+    );
+    let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = last else {
+        panic!("expected a dead letter, got {last:?}");
+    };
+    assert!(
+        reason.starts_with("gave up after 2 deliveries") && reason.contains("unavailable"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn actions_are_cut_short_before_the_deadline_and_the_message_comes_back_at_once() {
+    let slow = ScriptedActions {
+        delay: Some(Duration::from_secs(4)),
+        ..ScriptedActions::default()
+    };
+    let fixture = fixture(slow);
+    let deadline = Instant::now() + RECORD_MARGIN + Duration::from_secs(2);
+
+    let outcome = fixture.processor.process(&pr("d-19"), Some(deadline)).await;
+
+    assert_eq!(outcome, Disposition::Retry(Outcome::DeadlineReached));
+    assert!(
+        Instant::now() <= deadline - RECORD_MARGIN + Duration::from_millis(10),
+        "the actions were stopped in time to record their outcome"
+    );
+    assert_eq!(retry_delays(&fixture.control), [Duration::ZERO]);
+    // The claim was released: the next delivery takes it at once.
+    let key = IdempotencyKey::from_stable_id(Provider::Github, "d-19").unwrap();
+    let claim = fixture
+        .store
+        .claim(ClaimRequest {
+            key: &key,
+            payload_hash: "h",
+            now: OffsetDateTime::now_utc(),
+            lease: Duration::from_secs(60),
+            retention: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Acquired(_)), "{claim:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_is_not_started_with_too_little_of_the_invocation_left() {
+    let fixture = fixture(ScriptedActions::default());
+    let deadline = Instant::now() + RECORD_MARGIN + Duration::from_millis(500);
+
+    let outcome = fixture.processor.process(&pr("d-20"), Some(deadline)).await;
+
+    assert_eq!(outcome, Disposition::Retry(Outcome::DeadlineReached));
+    assert!(fixture.actions.calls().is_empty());
+}
+
+/// A store whose every call waits forever: a stuck connection.
+#[derive(Debug)]
+struct StuckStore;
+
+#[async_trait::async_trait]
+impl IdempotencyStore for StuckStore {
+    async fn claim(&self, _: ClaimRequest<'_>) -> Result<Claim, StoreError> {
+        std::future::pending().await
+    }
+    async fn mark_action_done(&self, _: &HeldClaim, _: &str) -> Result<(), StoreError> {
+        std::future::pending().await
+    }
+    async fn complete(
+        &self,
+        _: &HeldClaim,
+        _: OffsetDateTime,
+        _: Duration,
+    ) -> Result<(), StoreError> {
+        std::future::pending().await
+    }
+    async fn release(&self, _: &HeldClaim) -> Result<(), StoreError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_answered_before_the_deadline_whatever_hangs() {
+    let processor = processor_on(
+        Arc::new(StuckStore),
+        Arc::new(ScriptedActions::default()),
+        MemoryQueueControl::new(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+
+    let failed = processor
+        .process_batch(vec![pr("d-21"), pr("d-22")], Some(deadline))
+        .await;
+
+    assert_eq!(failed, ["d-21", "d-22"]);
+    assert_eq!(Instant::now(), deadline - ANSWER_MARGIN);
 }

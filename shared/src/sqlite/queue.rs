@@ -228,6 +228,10 @@ impl QueueConsumer for SqliteQueue {
 
 #[async_trait]
 impl QueueControl for SqliteQueue {
+    fn max_receive_count(&self) -> Option<u32> {
+        Some(self.settings.max_receive_count)
+    }
+
     /// Hides the message until `now + delay` (rounded up to the millisecond, so a delay is
     /// never cut short). Refused, as SQS refuses, when `delivery` is no longer the latest
     /// receive of a message still queued: the message is someone else's to put off.
@@ -273,7 +277,7 @@ impl QueueControl for SqliteQueue {
         let (source_id, body, reason) = (
             delivery.message_id.clone(),
             delivery.body.clone(),
-            reason.to_owned(),
+            crate::dead_letters::bounded_reason(reason),
         );
         self.run("dead-lettering a message", move |connection| {
             immediate(connection, |transaction| {
