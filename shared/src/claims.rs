@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::idempotency::IdempotencyKey;
+use crate::provider::Provider;
 
 /// What a worker asks for when it claims an event.
 #[derive(Debug, Clone)]
@@ -67,10 +68,47 @@ pub enum StoreError {
     ClaimLost { key: IdempotencyKey },
 }
 
+/// A body seen in an event whose id its provider does not sign (GitHub's
+/// `X-GitHub-Delivery`, Shopify's ids, a generic `ID_HEADER` outside the signed content).
+#[derive(Debug, Clone)]
+pub struct BodySighting<'a> {
+    pub provider: Provider,
+    /// The SHA-256 of the raw body, lowercase hex.
+    pub body_sha256: &'a str,
+    /// The event the body arrived in.
+    pub key: &'a IdempotencyKey,
+    pub now: OffsetDateTime,
+    /// How long the sighting is remembered: the idempotency records' retention.
+    pub retention: Duration,
+}
+
+impl BodySighting<'_> {
+    /// The name the sighting is kept under: `body:{provider}:{sha256}`, which no
+    /// idempotency key can be (keys begin with a provider).
+    pub fn record_name(&self) -> String {
+        format!("body:{}:{}", self.provider, self.body_sha256)
+    }
+}
+
+/// Which event a body was first seen in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstSeen {
+    /// This event (now, or in an earlier delivery of it): carry on.
+    ThisEvent,
+    /// Another event, within the retention: the same signed bytes under a new unsigned id,
+    /// which is what a captured delivery replayed with a fresh id looks like.
+    Another(IdempotencyKey),
+}
+
 /// Port: claims and their progress.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError>;
+
+    /// Records that the sighting's body was first seen in its event, unless it was first
+    /// seen in another within the retention, which it then names. One conditional write:
+    /// of two events racing with one body, exactly one is [`FirstSeen::ThisEvent`].
+    async fn record_body(&self, sighting: BodySighting<'_>) -> Result<FirstSeen, StoreError>;
 
     /// Records that `action` succeeded, so a retry skips it.
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError>;
@@ -259,6 +297,40 @@ impl HeldWrite {
     }
 }
 
+/// What the store keeps of a body sighting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SightingRecord {
+    pub(crate) first_key: IdempotencyKey,
+    /// From this instant on the sighting counts as absent.
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+/// The sighting rules, for a store that reads the record and writes the outcome in one
+/// atomic step: a live record names the first event (this one, or another); no record, or
+/// one past its retention, is replaced by one naming this event. Returns the answer and,
+/// when something is to be written, the record to write.
+pub(crate) fn decide_sighting(
+    found: Option<&SightingRecord>,
+    sighting: &BodySighting<'_>,
+) -> (FirstSeen, Option<SightingRecord>) {
+    match found {
+        Some(record) if record.expires_at > sighting.now => {
+            if &record.first_key == sighting.key {
+                (FirstSeen::ThisEvent, None)
+            } else {
+                (FirstSeen::Another(record.first_key.clone()), None)
+            }
+        }
+        _ => (
+            FirstSeen::ThisEvent,
+            Some(SightingRecord {
+                first_key: sighting.key.clone(),
+                expires_at: instant_after(sighting.now, sighting.retention),
+            }),
+        ),
+    }
+}
+
 /// An in-memory store for unit tests of the processor; it passes the same contract tests as
 /// the DynamoDB adapter. It can be told to be unreachable.
 #[derive(Debug, Clone, Default)]
@@ -269,6 +341,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct MemoryState {
     records: HashMap<IdempotencyKey, ClaimRecord>,
+    sightings: HashMap<String, SightingRecord>,
     unavailable: bool,
 }
 
@@ -316,6 +389,16 @@ impl IdempotencyStore for MemoryStore {
                 Ok(Claim::Acquired(held))
             }
         }
+    }
+
+    async fn record_body(&self, sighting: BodySighting<'_>) -> Result<FirstSeen, StoreError> {
+        let mut state = self.available()?;
+        let name = sighting.record_name();
+        let (first, write) = decide_sighting(state.sightings.get(&name), &sighting);
+        if let Some(record) = write {
+            state.sightings.insert(name, record);
+        }
+        Ok(first)
     }
 
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError> {
@@ -448,6 +531,54 @@ mod tests {
             HeldWrite::ActionDone("late".to_owned()).apply(Some(&mut record), &holder),
             Err(StoreError::ClaimLost { .. })
         ));
+    }
+
+    fn sighting<'a>(key: &'a IdempotencyKey, now: OffsetDateTime) -> BodySighting<'a> {
+        BodySighting {
+            provider: Provider::Github,
+            body_sha256: "ab12",
+            key,
+            now,
+            retention: RETENTION,
+        }
+    }
+
+    #[test]
+    fn a_body_first_seen_is_recorded_under_its_event() {
+        let first = key();
+        let (answer, write) = decide_sighting(None, &sighting(&first, at(0)));
+        assert_eq!(answer, FirstSeen::ThisEvent);
+        assert_eq!(
+            write,
+            Some(SightingRecord {
+                first_key: first.clone(),
+                expires_at: at(3_600)
+            })
+        );
+        assert_eq!(sighting(&first, at(0)).record_name(), "body:github:ab12");
+    }
+
+    #[test]
+    fn a_body_seen_again_names_its_first_event_until_the_retention_ends() {
+        let first = key();
+        let replayed = IdempotencyKey::from_stable_id(Provider::Github, "fresh-id").unwrap();
+        let record = SightingRecord {
+            first_key: first.clone(),
+            expires_at: at(3_600),
+        };
+
+        assert_eq!(
+            decide_sighting(Some(&record), &sighting(&first, at(10))),
+            (FirstSeen::ThisEvent, None),
+            "a redelivery of the first event is that event"
+        );
+        assert_eq!(
+            decide_sighting(Some(&record), &sighting(&replayed, at(3_599))),
+            (FirstSeen::Another(first.clone()), None)
+        );
+        let (answer, write) = decide_sighting(Some(&record), &sighting(&replayed, at(3_600)));
+        assert_eq!(answer, FirstSeen::ThisEvent, "past the retention it is new");
+        assert_eq!(write.map(|record| record.first_key), Some(replayed));
     }
 
     #[test]

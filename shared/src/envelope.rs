@@ -15,9 +15,14 @@
 //!   "source_ip": "192.30.252.10",
 //!   "headers": {"x-github-event": "pull_request", "content-type": "application/json"},
 //!   "body": {"encoding": "utf8", "data": "{\"action\":\"opened\", ...}"},
-//!   "body_sha256": "…"
+//!   "body_sha256": "…",
+//!   "id_signed": false
 //! }
 //! ```
+//!
+//! Within a version, fields may be added: a reader ignores those it does not know, and a
+//! field a writer leaves out has its documented default. A change an older reader would
+//! misread bumps the version, which such a reader then refuses plainly.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -72,7 +77,6 @@ impl RawBody {
 
 /// Version 1 of the envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EnvelopeV1 {
     pub idempotency_key: IdempotencyKey,
     pub provider: Provider,
@@ -87,6 +91,17 @@ pub struct EnvelopeV1 {
     pub body: RawBody,
     /// Lowercase hex SHA-256 of the raw body bytes.
     pub body_sha256: String,
+    /// Whether the provider's signature covers the id the key is made of. When it does not
+    /// (GitHub, Shopify, a generic sender's unsigned `ID_HEADER`), the processor also
+    /// deduplicates the event by its body, so that a captured delivery replayed under a
+    /// fresh id does not act again. Envelopes written before this field existed leave it
+    /// out and count as signed.
+    #[serde(default = "signed_unless_said")]
+    pub id_signed: bool,
+}
+
+fn signed_unless_said() -> bool {
+    true
 }
 
 /// The envelope, tagged with its format version (`"version": 1`, a JSON number) so that a
@@ -162,6 +177,7 @@ impl Envelope {
             headers: webhook.headers().clone(),
             body: RawBody::from_bytes(body),
             body_sha256: hex::encode(Sha256::digest(body)),
+            id_signed: webhook.id_signed(),
         })
     }
 
@@ -283,6 +299,7 @@ mod tests {
             headers: BTreeMap::new(),
             body: RawBody::Utf8("{}".into()),
             body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
+            id_signed: false,
         });
         let json = serde_json::to_value(&envelope).unwrap();
         assert_eq!(json["version"], 1);
@@ -293,6 +310,27 @@ mod tests {
             serde_json::from_value::<Envelope>(legacy).unwrap(),
             envelope
         );
+    }
+
+    #[test]
+    fn a_field_added_later_is_ignored_and_one_left_out_has_its_default() {
+        let envelope = Envelope::V1(EnvelopeV1 {
+            idempotency_key: IdempotencyKey::from_stable_id(Provider::Stripe, "evt_1").unwrap(),
+            provider: Provider::Stripe,
+            event_type: "invoice.paid".into(),
+            delivery_id: Some("evt_1".into()),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            source_ip: None,
+            headers: BTreeMap::new(),
+            body: RawBody::Utf8("{}".into()),
+            body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
+            id_signed: true,
+        });
+        let mut json = serde_json::to_value(&envelope).unwrap();
+        json["a_field_of_a_later_build"] = "ignored".into();
+        json.as_object_mut().unwrap().remove("id_signed");
+
+        assert_eq!(serde_json::from_value::<Envelope>(json).unwrap(), envelope);
     }
 
     #[test]

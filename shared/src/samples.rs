@@ -983,6 +983,27 @@ mod tests {
         OffsetDateTime::from_unix_timestamp(1_748_856_600).unwrap()
     }
 
+    #[test]
+    fn an_envelope_says_whether_its_provider_signs_the_id_of_its_key() {
+        let reference = OffsetDateTime::from_unix_timestamp(REFERENCE_TIME).unwrap();
+        for event in queued_samples() {
+            let message = event.queue_message(reference).unwrap();
+            let envelope = crate::envelope::Envelope::from_json(message.body()).unwrap();
+            // GitHub's and Shopify's ids are headers outside the signature, and so is the
+            // generic sample's `X-AgentX-Delivery` (its SIGNED_CONTENT has no `{id}`).
+            let unsigned = matches!(
+                event.provider(),
+                Provider::Github | Provider::Shopify | Provider::Generic
+            );
+            assert_eq!(
+                envelope.v1().id_signed,
+                !unsigned,
+                "{}",
+                event.relative_path()
+            );
+        }
+    }
+
     fn inbound(delivery: &SampleDelivery) -> InboundRequest {
         delivery.headers.iter().fold(
             InboundRequest::post(delivery.body.clone()),

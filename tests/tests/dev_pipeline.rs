@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use hookgate::provider::Provider;
+use hookgate::samples::{SampleDelivery, SampleEvent};
 use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::hookgate_cli::{
@@ -283,6 +286,67 @@ async fn an_event_still_failing_on_its_last_allowed_delivery_is_dead_lettered_wi
         "{}",
         printed(&listed)
     );
+}
+
+/// Posts a sample delivery as it is, and returns the status.
+async fn post_delivery(url: &str, delivery: &SampleDelivery) -> u16 {
+    let mut request = reqwest::Client::new().post(url).body(delivery.body.clone());
+    for (name, value) in &delivery.headers {
+        request = request.header(name, value);
+    }
+    request
+        .send()
+        .await
+        .expect("hookgate dev answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_delivery_replayed_under_a_fresh_id_is_refused_and_a_redelivery_is_a_duplicate() {
+    let directory = scratch_directory("dev-replay");
+    let agent = Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = start_dev(&directory.join("data"), &routes).await;
+    let url = dev.webhook_url("github");
+    let genuine = SampleEvent::find(Provider::Github, "pull_request.opened")
+        .expect("the GitHub sample")
+        .delivery(OffsetDateTime::now_utc());
+    // What someone who captured the delivery can make of it: the signed body and its
+    // signature as they were, under a delivery id of their own, which GitHub does not sign.
+    let mut replayed = genuine.clone();
+    replayed.headers.insert(
+        "x-github-delivery".to_owned(),
+        "00000000-0000-4000-8000-00000000f0e9".to_owned(),
+    );
+
+    assert_eq!(post_delivery(&url, &genuine).await, 202);
+    assert_eq!(
+        agent.wait_for_calls(1, Duration::from_secs(20)).await.len(),
+        1
+    );
+    assert_eq!(
+        post_delivery(&url, &replayed).await,
+        202,
+        "the signature holds, so the receiver queues it"
+    );
+    dev.wait_for_log("suspected_replay", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        post_delivery(&url, &genuine).await,
+        202,
+        "a redelivery keeps its id"
+    );
+    dev.wait_for_log("duplicate delivery acknowledged", Duration::from_secs(20))
+        .await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(agent.calls().len(), 1, "{}", dev.log());
 }
 
 #[tokio::test]

@@ -163,6 +163,7 @@ fn envelope(id: &str, n: usize) -> String {
         headers: BTreeMap::new(),
         body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
         body: RawBody::Utf8(body),
+        id_signed: true,
     })
     .to_json()
 }

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookgate::aws::DynamoStore;
-use hookgate::claims::{Claim, ClaimRequest, HeldClaim, IdempotencyStore, MemoryStore, StoreError};
+use hookgate::claims::{
+    BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, MemoryStore,
+    StoreError,
+};
 use hookgate::idempotency::IdempotencyKey;
 use hookgate::provider::Provider;
 use hookgate::sqlite::SqliteStore;
@@ -134,8 +137,8 @@ impl Adapter for Sqlite {
 
     async fn make_unavailable(&self) {
         look(self.0.path())
-            .execute_batch("DROP TABLE claims")
-            .expect("the table is dropped");
+            .execute_batch("DROP TABLE claims; DROP TABLE body_sightings")
+            .expect("the tables are dropped");
     }
 }
 
@@ -528,6 +531,146 @@ async fn an_unavailable_store_answers_with_an_error_not_an_outcome(adapter: impl
             "{what}: {outcome:?}"
         );
     }
+    let sighting = store.record_body(sighting(&key, BODY_HASH, t0)).await;
+    assert!(
+        matches!(sighting, Err(StoreError::Unavailable(_))),
+        "{sighting:?}"
+    );
+}
+
+// ---- body sightings: a replay under a new id ----
+
+const BODY_HASH: &str = "9c1185a5c5e9fc54612808977ee8f548b2258d31";
+
+fn sighting<'a>(key: &'a IdempotencyKey, body: &'a str, now: OffsetDateTime) -> BodySighting<'a> {
+    BodySighting {
+        provider: Provider::Github,
+        body_sha256: body,
+        key,
+        now,
+        retention: RETENTION,
+    }
+}
+
+async fn a_body_is_first_seen_in_its_event_and_stays_so_for_its_redeliveries(
+    adapter: impl Adapter,
+) {
+    let store = adapter.store();
+    let first = key("d-sighted");
+    let t0 = start();
+
+    for now in [
+        t0,
+        t0 + Duration::from_secs(5),
+        t0 + RETENTION - Duration::from_secs(1),
+    ] {
+        assert_eq!(
+            store
+                .record_body(sighting(&first, BODY_HASH, now))
+                .await
+                .unwrap(),
+            FirstSeen::ThisEvent,
+            "at {now}"
+        );
+    }
+}
+
+async fn a_body_seen_again_under_another_id_names_the_first_event_until_the_retention_ends(
+    adapter: impl Adapter,
+) {
+    let store = adapter.store();
+    let (first, replayed) = (key("d-original"), key("d-replayed"));
+    let t0 = start();
+    store
+        .record_body(sighting(&first, BODY_HASH, t0))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .record_body(sighting(
+                &replayed,
+                BODY_HASH,
+                t0 + RETENTION - Duration::from_secs(1)
+            ))
+            .await
+            .unwrap(),
+        FirstSeen::Another(first.clone())
+    );
+    assert_eq!(
+        store
+            .record_body(sighting(&replayed, BODY_HASH, t0 + RETENTION))
+            .await
+            .unwrap(),
+        FirstSeen::ThisEvent,
+        "past the retention the body is new"
+    );
+    assert_eq!(
+        store
+            .record_body(sighting(&first, BODY_HASH, t0 + RETENTION))
+            .await
+            .unwrap(),
+        FirstSeen::Another(replayed)
+    );
+}
+
+async fn another_body_or_another_providers_body_is_a_sighting_of_its_own(adapter: impl Adapter) {
+    let store = adapter.store();
+    let (first, second) = (key("d-one-body"), key("d-another-body"));
+    let t0 = start();
+    store
+        .record_body(sighting(&first, BODY_HASH, t0))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .record_body(sighting(&second, OTHER_HASH, t0))
+            .await
+            .unwrap(),
+        FirstSeen::ThisEvent
+    );
+    let shopify = IdempotencyKey::from_stable_id(Provider::Shopify, "d-shop").unwrap();
+    let from_shopify = BodySighting {
+        provider: Provider::Shopify,
+        ..sighting(&shopify, BODY_HASH, t0)
+    };
+    assert_eq!(
+        store.record_body(from_shopify).await.unwrap(),
+        FirstSeen::ThisEvent
+    );
+}
+
+async fn fifty_concurrent_events_with_one_body_find_exactly_one_first(adapter: impl Adapter) {
+    let t0 = start();
+    let body = format!("{BODY_HASH}-race-{}", emulator::unique_name("b"));
+    let mut tasks = JoinSet::new();
+    for n in 0..50 {
+        let store = adapter.store();
+        let body = body.clone();
+        tasks.spawn(async move {
+            let key = key(&format!("d-race-{n}"));
+            let first = store.record_body(sighting(&key, &body, t0)).await.unwrap();
+            (key, first)
+        });
+    }
+    let mut firsts = Vec::new();
+    let mut named = std::collections::HashSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (key, first) = joined.unwrap();
+        match first {
+            FirstSeen::ThisEvent => firsts.push(key),
+            FirstSeen::Another(first) => {
+                named.insert(first);
+            }
+        }
+    }
+    assert_eq!(firsts.len(), 1, "{firsts:?}");
+    assert_eq!(
+        named,
+        std::collections::HashSet::from([firsts[0].clone()]),
+        "every other event names the one first"
+    );
 }
 
 /// The whole contract, for one adapter: one test per point, so a failure names both.
@@ -610,6 +753,32 @@ macro_rules! contract {
             #[tokio::test]
             async fn an_unavailable_store_answers_with_an_error_not_an_outcome() {
                 super::an_unavailable_store_answers_with_an_error_not_an_outcome($make).await;
+            }
+
+            #[tokio::test]
+            async fn a_body_is_first_seen_in_its_event_and_stays_so_for_its_redeliveries() {
+                super::a_body_is_first_seen_in_its_event_and_stays_so_for_its_redeliveries($make)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn a_body_seen_again_under_another_id_names_the_first_event_until_the_retention_ends(
+            ) {
+                super::a_body_seen_again_under_another_id_names_the_first_event_until_the_retention_ends(
+                    $make,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn another_body_or_another_providers_body_is_a_sighting_of_its_own() {
+                super::another_body_or_another_providers_body_is_a_sighting_of_its_own($make)
+                    .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn fifty_concurrent_events_with_one_body_find_exactly_one_first() {
+                super::fifty_concurrent_events_with_one_body_find_exactly_one_first($make).await;
             }
         }
     };

@@ -15,6 +15,10 @@
 //! | `done_actions` | SS | actions that succeeded; absent while empty (a set cannot be empty) |
 //! | `updated_at` | N | epoch milliseconds of the last write, by the writer's clock, for people reading the table |
 //!
+//! A body sighting ([`IdempotencyStore::record_body`]) is an item of its own, under
+//! `body:{provider}:{sha256}` (no idempotency key begins with `body`): `first_key` (S), the
+//! event the body was first seen in, and `expires_at`, the same TTL attribute.
+//!
 //! DynamoDB keeps whole milliseconds (leases) and whole seconds (retention), where
 //! [`crate::claims::MemoryStore`] keeps nanoseconds. Stored instants are rounded up and the
 //! claimant's `now` down, so rounding can only make a lease or a record last a little
@@ -33,7 +37,8 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use crate::claims::{
-    new_holder, Claim, ClaimRequest, HeldClaim, IdempotencyStore, Status, StoreError,
+    new_holder, BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, Status,
+    StoreError,
 };
 use crate::idempotency::IdempotencyKey;
 
@@ -48,10 +53,12 @@ mod attribute {
     pub const ATTEMPTS: &str = "attempts";
     pub const DONE_ACTIONS: &str = "done_actions";
     pub const UPDATED_AT: &str = "updated_at";
+    pub const FIRST_KEY: &str = "first_key";
 
     /// Every attribute goes through an alias: DynamoDB reserves several hundred words
     /// (`status` among them) and refuses an expression that uses one bare.
-    pub const ALIASES: [(&str, &str); 9] = [
+    pub const ALIASES: [(&str, &str); 10] = [
+        ("#first", FIRST_KEY),
         ("#key", KEY),
         ("#status", STATUS),
         ("#holder", HOLDER),
@@ -95,6 +102,13 @@ const START_AFRESH: (&str, &str) = (
 
 /// Every write after the claim is conditional on still holding it.
 const HOLDING: &str = "#holder = :holder AND #status = :in_progress";
+
+/// A body sighting: written unless a live sighting names another event, which the failed
+/// condition then returns.
+const SIGHT: (&str, &str) = (
+    "SET #first = :first, #expires = :ttl, #updated = :updated",
+    "attribute_not_exists(#key) OR #expires <= :now_s OR #first = :first",
+);
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -150,11 +164,11 @@ impl DynamoStore {
         &self.table_name
     }
 
-    /// One conditional `UpdateItem` on `key`'s item. With `returning`, the item comes back:
-    /// as written on success, as found when the condition failed.
+    /// One conditional `UpdateItem` on the item named `item_key`. With `returning`, the item
+    /// comes back: as written on success, as found when the condition failed.
     async fn update(
         &self,
-        key: &IdempotencyKey,
+        item_key: &str,
         (update, condition): (&str, &str),
         values: Vec<(&str, AttributeValue)>,
         returning: bool,
@@ -163,7 +177,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table_name)
-            .key(attribute::KEY, AttributeValue::S(key.as_str().to_owned()))
+            .key(attribute::KEY, AttributeValue::S(item_key.to_owned()))
             .update_expression(update)
             .condition_expression(condition)
             .set_expression_attribute_names(Some(
@@ -227,7 +241,8 @@ impl DynamoStore {
                 mentions(expressions.0, placeholder) || mentions(expressions.1, placeholder)
             })
             .collect();
-        self.update(request.key, expressions, values, true).await
+        self.update(request.key.as_str(), expressions, values, true)
+            .await
     }
 
     /// A write conditional on holding `claim`; a failed condition means the claim was lost.
@@ -242,7 +257,7 @@ impl DynamoStore {
             (":in_progress", string(Status::InProgress.as_str())),
         ]);
         match self
-            .update(&claim.key, (update, HOLDING), values, false)
+            .update(claim.key.as_str(), (update, HOLDING), values, false)
             .await?
         {
             Written::Done(_) => Ok(()),
@@ -268,6 +283,44 @@ impl IdempotencyStore for DynamoStore {
             Written::Done(item) => acquired(request.key, &item),
             // Another claimant replaced the expired record first.
             Written::Refused(found) => Record::parse(request.key, found)?.refusal(request.key),
+        }
+    }
+
+    async fn record_body(&self, sighting: BodySighting<'_>) -> Result<FirstSeen, StoreError> {
+        let name = sighting.record_name();
+        let now = sighting.now.unix_timestamp_nanos();
+        let values = vec![
+            (":first", string(sighting.key.as_str())),
+            (
+                ":ttl",
+                number(ceil_div(
+                    nanos_after(sighting.now, sighting.retention),
+                    NANOS_PER_S,
+                )),
+            ),
+            (":updated", number(wall_clock_ms())),
+            (":now_s", number(now.div_euclid(NANOS_PER_S))),
+        ];
+        match self.update(&name, SIGHT, values, true).await? {
+            Written::Done(_) => Ok(FirstSeen::ThisEvent),
+            Written::Refused(found) => {
+                let first = match found
+                    .as_ref()
+                    .and_then(|item| item.get(attribute::FIRST_KEY))
+                {
+                    Some(AttributeValue::S(first)) => first.clone(),
+                    _ => {
+                        return Err(StoreError::Unavailable(format!(
+                            "the body sighting {name} has a missing or malformed `{}`",
+                            attribute::FIRST_KEY
+                        )))
+                    }
+                };
+                let first = IdempotencyKey::try_from(first).map_err(|error| {
+                    StoreError::Unavailable(format!("the body sighting {name}: {error}"))
+                })?;
+                Ok(FirstSeen::Another(first))
+            }
         }
     }
 

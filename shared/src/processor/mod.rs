@@ -39,8 +39,11 @@ pub use control::{ControlCall, MemoryQueueControl, QueueControl};
 
 use self::actions::{ActionError, ActionInvoker, NormalizedEvent};
 use self::backoff::Backoff;
-use crate::claims::{Claim, ClaimRequest, HeldClaim, IdempotencyStore, StoreError};
+use crate::claims::{
+    BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, StoreError,
+};
 use crate::envelope::{Envelope, EnvelopeV1};
+use crate::idempotency::IdempotencyKey;
 use crate::routes::{ActionSpec, RouteTable};
 use crate::telemetry::Metrics;
 
@@ -68,6 +71,11 @@ pub enum Disposition {
 pub enum Outcome {
     Completed,
     Duplicate,
+    /// The body was first received in another event, whose id the provider does not sign:
+    /// a captured delivery replayed under a fresh id. Acknowledged as a duplicate.
+    SuspectedReplay {
+        first: IdempotencyKey,
+    },
     NoRoute,
     DeadLettered {
         reason: String,
@@ -93,6 +101,7 @@ impl Outcome {
         match self {
             Outcome::Completed => "completed",
             Outcome::Duplicate => "duplicate",
+            Outcome::SuspectedReplay { .. } => "suspected_replay",
             Outcome::NoRoute => "no_route",
             Outcome::DeadLettered { .. } => "dead_lettered",
             Outcome::RetryScheduled { .. } => "retry_scheduled",
@@ -364,6 +373,21 @@ impl Processor {
         }
 
         let now = (self.clock)();
+        if !envelope.id_signed {
+            match self.first_with_body(envelope, now).await {
+                Ok(FirstSeen::ThisEvent) => {}
+                Ok(FirstSeen::Another(first)) => {
+                    warn!(idempotency_key = %key, first_idempotency_key = %first, provider, event_type, outcome = "suspected_replay", "this body was received before under another id, which its provider does not sign: a replayed delivery; acknowledged as a duplicate");
+                    self.metrics.count(
+                        "SuspectedReplays",
+                        &[("Provider", provider)],
+                        &[&["Provider"]],
+                    );
+                    return Decision::Done(Outcome::SuspectedReplay { first });
+                }
+                Err(error) => return self.store_unavailable(delivery, key, &error),
+            }
+        }
         let claim = self
             .store
             .claim(ClaimRequest {
@@ -392,19 +416,7 @@ impl Processor {
                     delay,
                 };
             }
-            Err(error) => {
-                // Back after a short backoff: an unreachable store is usually a blip, and
-                // waiting out the queue's visibility timeout (minutes) would hold every
-                // event of the outage back that long.
-                let delay = self.backoff(delivery, None);
-                error!(idempotency_key = %key, provider, event_type, %error, delay_ms = delay.as_millis() as u64, outcome = "retry", "cannot claim the event");
-                return Decision::Retry {
-                    outcome: Outcome::StoreUnavailable {
-                        reason: error.to_string(),
-                    },
-                    delay,
-                };
-            }
+            Err(error) => return self.store_unavailable(delivery, key, &error),
         };
         if held.first_payload_hash != envelope.body_sha256 {
             warn!(idempotency_key = %key, provider, event_type, "the same key arrived with a different payload; the first one's actions stand");
@@ -508,6 +520,43 @@ impl Processor {
         );
         info!(idempotency_key = %key, provider, event_type, attempt = held.attempt, outcome = "completed", "event completed");
         Decision::Done(Outcome::Completed)
+    }
+
+    /// Records the envelope's body as seen in its event, or learns which event it was first
+    /// seen in.
+    async fn first_with_body(
+        &self,
+        envelope: &EnvelopeV1,
+        now: OffsetDateTime,
+    ) -> Result<FirstSeen, StoreError> {
+        self.store
+            .record_body(BodySighting {
+                provider: envelope.provider,
+                body_sha256: &envelope.body_sha256,
+                key: &envelope.idempotency_key,
+                now,
+                retention: self.settings.retention,
+            })
+            .await
+    }
+
+    /// The store could not be reached before anything was claimed. Back after a short
+    /// backoff: an unreachable store is usually a blip, and waiting out the queue's
+    /// visibility timeout (minutes) would hold every event of the outage back that long.
+    fn store_unavailable(
+        &self,
+        delivery: &QueuedDelivery,
+        key: &IdempotencyKey,
+        error: &StoreError,
+    ) -> Decision {
+        let delay = self.backoff(delivery, None);
+        error!(idempotency_key = %key, %error, delay_ms = delay.as_millis() as u64, outcome = "retry", "cannot claim the event");
+        Decision::Retry {
+            outcome: Outcome::StoreUnavailable {
+                reason: error.to_string(),
+            },
+            delay,
+        }
     }
 
     /// Runs one action, bounded by its timeout and by `deadline`, whichever comes first.
@@ -615,6 +664,7 @@ fn metric_for(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Completed => "Processed",
         Outcome::Duplicate => "Duplicates",
+        Outcome::SuspectedReplay { .. } => "SuspectedReplays",
         Outcome::NoRoute => "NoRoute",
         Outcome::DeadLettered { .. } => "DeadLettered",
         Outcome::RetryScheduled { .. } => "RetriesScheduled",

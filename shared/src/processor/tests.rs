@@ -125,8 +125,18 @@ fn processor_on(
     .with_metrics(Metrics::in_memory())
 }
 
+/// A GitHub envelope, whose key (`X-GitHub-Delivery`) the signature does not cover; each id
+/// has a body of its own.
 fn envelope(id: &str, event_type: &str) -> String {
-    let body = format!(r#"{{"action":"opened","number":{}}}"#, id.len());
+    github_envelope(
+        id,
+        event_type,
+        &format!(r#"{{"action":"opened","issue":"{id}"}}"#),
+    )
+}
+
+fn github_envelope(id: &str, event_type: &str, body: &str) -> String {
+    let body = body.to_owned();
     Envelope::V1(EnvelopeV1 {
         idempotency_key: IdempotencyKey::from_stable_id(Provider::Github, id).unwrap(),
         provider: Provider::Github,
@@ -137,6 +147,7 @@ fn envelope(id: &str, event_type: &str) -> String {
         headers: BTreeMap::new(),
         body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())),
         body: RawBody::Utf8(body),
+        id_signed: false,
     })
     .to_json()
 }
@@ -581,6 +592,9 @@ impl IdempotencyStore for StuckStore {
     async fn claim(&self, _: ClaimRequest<'_>) -> Result<Claim, StoreError> {
         std::future::pending().await
     }
+    async fn record_body(&self, _: BodySighting<'_>) -> Result<FirstSeen, StoreError> {
+        std::future::pending().await
+    }
     async fn mark_action_done(&self, _: &HeldClaim, _: &str) -> Result<(), StoreError> {
         std::future::pending().await
     }
@@ -612,4 +626,114 @@ async fn a_batch_is_answered_before_the_deadline_whatever_hangs() {
 
     assert_eq!(failed, ["d-21", "d-22"]);
     assert_eq!(Instant::now(), deadline - ANSWER_MARGIN);
+}
+
+#[tokio::test]
+async fn a_body_replayed_under_a_fresh_unsigned_id_is_a_suspected_replay_and_acts_once() {
+    let fixture = fixture(ScriptedActions::default());
+    let body = r#"{"action":"opened","pull_request":{"number":1347}}"#;
+    let original = delivery(
+        "m-1",
+        github_envelope("guid-1", "pull_request.opened", body),
+        1,
+    );
+    let replayed = delivery(
+        "m-2",
+        github_envelope("guid-forged", "pull_request.opened", body),
+        1,
+    );
+
+    assert_eq!(
+        fixture.processor.process(&original, None).await,
+        Disposition::Acknowledge(Outcome::Completed)
+    );
+    let outcome = fixture.processor.process(&replayed, None).await;
+
+    let first = IdempotencyKey::from_stable_id(Provider::Github, "guid-1").unwrap();
+    assert_eq!(
+        outcome,
+        Disposition::Acknowledge(Outcome::SuspectedReplay { first })
+    );
+    assert_eq!(
+        fixture.actions.calls().len(),
+        2,
+        "agent and audit, once each"
+    );
+}
+
+#[tokio::test]
+async fn a_genuine_redelivery_under_the_same_id_is_still_a_plain_duplicate() {
+    let fixture = fixture(ScriptedActions::default());
+    let body = r#"{"action":"opened","pull_request":{"number":7}}"#;
+    let first = delivery(
+        "m-1",
+        github_envelope("guid-7", "pull_request.opened", body),
+        1,
+    );
+    let redelivered = delivery(
+        "m-2",
+        github_envelope("guid-7", "pull_request.opened", body),
+        1,
+    );
+
+    fixture.processor.process(&first, None).await;
+
+    assert_eq!(
+        fixture.processor.process(&redelivered, None).await,
+        Disposition::Acknowledge(Outcome::Duplicate)
+    );
+}
+
+#[tokio::test]
+async fn events_whose_provider_signs_the_id_are_not_deduplicated_by_body() {
+    let fixture = fixture(ScriptedActions::default());
+    let body = r#"{"action":"opened"}"#;
+    let signed = |id: &str| {
+        let mut envelope = Envelope::from_json(&github_envelope(id, "pull_request.opened", body))
+            .unwrap()
+            .v1()
+            .clone();
+        envelope.id_signed = true;
+        Envelope::V1(envelope).to_json()
+    };
+
+    for (message, id) in [("m-1", "id-a"), ("m-2", "id-b")] {
+        assert_eq!(
+            fixture
+                .processor
+                .process(&delivery(message, signed(id), 1), None)
+                .await,
+            Disposition::Acknowledge(Outcome::Completed),
+            "{id}: two events that happen to share a body both act"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_suspected_replay_is_counted_by_provider() {
+    let fixture = fixture(ScriptedActions::default());
+    let body = r#"{"action":"opened","n":1}"#;
+    for (message, id) in [("m-1", "guid-a"), ("m-2", "guid-b")] {
+        fixture
+            .processor
+            .process(
+                &delivery(message, github_envelope(id, "pull_request.opened", body), 1),
+                None,
+            )
+            .await;
+    }
+
+    let replays: Vec<serde_json::Value> = fixture
+        .processor
+        .metrics
+        .captured()
+        .into_iter()
+        .filter(|document| document.get("SuspectedReplays").is_some())
+        .collect();
+    assert!(
+        replays
+            .iter()
+            .any(|document| document["Provider"] == "github"),
+        "{replays:?}"
+    );
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// The schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// How long an operation waits for another connection's transaction to end before failing.
 /// Transactions here last milliseconds; seconds of waiting mean something is stuck.
@@ -63,6 +63,26 @@ CREATE TABLE IF NOT EXISTS claims (
     done_actions TEXT NOT NULL,
     -- The wall clock at the last write, for people reading the table.
     updated_at_ms INTEGER NOT NULL
+);
+";
+
+/// Version 2 adds what the receivers and the processor keep besides claims: body sightings
+/// (the body of an event whose provider does not sign its id, to recognise it replayed
+/// under a new id) and bodies too large for a queue message (the claim check).
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS body_sightings (
+    -- `body:{provider}:{sha256}`, as `BodySighting::record_name` says.
+    body TEXT PRIMARY KEY NOT NULL,
+    -- The idempotency key of the event the body was first seen in.
+    first_key TEXT NOT NULL,
+    -- The retention: from this instant on the sighting counts as absent.
+    expires_at_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stored_bodies (
+    -- Lowercase hex SHA-256 of the body.
+    sha256 TEXT PRIMARY KEY NOT NULL,
+    body BLOB NOT NULL,
+    stored_at_ms INTEGER NOT NULL
 );
 ";
 
@@ -191,16 +211,21 @@ fn check_version(connection: &Connection) -> Result<i32, DbError> {
 
 /// Brings the schema up to [`SCHEMA_VERSION`] in one transaction, re-reading the version
 /// under the write lock: of several processes opening a new file at once, one creates the
-/// tables and the others find them.
+/// tables and the others find them. A file of an older version keeps everything in it and
+/// gains the tables it lacks.
 fn migrate(connection: &mut Connection) -> Result<(), DbError> {
     if check_version(connection)? == SCHEMA_VERSION {
         return Ok(());
     }
     immediate(connection, |transaction| {
-        if check_version(transaction)? < SCHEMA_VERSION {
+        let found = check_version(transaction)?;
+        if found < 1 {
             transaction.execute_batch(SCHEMA_V1)?;
-            transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
+        if found < 2 {
+            transaction.execute_batch(SCHEMA_V2)?;
+        }
+        transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(())
     })
 }
@@ -251,6 +276,49 @@ mod tests {
                 Ok(())
             })
             .expect("the version reads back");
+    }
+
+    #[test]
+    fn a_file_of_the_first_version_gains_the_new_tables_and_keeps_its_rows() {
+        let scratch = ScratchFile::new("upgrade");
+        {
+            let connection = Connection::open(scratch.path()).expect("a new file");
+            connection.execute_batch(SCHEMA_V1).expect("version 1");
+            connection
+                .execute(
+                    "INSERT INTO dead_letters \
+                     (id, body, attributes, reason, source_message_id, dead_lettered_at_ms) \
+                     VALUES ('d-1', '{}', '{}', 'kept', 'm-1', 1)",
+                    [],
+                )
+                .expect("a dead letter");
+            connection
+                .pragma_update(None, "user_version", 1)
+                .expect("the version is set");
+        }
+
+        let database = Database::open(scratch.path()).expect("an old file opens");
+
+        database
+            .run_blocking(|connection| {
+                assert_eq!(user_version(connection)?, SCHEMA_VERSION);
+                let kept: String = connection.query_row(
+                    "SELECT reason FROM dead_letters WHERE id = 'd-1'",
+                    [],
+                    |row| row.get(0),
+                )?;
+                assert_eq!(kept, "kept");
+                for table in ["body_sightings", "stored_bodies"] {
+                    let count: i64 = connection.query_row(
+                        &format!("SELECT count(*) FROM {table}"),
+                        [],
+                        |row| row.get(0),
+                    )?;
+                    assert_eq!(count, 0, "{table}");
+                }
+                Ok(())
+            })
+            .expect("the upgraded file reads back");
     }
 
     #[test]

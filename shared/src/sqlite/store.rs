@@ -22,8 +22,9 @@ use time::OffsetDateTime;
 
 use super::database::{immediate, wall_clock_ms, Database, DbError};
 use crate::claims::{
-    decide_claim, new_holder, Claim, ClaimDecision, ClaimRecord, ClaimRequest, HeldClaim,
-    HeldWrite, IdempotencyStore, Status, StoreError,
+    decide_claim, decide_sighting, new_holder, BodySighting, Claim, ClaimDecision, ClaimRecord,
+    ClaimRequest, FirstSeen, HeldClaim, HeldWrite, IdempotencyStore, SightingRecord, Status,
+    StoreError,
 };
 use crate::idempotency::IdempotencyKey;
 
@@ -111,6 +112,62 @@ impl IdempotencyStore for SqliteStore {
                         Ok(Claim::Acquired(record.held(&key)))
                     }
                 }
+            })
+        })
+        .await
+    }
+
+    async fn record_body(&self, sighting: BodySighting<'_>) -> Result<FirstSeen, StoreError> {
+        let name = sighting.record_name();
+        let (key, now, retention) = (sighting.key.clone(), sighting.now, sighting.retention);
+        let provider = sighting.provider;
+        let sha = sighting.body_sha256.to_owned();
+        self.run("recording a body sighting", move |connection| {
+            immediate(connection, |transaction| {
+                let found = transaction
+                    .prepare_cached(
+                        "SELECT first_key, expires_at_ns FROM body_sightings WHERE body = ?1",
+                    )?
+                    .query_row(params![name], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    })
+                    .optional()?;
+                let found = found
+                    .map(|(first, expires_ns)| {
+                        let malformed = |column: &str| {
+                            DbError::Malformed(format!(
+                                "the body sighting {name} has a malformed `{column}`"
+                            ))
+                        };
+                        Ok::<_, DbError>(SightingRecord {
+                            first_key: IdempotencyKey::try_from(first)
+                                .map_err(|_| malformed("first_key"))?,
+                            expires_at: from_ns(expires_ns)
+                                .ok_or_else(|| malformed("expires_at_ns"))?,
+                        })
+                    })
+                    .transpose()?;
+                let sighting = BodySighting {
+                    provider,
+                    body_sha256: &sha,
+                    key: &key,
+                    now,
+                    retention,
+                };
+                let (first, write) = decide_sighting(found.as_ref(), &sighting);
+                if let Some(record) = write {
+                    transaction
+                        .prepare_cached(
+                            "INSERT OR REPLACE INTO body_sightings (body, first_key, expires_at_ns) \
+                             VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(params![
+                            name,
+                            record.first_key.as_str(),
+                            to_ns(record.expires_at)
+                        ])?;
+                }
+                Ok(first)
             })
         })
         .await

@@ -297,6 +297,11 @@ impl SignatureScheme for Generic {
         Ok(Delivery::event(stable_id.map(str::to_owned), event_type))
     }
 
+    /// `ID_HEADER` is signed only when `{id}` is in `SIGNED_CONTENT`.
+    fn signs_stable_id(&self) -> bool {
+        self.signed_content.uses(&Part::Id)
+    }
+
     fn forwarded_headers(&self) -> Vec<String> {
         [
             &self.timestamp_header,

@@ -75,6 +75,11 @@ impl SignatureScheme for Github {
         Ok(Delivery::event(Some(delivery.to_owned()), event_type))
     }
 
+    /// The delivery id is a header the signature does not cover.
+    fn signs_stable_id(&self) -> bool {
+        false
+    }
+
     fn forwarded_headers(&self) -> Vec<String> {
         [
             DELIVERY,

@@ -60,6 +60,17 @@ pub trait SignatureScheme: sealed::Sealed + Send + Sync + fmt::Debug {
     /// Reads the event's id and type from a request whose signature holds.
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest>;
 
+    /// Whether the signature covers the stable id [`describe`] reads: it is in the signed
+    /// body (Stripe's, Slack's `event_id`) or in the signed content (Standard Webhooks'
+    /// `webhook-id`). Where it is not (GitHub's `X-GitHub-Delivery`, Shopify's ids), a
+    /// captured delivery can be sent again under a fresh id and still verify, so the
+    /// processor also deduplicates such events by their body.
+    ///
+    /// [`describe`]: SignatureScheme::describe
+    fn signs_stable_id(&self) -> bool {
+        true
+    }
+
     /// Lowercase names of the headers copied into the envelope, besides `content-type` and
     /// `user-agent`. Signature headers are never among them.
     fn forwarded_headers(&self) -> Vec<String>;
@@ -168,9 +179,15 @@ pub struct VerifiedWebhook {
     source_ip: Option<IpAddr>,
     headers: BTreeMap<String, String>,
     body: Bytes,
+    id_signed: bool,
 }
 
 impl VerifiedWebhook {
+    /// Whether the signature covers the stable id the key is made of (or the key is the
+    /// body's hash, which it covers by definition). See [`SignatureScheme::signs_stable_id`].
+    pub fn id_signed(&self) -> bool {
+        self.id_signed
+    }
     pub fn provider(&self) -> Provider {
         self.provider
     }
@@ -288,9 +305,15 @@ pub fn verify(
         );
     }
     let provider = scheme.provider();
-    let idempotency_key = match &delivery.stable_id {
-        Some(id) => IdempotencyKey::from_stable_id(provider, id).map_err(MalformedRequest::from)?,
-        None => IdempotencyKey::from_body_hash(provider, &request.body),
+    let (idempotency_key, id_signed) = match &delivery.stable_id {
+        Some(id) => (
+            IdempotencyKey::from_stable_id(provider, id).map_err(MalformedRequest::from)?,
+            scheme.signs_stable_id(),
+        ),
+        None => (
+            IdempotencyKey::from_body_hash(provider, &request.body),
+            true,
+        ),
     };
     let mut forwarded = scheme.forwarded_headers();
     forwarded.extend(["content-type".to_owned(), "user-agent".to_owned()]);
@@ -310,6 +333,7 @@ pub fn verify(
         source_ip: request.source_ip,
         headers,
         body: request.body.clone(),
+        id_signed,
     }))
 }
 

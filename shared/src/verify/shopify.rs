@@ -63,6 +63,11 @@ impl SignatureScheme for Shopify {
         Ok(Delivery::event(id.map(str::to_owned), topic))
     }
 
+    /// The delivery id is a header the signature does not cover.
+    fn signs_stable_id(&self) -> bool {
+        false
+    }
+
     fn forwarded_headers(&self) -> Vec<String> {
         [
             WEBHOOK_ID,
