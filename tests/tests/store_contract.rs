@@ -568,7 +568,7 @@ async fn a_body_is_first_seen_in_its_event_and_stays_so_for_its_redeliveries(
             store
                 .record_body(sighting(&first, BODY_HASH, now))
                 .await
-                .unwrap(),
+                .expect("the store answers"),
             FirstSeen::ThisEvent,
             "at {now}"
         );
@@ -584,7 +584,7 @@ async fn a_body_seen_again_under_another_id_names_the_first_event_until_the_rete
     store
         .record_body(sighting(&first, BODY_HASH, t0))
         .await
-        .unwrap();
+        .expect("the store answers");
 
     assert_eq!(
         store
@@ -594,14 +594,14 @@ async fn a_body_seen_again_under_another_id_names_the_first_event_until_the_rete
                 t0 + RETENTION - Duration::from_secs(1)
             ))
             .await
-            .unwrap(),
+            .expect("the store answers"),
         FirstSeen::Another(first.clone())
     );
     assert_eq!(
         store
             .record_body(sighting(&replayed, BODY_HASH, t0 + RETENTION))
             .await
-            .unwrap(),
+            .expect("the store answers"),
         FirstSeen::ThisEvent,
         "past the retention the body is new"
     );
@@ -609,7 +609,7 @@ async fn a_body_seen_again_under_another_id_names_the_first_event_until_the_rete
         store
             .record_body(sighting(&first, BODY_HASH, t0 + RETENTION))
             .await
-            .unwrap(),
+            .expect("the store answers"),
         FirstSeen::Another(replayed)
     );
 }
@@ -621,22 +621,25 @@ async fn another_body_or_another_providers_body_is_a_sighting_of_its_own(adapter
     store
         .record_body(sighting(&first, BODY_HASH, t0))
         .await
-        .unwrap();
+        .expect("the store answers");
 
     assert_eq!(
         store
             .record_body(sighting(&second, OTHER_HASH, t0))
             .await
-            .unwrap(),
+            .expect("the store answers"),
         FirstSeen::ThisEvent
     );
-    let shopify = IdempotencyKey::from_stable_id(Provider::Shopify, "d-shop").unwrap();
+    let shopify = IdempotencyKey::from_stable_id(Provider::Shopify, "d-shop").expect("a usable id");
     let from_shopify = BodySighting {
         provider: Provider::Shopify,
         ..sighting(&shopify, BODY_HASH, t0)
     };
     assert_eq!(
-        store.record_body(from_shopify).await.unwrap(),
+        store
+            .record_body(from_shopify)
+            .await
+            .expect("the store answers"),
         FirstSeen::ThisEvent
     );
 }
@@ -650,14 +653,17 @@ async fn fifty_concurrent_events_with_one_body_find_exactly_one_first(adapter: i
         let body = body.clone();
         tasks.spawn(async move {
             let key = key(&format!("d-race-{n}"));
-            let first = store.record_body(sighting(&key, &body, t0)).await.unwrap();
+            let first = store
+                .record_body(sighting(&key, &body, t0))
+                .await
+                .expect("the store answers");
             (key, first)
         });
     }
     let mut firsts = Vec::new();
     let mut named = std::collections::HashSet::new();
     while let Some(joined) = tasks.join_next().await {
-        let (key, first) = joined.unwrap();
+        let (key, first) = joined.expect("the task finishes");
         match first {
             FirstSeen::ThisEvent => firsts.push(key),
             FirstSeen::Another(first) => {
