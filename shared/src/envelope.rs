@@ -29,9 +29,9 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::bodies::BodyReference;
 use crate::idempotency::IdempotencyKey;
 use crate::provider::Provider;
 use crate::verify::VerifiedWebhook;
@@ -46,12 +46,15 @@ pub mod attribute {
     pub const ENVELOPE_VERSION: &str = "envelope_version";
 }
 
-/// A raw body in JSON: UTF-8 text as it is, anything else as standard base64.
+/// A raw body in JSON: UTF-8 text as it is, anything else as standard base64, or, for a
+/// body too large for a queue message, where it is stored (the claim check):
+/// `{"encoding": "stored", "data": {"location": "s3://…/bodies/<sha256>", "size": 3145728}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "encoding", content = "data", rename_all = "lowercase")]
 pub enum RawBody {
     Utf8(String),
     Base64(String),
+    Stored(BodyReference),
 }
 
 impl RawBody {
@@ -64,13 +67,15 @@ impl RawBody {
         }
     }
 
-    /// The exact bytes that were received.
+    /// The exact bytes that were received, for a body carried in the envelope. A stored
+    /// body is fetched from its store instead ([`crate::bodies::fetch_verified`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>, EnvelopeError> {
         match self {
             RawBody::Utf8(text) => Ok(text.as_bytes().to_vec()),
             RawBody::Base64(encoded) => base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|error| EnvelopeError::InvalidBody(error.to_string())),
+            RawBody::Stored(reference) => Err(EnvelopeError::StoredBody(reference.clone())),
         }
     }
 }
@@ -161,12 +166,22 @@ pub enum EnvelopeError {
     Unreadable(#[from] serde_json::Error),
     #[error("the envelope's body is not valid base64: {0}")]
     InvalidBody(String),
+    #[error("the envelope's body is stored at {}, not carried in the envelope", .0.location)]
+    StoredBody(BodyReference),
 }
 
 impl Envelope {
-    /// The envelope for a verified webhook.
+    /// The envelope for a verified webhook, carrying its body.
     pub fn from_verified(webhook: &VerifiedWebhook) -> Self {
-        let body = webhook.body();
+        Self::with_body(webhook, RawBody::from_bytes(webhook.body()))
+    }
+
+    /// The envelope for a verified webhook whose body was stored at `reference`.
+    pub fn with_stored_body(webhook: &VerifiedWebhook, reference: BodyReference) -> Self {
+        Self::with_body(webhook, RawBody::Stored(reference))
+    }
+
+    fn with_body(webhook: &VerifiedWebhook, body: RawBody) -> Self {
         Envelope::V1(EnvelopeV1 {
             idempotency_key: webhook.idempotency_key().clone(),
             provider: webhook.provider(),
@@ -175,8 +190,8 @@ impl Envelope {
             received_at: webhook.received_at(),
             source_ip: webhook.source_ip(),
             headers: webhook.headers().clone(),
-            body: RawBody::from_bytes(body),
-            body_sha256: hex::encode(Sha256::digest(body)),
+            body,
+            body_sha256: webhook.body_sha256().to_owned(),
             id_signed: webhook.id_signed(),
         })
     }
@@ -209,12 +224,23 @@ pub struct QueueMessage {
 }
 
 impl QueueMessage {
+    /// The message for a verified webhook, its body carried in the envelope.
     pub fn from_verified(webhook: &VerifiedWebhook) -> Self {
+        Self::of(webhook, Envelope::from_verified(webhook))
+    }
+
+    /// The message for a verified webhook whose body was stored at `reference`: small
+    /// whatever the body's size.
+    pub fn with_stored_body(webhook: &VerifiedWebhook, reference: BodyReference) -> Self {
+        Self::of(webhook, Envelope::with_stored_body(webhook, reference))
+    }
+
+    fn of(webhook: &VerifiedWebhook, envelope: Envelope) -> Self {
         Self {
             idempotency_key: webhook.idempotency_key().clone(),
             provider: webhook.provider(),
             event_type: webhook.event_type().to_owned(),
-            body: Envelope::from_verified(webhook).to_json(),
+            body: envelope.to_json(),
         }
     }
 

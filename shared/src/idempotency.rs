@@ -56,10 +56,12 @@ impl IdempotencyKey {
     /// The fallback key for a delivery without a stable id: the SHA-256 of its raw body, so
     /// that byte-identical retries still collapse into one event.
     pub fn from_body_hash(provider: Provider, body: &[u8]) -> Self {
-        Self(format!(
-            "{provider}:sha256:{}",
-            hex::encode(Sha256::digest(body))
-        ))
+        Self::from_body_sha256(provider, &hex::encode(Sha256::digest(body)))
+    }
+
+    /// [`IdempotencyKey::from_body_hash`], for a body whose lowercase hex SHA-256 is known.
+    pub fn from_body_sha256(provider: Provider, sha256: &str) -> Self {
+        Self(format!("{provider}:sha256:{sha256}"))
     }
 
     pub fn as_str(&self) -> &str {

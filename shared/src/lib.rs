@@ -5,7 +5,7 @@
 //! - the domain: [`provider`], [`idempotency`], [`secret`], [`request`], [`verify`] (one
 //!   module per provider's signature scheme), [`envelope`] (the versioned SQS message);
 //! - ports, small traits for what the domain needs from the world: [`queue::EventQueue`],
-//!   [`secret::SecretSource`];
+//!   [`secret::SecretSource`], [`bodies::BodyStore`], [`claims::IdempotencyStore`];
 //! - the receiver service, [`receiver`], which turns an inbound request into exactly one
 //!   answer and maps every refusal to its HTTP status in one place;
 //! - adapters: [`aws`] (SQS, Secrets Manager) and [`lambda`] (API Gateway events in, HTTP
@@ -14,6 +14,7 @@
 //! Nothing in the domain or the receiver service names an AWS type.
 
 pub mod aws;
+pub mod bodies;
 pub mod claims;
 pub mod config;
 pub mod dead_letters;

@@ -114,8 +114,15 @@ pub fn sample_scheme(provider: Provider) -> Box<dyn SignatureScheme> {
 /// [`QueueMessage::from_verified`], as a receiver does. Each delivery id gives an envelope
 /// (and so a queue body) of its own; for the queue and processor tests.
 pub fn verified_github_message(delivery_id: &str, action: &str) -> QueueMessage {
-    let scheme = sample_scheme(Provider::Github);
     let body = serde_json::json!({ "action": action, "issue": { "number": 1347 } }).to_string();
+    verified_github_message_with_body(delivery_id, &body)
+}
+
+/// [`verified_github_message`] with a body of one's own (any text: GitHub types a body that
+/// is not JSON by its event header alone), carried in the envelope whatever its size.
+pub fn verified_github_message_with_body(delivery_id: &str, body: &str) -> QueueMessage {
+    let scheme = sample_scheme(Provider::Github);
+    let body = body.to_owned();
     let now = OffsetDateTime::now_utc();
     let key = SigningKey::parse(GITHUB_TEST_SECRET, scheme.key_encoding())
         .expect("the sample secret is valid for GitHub");

@@ -187,3 +187,15 @@ pub async fn create_idempotency_table(
         .await?;
     Ok(table_name)
 }
+
+/// An S3 client on the emulator, addressing buckets by path as the functions do there.
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    hookgate::aws::s3_client(&sdk_config().await)
+}
+
+/// Creates a fresh bucket and returns its name (lowercase, as S3 requires).
+pub async fn create_bucket(client: &aws_sdk_s3::Client, prefix: &str) -> anyhow::Result<String> {
+    let bucket = unique_name(prefix).to_lowercase();
+    client.create_bucket().bucket(&bucket).send().await?;
+    Ok(bucket)
+}

@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use hookgate::envelope::RawBody;
 use hookgate::provider::Provider;
-use hookgate::samples::{SampleDelivery, SampleEvent};
+use hookgate::samples::{SampleDelivery, SampleEvent, GITHUB_TEST_SECRET};
+use hookgate::secret::{KeyEncoding, SigningKey};
 use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
+use hookgate::verify::github::Github;
+use hookgate::verify::{OutgoingDelivery, SignatureScheme};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
+use hookgate_tests::contract::look;
 use hookgate_tests::hookgate_cli::{
     hookgate, printed, routes_to_agent, scratch_directory, send_accepted, wait_until_drained,
     DevServer, AGENT_SECRET,
@@ -290,16 +295,7 @@ async fn an_event_still_failing_on_its_last_allowed_delivery_is_dead_lettered_wi
 
 /// Posts a sample delivery as it is, and returns the status.
 async fn post_delivery(url: &str, delivery: &SampleDelivery) -> u16 {
-    let mut request = reqwest::Client::new().post(url).body(delivery.body.clone());
-    for (name, value) in &delivery.headers {
-        request = request.header(name, value);
-    }
-    request
-        .send()
-        .await
-        .expect("hookgate dev answers")
-        .status()
-        .as_u16()
+    post_bytes(url, delivery, delivery.body.as_bytes()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,6 +343,101 @@ async fn a_github_delivery_replayed_under_a_fresh_id_is_refused_and_a_redelivery
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(agent.calls().len(), 1, "{}", dev.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_700_kb_json_body_and_a_3_mb_binary_body_reach_the_agent_byte_for_byte() {
+    let directory = scratch_directory("dev-large");
+    let agent = Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = start_dev(&directory.join("data"), &routes).await;
+    let json_body: Vec<u8> = {
+        let commit = r#"{"id":"0f0e","message":"Fix \"quoting\" in módulo","added":["src/a.rs"]}"#;
+        let commits = vec![commit; 700 * 1024 / commit.len()].join(",");
+        format!(r#"{{"ref":"refs/heads/main","commits":[{commits}]}}"#).into_bytes()
+    };
+    let binary_body: Vec<u8> = (0..=255_u8).cycle().take(3 * 1024 * 1024).collect();
+
+    for (id, body, content_type) in [
+        ("d-dev-large-json", &json_body, "application/json"),
+        (
+            "d-dev-large-binary",
+            &binary_body,
+            "application/octet-stream",
+        ),
+    ] {
+        let mut delivery = SampleDelivery {
+            headers: Github
+                .sign(
+                    &OutgoingDelivery {
+                        body,
+                        signed_at: OffsetDateTime::now_utc(),
+                        id,
+                    },
+                    &SigningKey::parse(GITHUB_TEST_SECRET, KeyEncoding::Raw).expect("a key"),
+                )
+                .into_iter()
+                .collect(),
+            body: String::new(),
+        };
+        delivery.headers.extend([
+            ("content-type".to_owned(), content_type.to_owned()),
+            ("x-github-delivery".to_owned(), id.to_owned()),
+            ("x-github-event".to_owned(), "push".to_owned()),
+        ]);
+        assert_eq!(
+            post_bytes(&dev.webhook_url("github"), &delivery, body).await,
+            202,
+            "{id}"
+        );
+    }
+
+    let calls = agent.wait_for_calls(2, Duration::from_secs(30)).await;
+    assert_eq!(calls.len(), 2, "{}", dev.log());
+    for call in &calls {
+        let event = call.json();
+        let body: RawBody = serde_json::from_value(event["body"].clone()).expect("the raw body");
+        let body = body.to_bytes().expect("carried in the event");
+        let expected = match event["delivery_id"].as_str() {
+            Some("d-dev-large-json") => &json_body,
+            Some("d-dev-large-binary") => &binary_body,
+            other => panic!("an unexpected delivery {other:?}"),
+        };
+        assert!(
+            body == *expected,
+            "{:?} changed on the way",
+            event["delivery_id"]
+        );
+    }
+    // The 3 MB body was kept beside the queue, as the stack keeps it in its bucket; the
+    // 700 KB one travelled in its envelope.
+    let stored: Vec<i64> = look(&directory.join("data").join("hookgate.sqlite"))
+        .prepare("SELECT length(body) FROM stored_bodies")
+        .expect("the table exists")
+        .query_map([], |row| row.get(0))
+        .expect("the rows read")
+        .collect::<Result<_, _>>()
+        .expect("the rows read");
+    assert_eq!(stored, [binary_body.len() as i64]);
+}
+
+/// Posts `body` with a delivery's headers, and returns the status.
+async fn post_bytes(url: &str, delivery: &SampleDelivery, body: &[u8]) -> u16 {
+    let mut request = reqwest::Client::new().post(url).body(body.to_vec());
+    for (name, value) in &delivery.headers {
+        request = request.header(name, value);
+    }
+    request
+        .send()
+        .await
+        .expect("hookgate dev answers")
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]

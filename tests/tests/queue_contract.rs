@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookgate::aws::SqsEventQueue;
 use hookgate::envelope::Envelope;
-use hookgate::queue::{EventQueue, MemoryQueue};
-use hookgate::samples::verified_github_message;
+use hookgate::queue::{EventQueue, MemoryQueue, SQS_MAX_MESSAGE_BYTES};
+use hookgate::samples::{verified_github_message, verified_github_message_with_body};
 use hookgate::sqlite::SqliteQueueSettings;
 use hookgate_tests::contract::{look, ScratchQueue};
 use hookgate_tests::emulator;
@@ -291,6 +291,23 @@ async fn an_unavailable_queue_answers_with_an_error(adapter: impl Adapter) {
     );
 }
 
+async fn the_queue_takes_messages_as_large_as_sqs_does(adapter: impl Adapter) {
+    assert_eq!(adapter.queue().max_message_bytes(), SQS_MAX_MESSAGE_BYTES);
+}
+
+async fn a_message_larger_than_the_queue_takes_is_refused_and_nothing_is_stored(
+    adapter: impl Adapter,
+) {
+    let limit = adapter.queue().max_message_bytes();
+    let message = verified_github_message_with_body("d-8", &"a".repeat(limit));
+    assert!(message.size_in_bytes() > limit);
+
+    let outcome = adapter.queue().enqueue(&message).await;
+
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(adapter.count().await, 0);
+}
+
 /// The whole contract, for one adapter: one test per point, so a failure names both.
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {
@@ -321,8 +338,41 @@ macro_rules! contract {
             async fn an_unavailable_queue_answers_with_an_error() {
                 super::an_unavailable_queue_answers_with_an_error($make).await;
             }
+
+            #[tokio::test]
+            async fn the_queue_takes_messages_as_large_as_sqs_does() {
+                super::the_queue_takes_messages_as_large_as_sqs_does($make).await;
+            }
+
+            #[tokio::test]
+            async fn a_message_larger_than_the_queue_takes_is_refused_and_nothing_is_stored() {
+                super::a_message_larger_than_the_queue_takes_is_refused_and_nothing_is_stored(
+                    $make,
+                )
+                .await;
+            }
         }
     };
+}
+
+#[tokio::test]
+async fn the_sqs_adapter_reads_a_smaller_maximum_from_the_queue() {
+    let client = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
+    let queue_url = client
+        .create_queue()
+        .queue_name(emulator::unique_name("contract-small"))
+        .attributes(QueueAttributeName::MaximumMessageSize, "2048")
+        .send()
+        .await
+        .expect("the emulator creates a queue")
+        .queue_url
+        .expect("a queue has a URL");
+
+    let queue = SqsEventQueue::connect(client, queue_url)
+        .await
+        .expect("the adapter connects");
+
+    assert_eq!(queue.max_message_bytes(), 2_048);
 }
 
 contract!(memory_queue, Memory::default());

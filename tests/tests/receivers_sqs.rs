@@ -448,13 +448,15 @@ async fn a_queue_deleted_after_start_is_answered_503() {
 }
 
 #[tokio::test]
-async fn a_message_the_queue_refuses_is_answered_503_and_nothing_is_queued() {
-    // SQS refuses a message over the queue's own MaximumMessageSize (here its minimum,
-    // 1 KiB), although it is well under the receiver's limit.
+async fn an_envelope_over_the_queues_own_maximum_is_answered_413_without_a_body_store() {
+    // The receiver reads the queue's MaximumMessageSize (here 4 KiB) at init, and keeps room
+    // for the dead-letter attributes under it: a body well under MAX_BODY_BYTES is still too
+    // large for this queue, and without BODY_BUCKET there is nowhere else to put it. SQS is
+    // never asked to take what it would refuse.
     let harness = Harness::with_queue_attributes(
         Provider::Github,
         GITHUB_SECRET,
-        &[(QueueAttributeName::MaximumMessageSize, "1024")],
+        &[(QueueAttributeName::MaximumMessageSize, "4096")],
     )
     .await;
     let body = format!(
@@ -470,7 +472,7 @@ async fn a_message_the_queue_refuses_is_answered_503_and_nothing_is_queued() {
         ))
         .await;
 
-    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.status, 413, "{answer:?}");
     harness.assert_nothing_is_queued().await;
 }
 

@@ -19,8 +19,9 @@ const PROVIDERS: [&str; 6] = [
 ];
 
 /// What every receiver reads from its environment.
-const COMMON_ENV: [&str; 8] = [
+const COMMON_ENV: [&str; 9] = [
     "QUEUE_URL",
+    "BODY_BUCKET",
     "WEBHOOK_SECRET",
     "WEBHOOK_SECRET_ARN",
     "SECRET_REFRESH_SECS",
@@ -50,7 +51,7 @@ const ENV_DEFAULTS: [(&str, &str); 14] = [
     ("WEBHOOK_SECRET", ""),
     ("SECRET_REFRESH_SECS", "300"),
     ("SIGNATURE_TOLERANCE_SECS", "300"),
-    ("MAX_BODY_BYTES", "190000"),
+    ("MAX_BODY_BYTES", "4706304"),
     ("ALLOWED_SOURCE_CIDRS", ""),
     ("RUST_LOG", "info"),
     ("SIGNATURE_HEADER", "X-Signature"),
@@ -487,6 +488,7 @@ fn every_receiver_can_send_only_to_the_queue_and_read_only_its_own_secret() {
 
         let mut reads_secret = false;
         let mut queue_actions = BTreeSet::new();
+        let mut body_grants = BTreeSet::new();
         let policies = properties["Policies"]
             .as_sequence()
             .unwrap_or_else(|| panic!("{id}: Policies must be a list"));
@@ -511,13 +513,21 @@ fn every_receiver_can_send_only_to_the_queue_and_read_only_its_own_secret() {
                         1,
                         "{id}: one resource per statement: {statement:?}"
                     );
-                    assert_eq!(
-                        get_att(resources[0]),
-                        Some((queue.to_owned(), "Arn".to_owned())),
-                        "{id}: inline statements may only name the queue: {statement:?}"
-                    );
-                    for action in one_or_many(&statement["Action"]) {
-                        let action = action.as_str().unwrap_or_default();
+                    let actions: Vec<&str> = one_or_many(&statement["Action"])
+                        .into_iter()
+                        .map(|action| action.as_str().unwrap_or_default())
+                        .collect();
+                    let resource = resource_name(resources[0]);
+                    if resource != format!("{queue}.Arn") {
+                        assert!(
+                            BODY_BUCKET_GRANTS.contains(&(resource.as_str(), &actions[..])),
+                            "{id}: inline statements may only name the queue and the body \
+                             bucket's bodies: {statement:?}"
+                        );
+                        body_grants.insert(resource);
+                        continue;
+                    }
+                    for action in actions {
                         assert!(
                             QUEUE_ACTIONS.contains(&action),
                             "{id}: {action:?} is more than the queue needs"
@@ -532,7 +542,84 @@ fn every_receiver_can_send_only_to_the_queue_and_read_only_its_own_secret() {
         assert!(reads_secret, "{id}: cannot read its secret");
         let expected: BTreeSet<String> = QUEUE_ACTIONS.iter().map(|a| a.to_string()).collect();
         assert_eq!(queue_actions, expected, "{id}: queue permissions");
+        assert_eq!(
+            body_grants.len(),
+            BODY_BUCKET_GRANTS.len(),
+            "{id}: stores large bodies and warms the bucket at init"
+        );
     }
+}
+
+/// What a receiver may do with the body bucket: store bodies under `bodies/`, and
+/// `HeadBucket` (`s3:ListBucket`) at init to check and warm the connection.
+const BODY_BUCKET_GRANTS: [(&str, &[&str]); 2] = [
+    ("${BodyBucket.Arn}/bodies/*", &["s3:PutObject"]),
+    ("BodyBucket.Arn", &["s3:ListBucket"]),
+];
+
+#[test]
+fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_records() {
+    let template = Template::load();
+    let bucket = template.resource("BodyBucket");
+    for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+        assert_eq!(bucket[policy].as_str(), Some("Retain"), "{policy}");
+    }
+    let properties = &bucket["Properties"];
+    assert_eq!(
+        properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            .as_str(),
+        Some("AES256")
+    );
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            properties["PublicAccessBlockConfiguration"][setting].as_bool(),
+            Some(true),
+            "{setting}"
+        );
+    }
+    let rules = one_or_many(&properties["LifecycleConfiguration"]["Rules"]);
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["Prefix"].as_str(), Some("bodies/"));
+    assert_eq!(
+        ref_target(&rules[0]["ExpirationInDays"]),
+        Some("IdempotencyTtlDays"),
+        "a body lives as long as its event's record, which outlasts a redrive"
+    );
+
+    let policies = template.resources_of_type("AWS::S3::BucketPolicy");
+    assert_eq!(policies.len(), 1);
+    let (_, policy) = &policies[0];
+    assert_eq!(
+        ref_target(&policy["Properties"]["Bucket"]),
+        Some("BodyBucket")
+    );
+    let statement = &policy["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"].as_str(), Some("Deny"));
+    assert_eq!(
+        statement["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+        Some("false")
+    );
+}
+
+#[test]
+fn both_queues_take_messages_of_a_mebibyte() {
+    let template = Template::load();
+    for id in ["Queue", "DeadLetterQueue"] {
+        assert_eq!(
+            integer(&template.resource(id)["Properties"]["MaximumMessageSize"]),
+            Some(i64::try_from(hookgate::queue::SQS_MAX_MESSAGE_BYTES).unwrap()),
+            "{id}"
+        );
+    }
+    let max_body = template.parameter("MaxBodyBytes");
+    let largest = i64::try_from(hookgate::receiver::MAX_REQUEST_BODY_BYTES).unwrap();
+    assert_eq!(integer(&max_body["MaxValue"]), Some(largest));
 }
 
 #[test]
@@ -1022,6 +1109,9 @@ fn resource_name(value: &Value) -> String {
     if let Some((resource, attribute)) = get_att(value) {
         return format!("{resource}.{attribute}");
     }
+    if let Some(text) = sub_text(value) {
+        return text.to_owned();
+    }
     if let Some(target) = ref_target(value) {
         return format!("Ref {target}");
     }
@@ -1384,6 +1474,11 @@ fn the_processor_has_only_the_permissions_it_needs() {
                 set(&["dynamodb:DescribeTable", "dynamodb:UpdateItem"]),
             ),
         ),
+        (
+            "${BodyBucket.Arn}/bodies/*".to_owned(),
+            (None, set(&["s3:GetObject"])),
+        ),
+        ("BodyBucket.Arn".to_owned(), (None, set(&["s3:ListBucket"]))),
         (
             "Ref AgentFunctionArns".to_owned(),
             (

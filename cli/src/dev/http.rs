@@ -23,9 +23,9 @@ use tokio::sync::watch;
 use tracing::{warn, Instrument};
 
 /// The most a request body may be before it is refused unread. The receiver enforces its own,
-/// smaller limit with a precise answer; this one only keeps a runaway client from filling
-/// memory.
-const READ_LIMIT: usize = 4 * 1024 * 1024;
+/// smaller limit (`MAX_REQUEST_BODY_BYTES`) with a precise answer; this one only keeps a
+/// runaway client from filling memory.
+const READ_LIMIT: usize = 8 * 1024 * 1024;
 
 /// One receiver per provider.
 pub type Receivers = HashMap<Provider, Receiver>;
@@ -170,7 +170,7 @@ mod tests {
         let queue: Arc<dyn hookgate::queue::EventQueue> =
             Arc::new(hookgate::queue::MemoryQueue::new());
         let no_overrides: HashMap<&str, &str> = HashMap::new();
-        let (receivers, _) = super::super::receivers(&queue, &no_overrides).unwrap();
+        let (receivers, _) = super::super::receivers(&queue, None, &no_overrides).unwrap();
         for provider in Provider::ALL {
             for path in [
                 format!("/webhooks/{provider}"),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookgate::aws::{self, InitError, SqsEventQueue, SqsQueueConsumer};
+use hookgate::bodies::{BodyStore, BodyStoreError};
 use hookgate::claims::StoreError;
 use hookgate::config::{required, ConfigError, Env, Overridden, ProcessEnv};
 use hookgate::processor::actions::{ActionDispatcher, ActionSetupError};
@@ -25,7 +26,7 @@ use hookgate::queue::{EventQueue, QueueError};
 use hookgate::receiver::{Receiver, ReceiverSettings};
 use hookgate::samples;
 use hookgate::secret::{KeyRing, SecretError, StaticSecrets};
-use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings, SqliteStore};
+use hookgate::sqlite::{SqliteBodyStore, SqliteQueue, SqliteQueueSettings, SqliteStore};
 use hookgate::telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -82,6 +83,8 @@ pub enum DevError {
     Queue(#[from] QueueError),
     #[error("the idempotency store: {0}")]
     Store(#[from] StoreError),
+    #[error("the body store: {0}")]
+    Bodies(#[from] BodyStoreError),
     #[error(transparent)]
     Actions(#[from] ActionSetupError),
     #[error("the {provider} receiver's secret (from {origin}): {source}")]
@@ -96,10 +99,12 @@ pub enum DevError {
     Stopped { part: &'static str, reason: String },
 }
 
-/// The queue, the consumer and the processor, on one backend.
+/// The queue, the consumer, the body store and the processor, on one backend.
 struct Pipeline {
     queue: Arc<dyn EventQueue>,
     consumer: Arc<dyn QueueConsumer>,
+    /// Where bodies too large for a message go, as the receivers and the processor share it.
+    bodies: Option<Arc<dyn BodyStore>>,
     processor: Processor,
     /// What the banner says about the backend.
     description: Vec<String>,
@@ -121,7 +126,7 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     } else {
         embedded_pipeline(&args, &env).await?
     };
-    let (receivers, secrets) = receivers(&pipeline.queue, &env)?;
+    let (receivers, secrets) = receivers(&pipeline.queue, pipeline.bodies.as_ref(), &env)?;
 
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .await
@@ -184,6 +189,7 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
         },
     )?;
     let store = SqliteStore::open(&path)?;
+    let bodies: Arc<dyn BodyStore> = Arc::new(SqliteBodyStore::open(&path)?);
     let routes = routes_from_env(env)?;
     let settings = settings_from_env(env, &routes)?;
     let actions = ActionDispatcher::from_routes(&routes, env, None).await?;
@@ -194,6 +200,10 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
             args.max_receive_count
         ),
         format!("claims: embedded, in {}", path.display()),
+        format!(
+            "bodies: embedded, in {} (those too large for a queue message)",
+            path.display()
+        ),
         routes_line(env, routes.route_count()),
     ];
     let processor = Processor::new(
@@ -203,11 +213,13 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
         Arc::new(queue.clone()),
         settings,
     )
+    .with_body_store(Arc::clone(&bodies))
     .with_metrics(Metrics::off());
     let queue = Arc::new(queue);
     Ok(Pipeline {
         queue: queue.clone(),
         consumer: queue,
+        bodies: Some(bodies),
         processor,
         description,
     })
@@ -223,14 +235,24 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
     let client = aws_sdk_sqs::Client::new(&aws::sdk_config(AWS_TIMEOUTS).await);
     let queue = SqsEventQueue::connect(client.clone(), queue_url.clone()).await?;
     let consumer = SqsQueueConsumer::connect(client, queue_url.clone()).await?;
+    // The processor reads the same bucket, from the same variable.
+    let bodies: Option<Arc<dyn BodyStore>> = match env.get("BODY_BUCKET") {
+        Some(bucket) => Some(Arc::new(aws::body_store(bucket).await?)),
+        None => None,
+    };
     let description = vec![
         format!("queue:  SQS, {queue_url}"),
         format!("claims: DynamoDB, table {table_name}"),
+        match env.get("BODY_BUCKET") {
+            Some(bucket) => format!("bodies: S3, bucket {bucket}"),
+            None => "bodies: none (BODY_BUCKET unset: bodies too large for SQS get 413)".to_owned(),
+        },
         routes_line(env, processor.routes().route_count()),
     ];
     Ok(Pipeline {
         queue: Arc::new(queue),
         consumer: Arc::new(consumer),
+        bodies,
         processor,
         description,
     })
@@ -257,6 +279,7 @@ pub enum SecretShown {
 /// through a tunnel).
 pub fn receivers(
     queue: &Arc<dyn EventQueue>,
+    bodies: Option<&Arc<dyn BodyStore>>,
     env: &dyn Env,
 ) -> Result<(Receivers, Vec<(Provider, SecretShown)>), DevError> {
     let mut receivers = Receivers::new();
@@ -280,12 +303,21 @@ pub fn receivers(
                     source,
                 }
             })?;
-        let receiver = Receiver::new(
-            scheme,
-            Arc::new(StaticSecrets::new(keys)),
-            Arc::clone(queue),
-            ReceiverSettings::default(),
-        )
+        let receiver = match bodies {
+            Some(bodies) => Receiver::new(
+                scheme,
+                Arc::new(StaticSecrets::new(keys)),
+                Arc::clone(queue),
+                ReceiverSettings::with_body_store(),
+            )
+            .with_body_store(Arc::clone(bodies)),
+            None => Receiver::new(
+                scheme,
+                Arc::new(StaticSecrets::new(keys)),
+                Arc::clone(queue),
+                ReceiverSettings::default(),
+            ),
+        }
         .with_metrics(Metrics::off());
         receivers.insert(provider, receiver);
         shown.push((provider, secret_shown));

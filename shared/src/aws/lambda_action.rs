@@ -27,6 +27,16 @@ use crate::routes::{ActionKind, ActionSpec, InvocationType};
 /// They are not among `Invoke`'s modelled errors, so they arrive as unhandled codes.
 const ACCESS_DENIED: [&str; 2] = ["AccessDeniedException", "AccessDenied"];
 
+/// The largest payload Lambda takes for each invocation type: 6 MiB for `RequestResponse`,
+/// 1 MiB for `Event`. A larger event is refused by Lambda whatever is retried, so it is
+/// refused here at once, saying so.
+fn payload_limit(invocation: InvocationType) -> usize {
+    match invocation {
+        InvocationType::RequestResponse => 6_291_456,
+        InvocationType::Event => 1_048_576,
+    }
+}
+
 /// Runs `lambda` actions with one Lambda client.
 #[derive(Debug, Clone)]
 pub struct LambdaActions {
@@ -56,6 +66,16 @@ impl ActionInvoker for LambdaActions {
                 action.name
             )));
         };
+        let payload = event.to_json();
+        let limit = payload_limit(*invocation);
+        if payload.len() > limit {
+            return Err(ActionError::permanent(format!(
+                "the event is {} bytes, over the {limit} bytes Lambda takes for an \
+                 {invocation:?} invocation (a large body; a RequestResponse invocation or an \
+                 http action takes more)",
+                payload.len()
+            )));
+        }
         let request = self
             .client
             .invoke()
@@ -66,7 +86,7 @@ impl ActionInvoker for LambdaActions {
                 }
                 InvocationType::Event => aws_sdk_lambda::types::InvocationType::Event,
             })
-            .payload(Blob::new(event.to_json()));
+            .payload(Blob::new(payload));
         // The SDK has no per-call deadline of its own by default; a function that runs past
         // the action's timeout is a retryable failure like an HTTP agent's would be.
         let output = match tokio::time::timeout(action.timeout, request.send()).await {
@@ -169,6 +189,43 @@ mod tests {
 
     fn service_error(error: InvokeError) -> ActionError {
         invoke_failure(&SdkError::service_error(error, ()))
+    }
+
+    #[tokio::test]
+    async fn an_event_larger_than_lambda_takes_is_refused_permanently_without_a_call() {
+        // A client that could reach nothing: the refusal must come before any call.
+        let config = aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .build();
+        let actions = LambdaActions::new(aws_sdk_lambda::Client::from_conf(config));
+        let envelope = crate::envelope::EnvelopeV1 {
+            idempotency_key: IdempotencyKey::from_stable_id(Provider::Github, "d-1").unwrap(),
+            provider: Provider::Github,
+            event_type: "push".into(),
+            delivery_id: Some("d-1".into()),
+            received_at: time::OffsetDateTime::UNIX_EPOCH,
+            source_ip: None,
+            headers: Default::default(),
+            body: RawBody::Utf8(String::new()),
+            body_sha256: String::new(),
+            id_signed: false,
+        };
+        let event = NormalizedEvent::new(&envelope, RawBody::from_bytes(&vec![0xff; 1_000_000]));
+        let routes = crate::routes::RouteTable::parse(
+            "[action.big]\ntype = \"lambda\"\nfunction = \"agent\"\ninvocation = \"Event\"\n",
+            "routes.toml",
+        )
+        .unwrap();
+        let action = routes.actions().next().unwrap().clone();
+
+        let outcome = actions.invoke(&action, &event).await;
+
+        let Err(ActionError::Permanent { reason }) = outcome else {
+            panic!("expected a permanent failure, got {outcome:?}");
+        };
+        assert!(reason.contains("1048576"), "{reason}");
     }
 
     #[test]

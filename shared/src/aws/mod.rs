@@ -8,6 +8,7 @@
 
 mod dynamodb;
 mod lambda_action;
+mod s3_bodies;
 mod secrets_manager;
 mod sqs;
 
@@ -19,6 +20,7 @@ use aws_config::BehaviorVersion;
 
 pub use dynamodb::DynamoStore;
 pub use lambda_action::LambdaActions;
+pub use s3_bodies::S3BodyStore;
 pub use secrets_manager::{SecretsManagerSource, SecretsManagerValue};
 pub use sqs::{
     dead_letter_attribute, MoveTaskStatus, SqsDeadLetterQueue, SqsEventQueue, SqsQueueConsumer,
@@ -51,6 +53,8 @@ pub enum InitError {
     Queue(#[from] QueueError),
     #[error("idempotency table: {0}")]
     Store(#[from] crate::claims::StoreError),
+    #[error("body bucket: {0}")]
+    Bodies(#[from] crate::bodies::BodyStoreError),
     #[error("{0}")]
     Actions(#[from] crate::processor::actions::ActionSetupError),
 }
@@ -83,9 +87,26 @@ pub async fn sdk_config((attempt, operation): (Duration, Duration)) -> aws_confi
         .await
 }
 
+/// An S3 client on `sdk_config`, addressing buckets by path when an endpoint is set (an
+/// emulator on 127.0.0.1 has no `{bucket}.host` names), by virtual host on AWS.
+pub fn s3_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk_config)
+        .force_path_style(sdk_config.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// The body store in `bucket`, checked and warmed, with timeouts of its own: an upload of
+/// several MB needs longer than a receiver's SQS call.
+pub async fn body_store(bucket: String) -> Result<S3BodyStore, InitError> {
+    let sdk_config = sdk_config(s3_bodies::BODY_STORE_TIMEOUTS).await;
+    Ok(S3BodyStore::connect(s3_client(&sdk_config), bucket).await?)
+}
+
 /// Builds a receiver for `provider` from the environment: its scheme, its secrets (from the
-/// environment or Secrets Manager) and the SQS queue, each checked and warmed. A failure is
-/// logged as JSON before it is returned, so it reads well in CloudWatch too.
+/// environment or Secrets Manager), the SQS queue and the body bucket, each checked and
+/// warmed. A failure is logged as JSON before it is returned, so it reads well in
+/// CloudWatch too.
 pub async fn receiver_from_env(provider: Provider, env: &dyn Env) -> Result<Receiver, InitError> {
     let receiver = build_receiver(provider, env).await;
     if let Err(error) = &receiver {
@@ -110,14 +131,20 @@ async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, I
             .await?,
         ),
     };
-    let queue =
-        SqsEventQueue::connect(aws_sdk_sqs::Client::new(&sdk_config), config.queue_url).await?;
-    Ok(Receiver::new(
-        scheme,
-        secrets,
-        Arc::new(queue),
-        config.settings,
-    ))
+    // Warmed side by side: the bucket's handshake costs the cold start no wall time.
+    let queue = SqsEventQueue::connect(aws_sdk_sqs::Client::new(&sdk_config), config.queue_url);
+    let (queue, bodies) = match config.body_bucket {
+        Some(bucket) => {
+            let (queue, bodies) = tokio::join!(queue, body_store(bucket));
+            (queue?, Some(bodies?))
+        }
+        None => (queue.await?, None),
+    };
+    let receiver = Receiver::new(scheme, secrets, Arc::new(queue), config.settings);
+    Ok(match bodies {
+        Some(bodies) => receiver.with_body_store(Arc::new(bodies)),
+        None => receiver,
+    })
 }
 
 /// Builds the processor from the environment: its routes, the DynamoDB store, the queue
@@ -158,11 +185,15 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
         .await;
     let actions =
         ActionDispatcher::from_routes(&config.routes, env, Some(&actions_sdk_config)).await?;
-    Ok(Processor::new(
+    let processor = Processor::new(
         config.routes,
         Arc::new(store),
         Arc::new(actions),
         Arc::new(control),
         config.settings,
-    ))
+    );
+    Ok(match config.body_bucket {
+        Some(bucket) => processor.with_body_store(Arc::new(body_store(bucket).await?)),
+        None => processor,
+    })
 }

@@ -23,17 +23,35 @@ use crate::queue::{EventQueue, QueueError};
 pub struct SqsEventQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
+    max_message_bytes: usize,
 }
+
+/// What a queue that does not say takes: SQS's limit before August 2025, which every queue
+/// still accepts.
+const CLASSIC_MAX_MESSAGE_BYTES: usize = 262_144;
 
 impl SqsEventQueue {
     /// Checks that the queue exists (and warms the connection) with one
-    /// `GetQueueAttributes` call.
+    /// `GetQueueAttributes` call, which also reads the queue's `MaximumMessageSize`.
     pub async fn connect(
         client: aws_sdk_sqs::Client,
         queue_url: String,
     ) -> Result<Self, QueueError> {
-        reach(&client, &queue_url, &[]).await?;
-        Ok(Self { client, queue_url })
+        let attributes = reach(
+            &client,
+            &queue_url,
+            &[QueueAttributeName::MaximumMessageSize],
+        )
+        .await?;
+        let max_message_bytes = attributes
+            .get(&QueueAttributeName::MaximumMessageSize)
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or(CLASSIC_MAX_MESSAGE_BYTES);
+        Ok(Self {
+            client,
+            queue_url,
+            max_message_bytes,
+        })
     }
 
     pub fn queue_url(&self) -> &str {
@@ -59,6 +77,10 @@ impl EventQueue for SqsEventQueue {
         output
             .message_id
             .ok_or_else(|| QueueError::new("SQS answered without a message id"))
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 }
 

@@ -6,6 +6,7 @@
 //! | `QUEUE_URL` | the queue the processor consumes (for retry delays) | required |
 //! | `DLQ_URL` | the dead-letter queue for permanent failures | required |
 //! | `ROUTES_FILE` | a routes file to use instead of the bundled `routes.toml` | bundled |
+//! | `BODY_BUCKET` | the S3 bucket the receivers store bodies too large for a message in | none |
 //! | `IDEMPOTENCY_TTL_DAYS` | how long idempotency records are kept; at least the dead-letter queue's retention plus the longest retry delay | 16 |
 //! | `LEASE_SECS` | how long a claim is exclusive; must exceed every action timeout | longest action timeout + 30 |
 //! | `BACKOFF_BASE_SECS` | the first retry's delay step | 10 |
@@ -64,6 +65,7 @@ pub struct ProcessorConfig {
     pub table_name: String,
     pub queue_url: String,
     pub dlq_url: String,
+    pub body_bucket: Option<String>,
     pub routes: RouteTable,
     pub settings: ProcessorSettings,
 }
@@ -79,6 +81,9 @@ impl ProcessorConfig {
             table_name,
             queue_url,
             dlq_url,
+            body_bucket: env
+                .get("BODY_BUCKET")
+                .map(|bucket| bucket.trim().to_owned()),
             routes,
             settings,
         })

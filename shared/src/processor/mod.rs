@@ -39,10 +39,11 @@ pub use control::{ControlCall, MemoryQueueControl, QueueControl};
 
 use self::actions::{ActionError, ActionInvoker, NormalizedEvent};
 use self::backoff::Backoff;
+use crate::bodies::{fetch_verified, BodyStore};
 use crate::claims::{
     BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, StoreError,
 };
-use crate::envelope::{Envelope, EnvelopeV1};
+use crate::envelope::{Envelope, EnvelopeV1, RawBody};
 use crate::idempotency::IdempotencyKey;
 use crate::routes::{ActionSpec, RouteTable};
 use crate::telemetry::Metrics;
@@ -90,6 +91,10 @@ pub enum Outcome {
     StoreUnavailable {
         reason: String,
     },
+    /// The event's body is stored outside its envelope, and the store could not be reached.
+    BodyStoreUnavailable {
+        reason: String,
+    },
     ClaimLost,
     /// The invocation's deadline came before the message was done.
     DeadlineReached,
@@ -107,6 +112,7 @@ impl Outcome {
             Outcome::RetryScheduled { .. } => "retry_scheduled",
             Outcome::InFlightElsewhere => "in_flight_elsewhere",
             Outcome::StoreUnavailable { .. } => "store_unavailable",
+            Outcome::BodyStoreUnavailable { .. } => "body_store_unavailable",
             Outcome::ClaimLost => "claim_lost",
             Outcome::DeadlineReached => "deadline_reached",
             Outcome::DeadLetterUnavailable => "dead_letter_unavailable",
@@ -117,9 +123,9 @@ impl Outcome {
     /// failed its last allowed delivery.
     pub fn describe(&self) -> String {
         match self {
-            Outcome::RetryScheduled { reason, .. } | Outcome::StoreUnavailable { reason } => {
-                reason.clone()
-            }
+            Outcome::RetryScheduled { reason, .. }
+            | Outcome::StoreUnavailable { reason }
+            | Outcome::BodyStoreUnavailable { reason } => reason.clone(),
             Outcome::InFlightElsewhere => "another delivery of the event held its claim".to_owned(),
             Outcome::ClaimLost => {
                 "its claim was taken over by another worker after the lease ran out".to_owned()
@@ -178,6 +184,8 @@ pub struct Processor {
     store: Arc<dyn IdempotencyStore>,
     actions: Arc<dyn ActionInvoker>,
     control: Arc<dyn QueueControl>,
+    /// Where bodies too large for a message are kept, when the receivers store them.
+    bodies: Option<Arc<dyn BodyStore>>,
     settings: ProcessorSettings,
     metrics: Metrics,
     clock: crate::receiver::Clock,
@@ -213,10 +221,17 @@ impl Processor {
             store,
             actions,
             control,
+            bodies: None,
             settings,
             metrics: Metrics::stdout(),
             clock: Arc::new(OffsetDateTime::now_utc),
         }
+    }
+
+    /// Reads bodies stored outside their envelopes from `bodies`.
+    pub fn with_body_store(mut self, bodies: Arc<dyn BodyStore>) -> Self {
+        self.bodies = Some(bodies);
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
@@ -426,7 +441,14 @@ impl Processor {
             .into_iter()
             .filter(|action| !held.done_actions.contains(&action.name))
             .collect();
-        let event = NormalizedEvent::from_envelope(envelope);
+        let body = match self.body_of(delivery, envelope).await {
+            Ok(body) => body,
+            Err(decision) => {
+                self.release(&held).await;
+                return decision;
+            }
+        };
+        let event = NormalizedEvent::new(envelope, body);
         // Each success is recorded as soon as its action ends, not once the slowest action
         // of the event has: a crash in between must not make a finished action run again.
         let outcomes = join_all(pending.iter().map(|action| async {
@@ -520,6 +542,42 @@ impl Processor {
         );
         info!(idempotency_key = %key, provider, event_type, attempt = held.attempt, outcome = "completed", "event completed");
         Decision::Done(Outcome::Completed)
+    }
+
+    /// The event's raw body: the envelope's own, or the bytes stored under its reference,
+    /// checked against the size and hash the envelope records. A store that cannot be
+    /// reached is retried; a body that is gone or altered is dead-lettered, since trying
+    /// again cannot bring it back.
+    async fn body_of(
+        &self,
+        delivery: &QueuedDelivery,
+        envelope: &EnvelopeV1,
+    ) -> Result<RawBody, Decision> {
+        let RawBody::Stored(reference) = &envelope.body else {
+            return Ok(envelope.body.clone());
+        };
+        let Some(bodies) = &self.bodies else {
+            return Err(Decision::DeadLetter(format!(
+                "the body is stored at {}, and this processor reads no body store (set BODY_BUCKET)",
+                reference.location
+            )));
+        };
+        match fetch_verified(bodies.as_ref(), reference, &envelope.body_sha256).await {
+            Ok(bytes) => Ok(RawBody::from_bytes(&bytes)),
+            Err(error) if error.is_retryable() => {
+                let delay = self.backoff(delivery, None);
+                warn!(idempotency_key = %envelope.idempotency_key, %error, delay_ms = delay.as_millis() as u64, outcome = "retry", "cannot read the stored body");
+                Err(Decision::Retry {
+                    outcome: Outcome::BodyStoreUnavailable {
+                        reason: error.to_string(),
+                    },
+                    delay,
+                })
+            }
+            Err(error) => Err(Decision::DeadLetter(format!(
+                "the stored body cannot be used: {error}"
+            ))),
+        }
     }
 
     /// Records the envelope's body as seen in its event, or learns which event it was first
@@ -670,6 +728,7 @@ fn metric_for(outcome: &Outcome) -> &'static str {
         Outcome::RetryScheduled { .. } => "RetriesScheduled",
         Outcome::InFlightElsewhere => "InFlightElsewhere",
         Outcome::StoreUnavailable { .. }
+        | Outcome::BodyStoreUnavailable { .. }
         | Outcome::ClaimLost
         | Outcome::DeadlineReached
         | Outcome::DeadLetterUnavailable => "ProcessingErrors",

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::*;
+use crate::bodies::{BodyStore, MemoryBodyStore};
 use crate::claims::{IdempotencyStore, MemoryStore};
 use crate::envelope::RawBody;
 use crate::idempotency::IdempotencyKey;
@@ -15,6 +16,8 @@ use crate::provider::Provider;
 struct ScriptedActions {
     script: Mutex<HashMap<String, VecDeque<Result<(), ActionError>>>>,
     calls: Mutex<Vec<(String, String)>>,
+    /// The raw body each call was handed.
+    bodies: Mutex<Vec<RawBody>>,
     delay: Option<Duration>,
 }
 
@@ -45,6 +48,7 @@ impl ActionInvoker for ScriptedActions {
             .lock()
             .unwrap()
             .push((action.name.clone(), event.idempotency_key.to_string()));
+        self.bodies.lock().unwrap().push(event.body.clone());
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }
@@ -736,4 +740,122 @@ async fn a_suspected_replay_is_counted_by_provider() {
             .any(|document| document["Provider"] == "github"),
         "{replays:?}"
     );
+}
+
+// ---- bodies stored outside their envelopes ----
+
+/// A GitHub envelope whose `body` was stored in `bodies`, as a receiver queues it.
+async fn envelope_with_stored_body(id: &str, body: &[u8], bodies: &MemoryBodyStore) -> String {
+    let sha = crate::bodies::sha256_hex(body);
+    let reference = bodies
+        .put(&bytes::Bytes::copy_from_slice(body), &sha)
+        .await
+        .unwrap();
+    let mut envelope = Envelope::from_json(&envelope(id, "pull_request.opened"))
+        .unwrap()
+        .v1()
+        .clone();
+    envelope.body = RawBody::Stored(reference);
+    envelope.body_sha256 = sha;
+    Envelope::V1(envelope).to_json()
+}
+
+fn fixture_with_bodies(bodies: &MemoryBodyStore) -> Fixture {
+    let mut fixture = fixture(ScriptedActions::default());
+    fixture.processor = processor_on(
+        Arc::new(fixture.store.clone()),
+        fixture.actions.clone(),
+        fixture.control.clone(),
+    )
+    .with_body_store(Arc::new(bodies.clone()));
+    fixture
+}
+
+#[tokio::test]
+async fn a_stored_body_is_fetched_and_handed_to_every_action_byte_for_byte() {
+    let bodies = MemoryBodyStore::new();
+    let fixture = fixture_with_bodies(&bodies);
+    let binary: Vec<u8> = (0..=255_u8).cycle().take(70_000).collect();
+    let message = delivery(
+        "m-1",
+        envelope_with_stored_body("guid-big", &binary, &bodies).await,
+        1,
+    );
+
+    let outcome = fixture.processor.process(&message, None).await;
+
+    assert_eq!(outcome, Disposition::Acknowledge(Outcome::Completed));
+    let handed = fixture.actions.bodies.lock().unwrap().clone();
+    assert_eq!(handed.len(), 2);
+    for body in handed {
+        assert_eq!(body.to_bytes().unwrap(), binary);
+    }
+}
+
+#[tokio::test]
+async fn a_stored_body_that_is_gone_is_dead_lettered_saying_so() {
+    let bodies = MemoryBodyStore::new();
+    let fixture = fixture_with_bodies(&bodies);
+    let message = delivery(
+        "m-1",
+        envelope_with_stored_body("guid-gone", b"expired", &bodies).await,
+        1,
+    );
+    bodies.forget_all();
+
+    let outcome = fixture.processor.process(&message, None).await;
+
+    let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = outcome else {
+        panic!("expected a dead letter, got {outcome:?}");
+    };
+    assert!(reason.contains("is gone"), "{reason}");
+    assert!(fixture.actions.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_body_store_is_retried_after_a_backoff() {
+    let bodies = MemoryBodyStore::new();
+    let fixture = fixture_with_bodies(&bodies);
+    let message = delivery(
+        "m-1",
+        envelope_with_stored_body("guid-later", b"later", &bodies).await,
+        1,
+    );
+    bodies.set_unavailable(true);
+
+    let outcome = fixture.processor.process(&message, None).await;
+
+    assert!(
+        matches!(
+            outcome,
+            Disposition::Retry(Outcome::BodyStoreUnavailable { .. })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(retry_delays(&fixture.control).len(), 1);
+    assert!(fixture.actions.calls().is_empty());
+    bodies.set_unavailable(false);
+    assert_eq!(
+        fixture.processor.process(&message, None).await,
+        Disposition::Acknowledge(Outcome::Completed),
+        "the claim was released, and the next delivery acts"
+    );
+}
+
+#[tokio::test]
+async fn a_stored_body_without_a_body_store_to_read_it_is_dead_lettered_naming_the_setting() {
+    let bodies = MemoryBodyStore::new();
+    let fixture = fixture(ScriptedActions::default());
+    let message = delivery(
+        "m-1",
+        envelope_with_stored_body("guid-nowhere", b"b", &bodies).await,
+        1,
+    );
+
+    let outcome = fixture.processor.process(&message, None).await;
+
+    let Disposition::Acknowledge(Outcome::DeadLettered { reason }) = outcome else {
+        panic!("expected a dead letter, got {outcome:?}");
+    };
+    assert!(reason.contains("BODY_BUCKET"), "{reason}");
 }

@@ -9,7 +9,7 @@
 //! | method other than POST | 405 |
 //! | body over the limit | 413 |
 //! | body or headers malformed | 400 |
-//! | secrets or queue unavailable | 503, so the provider retries |
+//! | secrets, body store or queue unavailable | 503, so the provider retries (if it does) |
 //!
 //! Refusal details go to the log, never to the caller, except for 400s: those come from a
 //! caller whose signature already held, and saying what is missing helps them fix it.
@@ -79,7 +79,11 @@ impl Answer {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the payload is over the limit of {limit} bytes"),
             ),
-            Err(ReceiveError::SecretsUnavailable(_) | ReceiveError::QueueUnavailable(_)) => Self {
+            Err(
+                ReceiveError::SecretsUnavailable(_)
+                | ReceiveError::BodyStoreUnavailable(_)
+                | ReceiveError::QueueUnavailable(_),
+            ) => Self {
                 headers: vec![("retry-after", "5")],
                 ..Self::error(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -8,14 +8,15 @@
 //! | `WEBHOOK_SECRET_ARN` | a Secrets Manager secret: the plain secret or `{"current","previous"}` | none |
 //! | `SECRET_REFRESH_SECS` | how long a Secrets Manager value is cached | 300 |
 //! | `SIGNATURE_TOLERANCE_SECS` | the replay window, either way, for timestamped schemes | 300 |
-//! | `MAX_BODY_BYTES` | the largest body accepted (at most 262144, SQS's limit) | 190000 |
+//! | `BODY_BUCKET` | an S3 bucket for bodies too large for a queue message | none: such bodies get 413 |
+//! | `MAX_BODY_BYTES` | the largest body accepted, at most 4706304 (what Lambda can be handed) | 4706304 with `BODY_BUCKET`, else 772608 |
 //! | `ALLOWED_SOURCE_CIDRS` | comma-separated networks allowed to call; unset allows all | none |
 
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{ReceiverSettings, SQS_MESSAGE_LIMIT};
+use super::{ReceiverSettings, MAX_REQUEST_BODY_BYTES};
 use crate::config::{parsed_or, required, ConfigError, Env};
 use crate::secret::{KeyEncoding, KeyRing, SecretError};
 
@@ -36,6 +37,8 @@ pub enum SecretsConfig {
 pub struct ReceiverConfig {
     pub queue_url: String,
     pub secrets: SecretsConfig,
+    /// The bucket bodies too large for a queue message are stored in.
+    pub body_bucket: Option<String>,
     pub settings: ReceiverSettings,
 }
 
@@ -49,14 +52,18 @@ impl ReceiverConfig {
                 format!("`{queue_url}` is not a queue URL"),
             ));
         }
+        let body_bucket = env
+            .get("BODY_BUCKET")
+            .map(|bucket| bucket.trim().to_owned());
         Ok(Self {
             queue_url,
             secrets: secrets_config(env, encoding)?,
             settings: ReceiverSettings {
                 tolerance: tolerance(env)?,
-                max_body_bytes: max_body_bytes(env)?,
+                max_body_bytes: max_body_bytes(env, body_bucket.is_some())?,
                 allowed_sources: allowed_sources(env)?,
             },
+            body_bucket,
         })
     }
 }
@@ -112,16 +119,21 @@ fn tolerance(env: &dyn Env) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(seconds))
 }
 
-fn max_body_bytes(env: &dyn Env) -> Result<usize, ConfigError> {
-    let limit: usize = parsed_or(
-        env,
-        "MAX_BODY_BYTES",
-        ReceiverSettings::default().max_body_bytes,
-    )?;
-    if limit == 0 || limit > SQS_MESSAGE_LIMIT {
+/// The default follows the body store: without one, only bodies that fit a queue message.
+fn max_body_bytes(env: &dyn Env, has_body_store: bool) -> Result<usize, ConfigError> {
+    let default = if has_body_store {
+        ReceiverSettings::with_body_store()
+    } else {
+        ReceiverSettings::default()
+    };
+    let limit: usize = parsed_or(env, "MAX_BODY_BYTES", default.max_body_bytes)?;
+    if limit == 0 || limit > MAX_REQUEST_BODY_BYTES {
         return Err(ConfigError::invalid(
             "MAX_BODY_BYTES",
-            format!("{limit} is not between 1 and {SQS_MESSAGE_LIMIT} (the SQS message limit)"),
+            format!(
+                "{limit} is not between 1 and {MAX_REQUEST_BODY_BYTES} (the largest body \
+                 Lambda can be handed through API Gateway)"
+            ),
         ));
     }
     Ok(limit)
@@ -174,6 +186,7 @@ mod tests {
     fn the_defaults_need_only_a_queue_and_a_secret() {
         let config = config(&[QUEUE, ("WEBHOOK_SECRET", "s")]).unwrap();
         assert_eq!(config.settings, ReceiverSettings::default());
+        assert_eq!(config.body_bucket, None);
         assert!(matches!(config.secrets, SecretsConfig::Environment(_)));
     }
 
@@ -254,6 +267,20 @@ mod tests {
     }
 
     #[test]
+    fn with_a_body_bucket_bodies_up_to_what_lambda_takes_are_accepted_by_default() {
+        let config = config(&[
+            QUEUE,
+            ("WEBHOOK_SECRET", "s"),
+            ("BODY_BUCKET", "hookgate-bodies"),
+        ])
+        .unwrap();
+        assert_eq!(config.body_bucket.as_deref(), Some("hookgate-bodies"));
+        assert_eq!(config.settings.max_body_bytes, MAX_REQUEST_BODY_BYTES);
+        assert_eq!(MAX_REQUEST_BODY_BYTES, 4_706_304);
+        assert_eq!(super::super::INLINE_BODY_BYTES, 772_608);
+    }
+
+    #[test]
     fn source_networks_accept_cidrs_and_bare_addresses() {
         let config = config(&[
             QUEUE,
@@ -274,7 +301,7 @@ mod tests {
         let cases = [
             ("ALLOWED_SOURCE_CIDRS", "192.30.252.0/33"),
             ("MAX_BODY_BYTES", "0"),
-            ("MAX_BODY_BYTES", "300000"),
+            ("MAX_BODY_BYTES", "4706305"),
             ("SIGNATURE_TOLERANCE_SECS", "-1"),
             ("SIGNATURE_TOLERANCE_SECS", "0"),
             ("ALLOWED_SOURCE_CIDRS", " , "),

@@ -19,18 +19,31 @@ use tracing::{error, info, warn};
 pub use answer::Answer;
 pub use config::{ReceiverConfig, SecretsConfig};
 
+use crate::bodies::{BodyStore, BodyStoreError};
+use crate::dead_letters::DEAD_LETTER_OVERHEAD;
 use crate::envelope::QueueMessage;
 use crate::idempotency::IdempotencyKey;
 use crate::provider::Provider;
-use crate::queue::{EventQueue, QueueError};
+use crate::queue::{EventQueue, QueueError, SQS_MAX_MESSAGE_BYTES};
 use crate::request::InboundRequest;
 use crate::secret::{SecretError, SecretSource};
 use crate::telemetry::Metrics;
-use crate::verify::{self, Handshake, Rejection, SignatureScheme, Verified};
+use crate::verify::{self, Handshake, Rejection, SignatureScheme, Verified, VerifiedWebhook};
 
-/// The largest message every SQS queue accepts, body and attributes together. Queues can be
-/// configured for more, but a receiver must not depend on that.
-pub const SQS_MESSAGE_LIMIT: usize = 262_144;
+/// The largest body a receiver can be handed at all: Lambda takes a request of 6 MiB
+/// (6,291,456 bytes), API Gateway passes a body that is not text as base64 (4 bytes for 3),
+/// and 16 KiB go to the headers and request context around it. The default `MAX_BODY_BYTES`
+/// with a body store, and the most it may be.
+pub const MAX_REQUEST_BODY_BYTES: usize = (6_291_456 - 16_384) / 4 * 3;
+
+/// Room an envelope needs besides its body: the key, type, ids and forwarded headers.
+const ENVELOPE_FIELDS_BYTES: usize = 16_384;
+
+/// The largest body whose envelope surely fits an SQS message (1 MiB), even as base64, with
+/// room left for the dead-letter attributes: the default `MAX_BODY_BYTES` without a body
+/// store. Larger text bodies may still fit; each envelope is measured.
+pub const INLINE_BODY_BYTES: usize =
+    (SQS_MAX_MESSAGE_BYTES - DEAD_LETTER_OVERHEAD - ENVELOPE_FIELDS_BYTES) / 4 * 3;
 
 /// The request policy a receiver enforces around the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +57,22 @@ pub struct ReceiverSettings {
 }
 
 impl Default for ReceiverSettings {
+    /// For a receiver without a body store: bodies up to what surely fits a queue message.
     fn default() -> Self {
         Self {
             tolerance: Duration::from_secs(300),
-            // The base64 of a 190000-byte binary body, with the envelope around it, still fits
-            // SQS's 262144-byte message.
-            max_body_bytes: 190_000,
+            max_body_bytes: INLINE_BODY_BYTES,
             allowed_sources: None,
+        }
+    }
+}
+
+impl ReceiverSettings {
+    /// For a receiver with a body store: bodies up to what Lambda can be handed.
+    pub fn with_body_store() -> Self {
+        Self {
+            max_body_bytes: MAX_REQUEST_BODY_BYTES,
+            ..Self::default()
         }
     }
 }
@@ -84,6 +106,8 @@ pub enum ReceiveError {
     Rejected(#[from] Rejection),
     #[error("the signing secrets are unavailable: {0}")]
     SecretsUnavailable(#[from] SecretError),
+    #[error("the large body could not be stored: {0}")]
+    BodyStoreUnavailable(#[from] BodyStoreError),
     #[error(transparent)]
     QueueUnavailable(#[from] QueueError),
 }
@@ -98,6 +122,7 @@ impl ReceiveError {
             ReceiveError::Rejected(Rejection::Unauthenticated(failure)) => failure.reason(),
             ReceiveError::Rejected(Rejection::Malformed(_)) => "malformed_request",
             ReceiveError::SecretsUnavailable(_) => "secrets_unavailable",
+            ReceiveError::BodyStoreUnavailable(_) => "body_store_unavailable",
             ReceiveError::QueueUnavailable(_) => "queue_unavailable",
         }
     }
@@ -108,6 +133,8 @@ pub struct Receiver {
     scheme: Box<dyn SignatureScheme>,
     secrets: Arc<dyn SecretSource>,
     queue: Arc<dyn EventQueue>,
+    /// Where a body too large for a queue message is stored first, if anywhere.
+    bodies: Option<Arc<dyn BodyStore>>,
     settings: ReceiverSettings,
     metrics: Metrics,
     clock: Clock,
@@ -133,10 +160,17 @@ impl Receiver {
             scheme,
             secrets,
             queue,
+            bodies: None,
             settings,
             metrics: Metrics::stdout(),
             clock: Arc::new(OffsetDateTime::now_utc),
         }
+    }
+
+    /// Stores bodies too large for a queue message in `bodies` and queues a reference.
+    pub fn with_body_store(mut self, bodies: Arc<dyn BodyStore>) -> Self {
+        self.bodies = Some(bodies);
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
@@ -183,7 +217,9 @@ impl Receiver {
             Err(refusal) => {
                 let reason = refusal.reason();
                 match refusal {
-                    ReceiveError::SecretsUnavailable(_) | ReceiveError::QueueUnavailable(_) => {
+                    ReceiveError::SecretsUnavailable(_)
+                    | ReceiveError::BodyStoreUnavailable(_)
+                    | ReceiveError::QueueUnavailable(_) => {
                         error!(provider, outcome = "unavailable", reason, error = %refusal, "webhook not accepted");
                     }
                     _ => {
@@ -231,21 +267,48 @@ impl Receiver {
             Verified::Handshake(handshake) => return Ok(Accepted::Handshake(handshake)),
             Verified::Webhook(webhook) => webhook,
         };
-        let message = QueueMessage::from_verified(&webhook);
-        let size = message.size_in_bytes();
-        if size > SQS_MESSAGE_LIMIT {
-            // The body passed MAX_BODY_BYTES but escaping made the envelope too big for SQS.
-            return Err(ReceiveError::PayloadTooLarge {
-                size,
-                limit: SQS_MESSAGE_LIMIT,
-            });
-        }
+        let message = self.queue_message(&webhook).await?;
         let message_id = self.queue.enqueue(&message).await?;
         Ok(Accepted::Queued {
             idempotency_key: webhook.idempotency_key().clone(),
             event_type: webhook.event_type().to_owned(),
             message_id,
         })
+    }
+}
+
+impl Receiver {
+    /// The message for a verified webhook: its body in the envelope when the envelope fits
+    /// the queue with room to spare for the dead-letter attributes; otherwise the body
+    /// stored first (the claim check) and a reference in the envelope. Without a body
+    /// store, a body that does not fit is too large.
+    async fn queue_message(&self, webhook: &VerifiedWebhook) -> Result<QueueMessage, ReceiveError> {
+        let limit = self
+            .queue
+            .max_message_bytes()
+            .saturating_sub(DEAD_LETTER_OVERHEAD);
+        let body = webhook.body();
+        // JSON never makes a body shorter: one over the limit is not serialised to find out.
+        let inline = (body.len() <= limit).then(|| QueueMessage::from_verified(webhook));
+        let inline_size = match inline {
+            Some(message) if message.size_in_bytes() <= limit => return Ok(message),
+            Some(message) => message.size_in_bytes(),
+            None => body.len(),
+        };
+        let Some(bodies) = &self.bodies else {
+            return Err(ReceiveError::PayloadTooLarge {
+                size: inline_size,
+                limit,
+            });
+        };
+        let reference = bodies.put(body, webhook.body_sha256()).await?;
+        let message = QueueMessage::with_stored_body(webhook, reference);
+        let size = message.size_in_bytes();
+        if size > limit {
+            // Only headers and ids beyond anything a provider sends could do this.
+            return Err(ReceiveError::PayloadTooLarge { size, limit });
+        }
+        Ok(message)
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 
 use super::*;
-use crate::envelope::{Envelope, RawBody};
+use crate::bodies::MemoryBodyStore;
+use crate::dead_letters::DEAD_LETTER_OVERHEAD;
+use crate::envelope::{Envelope, EnvelopeV1, RawBody};
 use crate::queue::MemoryQueue;
 use crate::secret::{KeyEncoding, KeyRing, StaticSecrets};
 use crate::telemetry::Metrics;
@@ -21,7 +23,14 @@ struct Fixture {
 }
 
 fn fixture_with(scheme: Box<dyn SignatureScheme>, settings: ReceiverSettings) -> Fixture {
-    let queue = MemoryQueue::new();
+    fixture_on(scheme, settings, MemoryQueue::new())
+}
+
+fn fixture_on(
+    scheme: Box<dyn SignatureScheme>,
+    settings: ReceiverSettings,
+    queue: MemoryQueue,
+) -> Fixture {
     let metrics = Metrics::in_memory();
     let keys = KeyRing::from_secrets(SECRET, None, KeyEncoding::Raw).unwrap();
     let receiver = Receiver::new(
@@ -172,21 +181,154 @@ async fn a_body_over_the_limit_is_413_before_its_signature_is_checked() {
     assert!(fixture.queue.messages().is_empty());
 }
 
+/// What an envelope may take of the small queue below: its limit, less the room kept for the
+/// dead-letter attributes.
+const ENVELOPE_LIMIT: usize = 4_096;
+
+/// A GitHub receiver on a queue whose messages may be `ENVELOPE_LIMIT` bytes (plus the room
+/// for dead-letter attributes), storing larger bodies in `bodies` when given.
+fn github_on_a_small_queue(bodies: Option<MemoryBodyStore>) -> (Fixture, MemoryQueue) {
+    let queue = MemoryQueue::new().with_max_message_bytes(ENVELOPE_LIMIT + DEAD_LETTER_OVERHEAD);
+    let mut fixture = fixture_on(
+        Box::new(Github),
+        ReceiverSettings::with_body_store(),
+        queue.clone(),
+    );
+    if let Some(bodies) = bodies {
+        fixture.receiver = fixture.receiver.with_body_store(Arc::new(bodies));
+    }
+    (fixture, queue)
+}
+
+/// The envelope a receiver queued.
+fn queued_envelope(fixture: &Fixture) -> EnvelopeV1 {
+    let messages = fixture.queue.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    Envelope::from_json(&messages[0].body).unwrap().v1().clone()
+}
+
 #[tokio::test]
-async fn a_body_whose_envelope_outgrows_sqs_is_413_not_a_failed_send() {
+async fn a_body_whose_envelope_outgrows_the_queue_is_413_without_a_body_store() {
     // Control characters are escaped to six bytes each in JSON, so a body under the limit
-    // can still make an envelope over SQS's.
-    let settings = ReceiverSettings {
-        max_body_bytes: SQS_MESSAGE_LIMIT,
-        ..ReceiverSettings::default()
-    };
-    let fixture = github(settings);
+    // can still make an envelope over the queue's.
+    let (fixture, _) = github_on_a_small_queue(None);
     let answer = fixture
         .receiver
-        .answer(github_delivery(&"\u{1}".repeat(100_000)))
+        .answer(github_delivery(&"\u{1}".repeat(1_000)))
         .await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(fixture.queue.messages().is_empty());
+}
+
+#[tokio::test]
+async fn an_envelope_exactly_at_the_queues_limit_carries_its_body_and_one_byte_more_is_stored() {
+    let bodies = MemoryBodyStore::new();
+    // How much an envelope adds to a body of plain letters, which JSON does not escape.
+    let (probe, _) = github_on_a_small_queue(None);
+    probe.receiver.answer(github_delivery("")).await;
+    let overhead = probe.queue.messages()[0].body.len()
+        + [
+            "provider",
+            "String",
+            "github",
+            "event_type",
+            "String",
+            "pull_request",
+        ]
+        .concat()
+        .len()
+        + ["envelope_version", "String", "1"].concat().len();
+    let fits = "a".repeat(ENVELOPE_LIMIT - overhead);
+
+    let (fixture, _) = github_on_a_small_queue(Some(bodies.clone()));
+    assert_eq!(
+        fixture.receiver.answer(github_delivery(&fits)).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(queued_envelope(&fixture).body, RawBody::Utf8(fits.clone()));
+    assert!(bodies.is_empty());
+
+    let (fixture, _) = github_on_a_small_queue(Some(bodies.clone()));
+    let over = format!("{fits}a");
+    assert_eq!(
+        fixture.receiver.answer(github_delivery(&over)).await.status,
+        StatusCode::ACCEPTED
+    );
+    let envelope = queued_envelope(&fixture);
+    let RawBody::Stored(reference) = &envelope.body else {
+        panic!("expected a stored body, got {:?}", envelope.body);
+    };
+    assert_eq!(reference.size, over.len() as u64);
+    assert_eq!(
+        crate::bodies::fetch_verified(&bodies, reference, &envelope.body_sha256)
+            .await
+            .unwrap(),
+        over.as_bytes()
+    );
+}
+
+#[tokio::test]
+async fn a_binary_body_too_large_for_a_message_is_stored_first_and_queued_by_reference() {
+    let bodies = MemoryBodyStore::new();
+    let (fixture, _) = github_on_a_small_queue(Some(bodies.clone()));
+    let binary: Vec<u8> = (0..50_000_u32)
+        .map(|n| (n.wrapping_mul(7919) >> 3) as u8)
+        .collect();
+    let mut request = github_delivery("");
+    let signature = hex::encode(hmac_sha256(SECRET.as_bytes(), &[&binary]));
+    request.headers.insert(
+        "x-hub-signature-256",
+        format!("sha256={signature}").parse().unwrap(),
+    );
+    request.body = bytes::Bytes::from(binary.clone());
+
+    let answer = fixture.receiver.answer(request).await;
+
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let envelope = queued_envelope(&fixture);
+    let RawBody::Stored(reference) = &envelope.body else {
+        panic!("expected a stored body, got {:?}", envelope.body);
+    };
+    assert_eq!(envelope.body_sha256, crate::bodies::sha256_hex(&binary));
+    let fetched = crate::bodies::fetch_verified(&bodies, reference, &envelope.body_sha256)
+        .await
+        .unwrap();
+    assert_eq!(fetched, binary, "byte for byte");
+}
+
+#[tokio::test]
+async fn a_body_store_that_cannot_store_is_503_and_nothing_is_queued() {
+    let bodies = MemoryBodyStore::new();
+    bodies.set_unavailable(true);
+    let (fixture, _) = github_on_a_small_queue(Some(bodies));
+
+    let answer = fixture
+        .receiver
+        .answer(github_delivery(&"a".repeat(ENVELOPE_LIMIT * 2)))
+        .await;
+
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(fixture.queue.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_max_body_bytes_is_accepted_and_one_byte_more_is_413() {
+    let bodies = MemoryBodyStore::new();
+    let (mut fixture, _) = github_on_a_small_queue(Some(bodies));
+    fixture.receiver.settings.max_body_bytes = 20_000;
+
+    let at_the_limit = fixture
+        .receiver
+        .answer(github_delivery(&"a".repeat(20_000)))
+        .await;
+    let over = fixture
+        .receiver
+        .answer(github_delivery(&"a".repeat(20_001)))
+        .await;
+
+    assert_eq!(at_the_limit.status, StatusCode::ACCEPTED);
+    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(over.body.contains("20000"), "{}", over.body);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The embedded adapters `hookgate dev` runs on: a queue (with visibility timeouts, receive
-//! counts and a dead-letter queue) and an idempotency store, each in an SQLite file, durable
-//! across `kill -9` and restarts. They keep the same port contracts as the SQS and DynamoDB
+//! counts and a dead-letter queue), an idempotency store and a store for bodies too large
+//! for a message, each in an SQLite file, durable across `kill -9` and restarts. They keep the same port contracts as the SQS and DynamoDB
 //! adapters, checked by the same suites.
 //!
 //! Both may live in one file (their tables differ), and several processes may open it at
@@ -13,10 +13,12 @@
 //! letters stay until redriven, where SQS would drop them after 14 days), and a waiting
 //! receive scans the queue table. Delete the file to start afresh.
 
+mod bodies;
 mod database;
 mod queue;
 mod store;
 
+pub use bodies::SqliteBodyStore;
 pub use queue::{QueueDepth, SqliteQueue, SqliteQueueSettings};
 pub use store::SqliteStore;
 

@@ -21,7 +21,7 @@ use super::database::{immediate, wall_clock_ms, Database, DbError};
 use crate::dead_letters::{DeadLetter, DeadLetterQueue, Redrive};
 use crate::envelope::QueueMessage;
 use crate::processor::{QueueConsumer, QueueControl, QueuedDelivery};
-use crate::queue::{EventQueue, QueueError};
+use crate::queue::{EventQueue, QueueError, SQS_MAX_MESSAGE_BYTES};
 
 /// The most messages one receive hands out, as with SQS's `ReceiveMessage`.
 const MAX_BATCH: usize = 10;
@@ -146,6 +146,8 @@ impl EventQueue for SqliteQueue {
     /// `Ok` comes after the insert is committed with `synchronous=FULL`: the message
     /// survives the process being killed and the machine losing power.
     async fn enqueue(&self, message: &QueueMessage) -> Result<String, QueueError> {
+        crate::queue::refuse_oversized(message, SQS_MAX_MESSAGE_BYTES)
+            .map_err(|error| self.failed("enqueueing", error))?;
         let attributes: BTreeMap<&str, String> = message.attributes().into_iter().collect();
         let attributes = serde_json::to_string(&attributes)
             .map_err(|error| self.failed("encoding the attributes", error))?;
@@ -165,6 +167,12 @@ impl EventQueue for SqliteQueue {
             })
         })
         .await
+    }
+
+    /// SQS's largest message, so that `hookgate dev` keeps in its envelopes exactly what a
+    /// deployed stack keeps in its queue's, and stores the rest as the stack does.
+    fn max_message_bytes(&self) -> usize {
+        SQS_MAX_MESSAGE_BYTES
     }
 }
 

@@ -179,6 +179,7 @@ pub struct VerifiedWebhook {
     source_ip: Option<IpAddr>,
     headers: BTreeMap<String, String>,
     body: Bytes,
+    body_sha256: String,
     id_signed: bool,
 }
 
@@ -187,6 +188,11 @@ impl VerifiedWebhook {
     /// body's hash, which it covers by definition). See [`SignatureScheme::signs_stable_id`].
     pub fn id_signed(&self) -> bool {
         self.id_signed
+    }
+
+    /// The raw body's SHA-256, lowercase hex.
+    pub fn body_sha256(&self) -> &str {
+        &self.body_sha256
     }
     pub fn provider(&self) -> Provider {
         self.provider
@@ -305,13 +311,14 @@ pub fn verify(
         );
     }
     let provider = scheme.provider();
+    let body_sha256 = crate::bodies::sha256_hex(&request.body);
     let (idempotency_key, id_signed) = match &delivery.stable_id {
         Some(id) => (
             IdempotencyKey::from_stable_id(provider, id).map_err(MalformedRequest::from)?,
             scheme.signs_stable_id(),
         ),
         None => (
-            IdempotencyKey::from_body_hash(provider, &request.body),
+            IdempotencyKey::from_body_sha256(provider, &body_sha256),
             true,
         ),
     };
@@ -333,6 +340,7 @@ pub fn verify(
         source_ip: request.source_ip,
         headers,
         body: request.body.clone(),
+        body_sha256,
         id_signed,
     }))
 }

@@ -45,10 +45,12 @@ pub struct NormalizedEvent {
 }
 
 impl NormalizedEvent {
-    pub fn from_envelope(envelope: &EnvelopeV1) -> Self {
-        let payload = match &envelope.body {
+    /// The event of `envelope`, whose raw body is `body`: the envelope's own, or the bytes
+    /// fetched from where it was stored.
+    pub fn new(envelope: &EnvelopeV1, body: RawBody) -> Self {
+        let payload = match &body {
             RawBody::Utf8(text) => serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
-            RawBody::Base64(_) => serde_json::Value::Null,
+            RawBody::Base64(_) | RawBody::Stored(_) => serde_json::Value::Null,
         };
         Self {
             idempotency_key: envelope.idempotency_key.clone(),
@@ -57,7 +59,7 @@ impl NormalizedEvent {
             delivery_id: envelope.delivery_id.clone(),
             received_at: envelope.received_at,
             payload,
-            body: envelope.body.clone(),
+            body,
         }
     }
 
