@@ -5,7 +5,7 @@
 //! the very same deliveries.
 //!
 //! Timestamped signatures go stale in minutes, so the files are regenerated rather than
-//! edited: a change belongs in `events/payloads/` (or in `hookgate::samples`), and `--check`
+//! edited: a change belongs in `events/payloads/` (or in `hookgate_samples`), and `--check`
 //! catches a file changed by hand, which would otherwise silently test something else.
 
 use std::collections::BTreeSet;
@@ -14,7 +14,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use hookgate::samples::SampleFile;
+use hookgate_samples::SampleFile;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use hookgate::config::{Env, ProcessEnv};
 use hookgate::provider::Provider;
-use hookgate::samples::{SampleDelivery, SampleEvent, UnknownSample};
 use hookgate::secret::SecretError;
+use hookgate_samples::{SampleDelivery, SampleEvent, UnknownSample};
 use time::OffsetDateTime;
 
 use crate::dev::secret_variable;

@@ -27,7 +27,6 @@ pub mod queue;
 pub mod receiver;
 pub mod request;
 pub mod routes;
-pub mod samples;
 pub mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -15,8 +15,8 @@ use hookgate::dead_letters::DeadLetterQueue;
 use hookgate::envelope::QueueMessage;
 use hookgate::processor::{QueueConsumer, QueuedDelivery};
 use hookgate::queue::EventQueue;
-use hookgate::samples::verified_github_message;
 use hookgate::sqlite::SqliteQueueSettings;
+use hookgate_samples::verified_github_message;
 use hookgate_tests::contract::{ScratchQueue, SqsQueues};
 use hookgate_tests::emulator;
 

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookgate::provider::Provider;
-use hookgate::samples::{sample_scheme, STANDARD_TEST_SECRET};
 use hookgate::secret::{KeyEncoding, SigningKey};
 use hookgate::verify::OutgoingDelivery;
+use hookgate_samples::{sample_scheme, STANDARD_TEST_SECRET};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Call, Gate};
 use hookgate_tests::hookgate_cli::{
     routes_to_agent, scratch_directory, wait_until_drained, DevServer, AGENT_SECRET,

@@ -10,11 +10,11 @@ use time::OffsetDateTime;
 
 use hookgate::envelope::RawBody;
 use hookgate::provider::Provider;
-use hookgate::samples::{SampleDelivery, SampleEvent, GITHUB_TEST_SECRET};
 use hookgate::secret::{KeyEncoding, SigningKey};
 use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use hookgate::verify::github::Github;
 use hookgate::verify::{OutgoingDelivery, SignatureScheme};
+use hookgate_samples::{SampleDelivery, SampleEvent, GITHUB_TEST_SECRET};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::contract::look;
 use hookgate_tests::hookgate_cli::{

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use hookgate::envelope::{attribute, Envelope};
 use hookgate::provider::Provider;
-use hookgate::samples::{receiver_environment, SampleEvent, Variant};
+use hookgate_samples::{receiver_environment, SampleEvent, Variant};
 use hookgate_tests::emulator;
 use hookgate_tests::lambda_runtime_api::{InvocationError, LambdaFunction};
 use serde_json::Value;

@@ -26,12 +26,12 @@ use hookgate::provider::Provider;
 use hookgate::queue::MemoryQueue;
 use hookgate::receiver::{Receiver, ReceiverConfig, SecretsConfig};
 use hookgate::routes::RouteTable;
-use hookgate::samples::{
-    receiver_environment, sqs_event_time, SampleEvent, SqsSampleEvent, UNREADABLE_BODY,
-};
 use hookgate::secret::StaticSecrets;
 use hookgate::telemetry::Metrics;
 use hookgate::verify::scheme_for;
+use hookgate_samples::{
+    receiver_environment, sqs_event_time, SampleEvent, SqsSampleEvent, UNREADABLE_BODY,
+};
 use lambda_http::{Body, Context, LambdaEvent, Response};
 use serde_json::Value;
 use time::OffsetDateTime;

@@ -15,7 +15,7 @@ use hookgate::bodies::sha256_hex;
 use hookgate::envelope::{Envelope, RawBody};
 use hookgate::provider::Provider;
 use hookgate::receiver::MAX_REQUEST_BODY_BYTES;
-use hookgate::samples::{receiver_environment, GITHUB_TEST_SECRET};
+use hookgate_samples::{receiver_environment, GITHUB_TEST_SECRET};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::emulator;
 use hookgate_tests::hookgate_cli::{routes_to_agent, scratch_directory, AGENT_SECRET};

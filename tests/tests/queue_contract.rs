@@ -12,8 +12,8 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use hookgate::aws::SqsEventQueue;
 use hookgate::envelope::Envelope;
 use hookgate::queue::{EventQueue, MemoryQueue, SQS_MAX_MESSAGE_BYTES};
-use hookgate::samples::{verified_github_message, verified_github_message_with_body};
 use hookgate::sqlite::SqliteQueueSettings;
+use hookgate_samples::{verified_github_message, verified_github_message_with_body};
 use hookgate_tests::contract::{look, ScratchQueue};
 use hookgate_tests::emulator;
 

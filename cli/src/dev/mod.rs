@@ -24,7 +24,6 @@ use hookgate::processor::{routes_from_env, settings_from_env, Processor, QueueCo
 use hookgate::provider::Provider;
 use hookgate::queue::{EventQueue, QueueError};
 use hookgate::receiver::{Receiver, ReceiverSettings};
-use hookgate::samples;
 use hookgate::secret::{KeyRing, SecretError, StaticSecrets};
 use hookgate::sqlite::{SqliteBodyStore, SqliteQueue, SqliteQueueSettings, SqliteStore};
 use hookgate::telemetry::Metrics;
@@ -286,13 +285,13 @@ pub fn receivers(
     let mut shown = Vec::new();
     for provider in Provider::ALL {
         // The generic receiver takes the samples' settings, as `hookgate send` signs them.
-        let scheme = samples::sample_scheme(provider);
+        let scheme = hookgate_samples::sample_scheme(provider);
         let variable = secret_variable(provider);
         let (secret, secret_shown) = match env.get(&variable) {
             Some(secret) => (secret, SecretShown::FromVariable(variable.clone())),
             None => (
-                samples::test_secret(provider).to_owned(),
-                SecretShown::Test(samples::test_secret(provider)),
+                hookgate_samples::test_secret(provider).to_owned(),
+                SecretShown::Test(hookgate_samples::test_secret(provider)),
             ),
         };
         let keys =

@@ -473,7 +473,7 @@ mod tests {
     /// A queue message, made the only way there is: from a delivery that passed
     /// verification.
     fn message(delivery_id: &str) -> QueueMessage {
-        crate::samples::verified_github_message(delivery_id, "opened")
+        crate::verify::test_support::verified_github_message(delivery_id)
     }
 
     async fn receive_one(queue: &SqliteQueue, visibility: Duration) -> QueuedDelivery {

@@ -500,6 +500,28 @@ pub(crate) mod test_support {
         )
     }
 
+    /// A queue message for a GitHub `issues` delivery with this id, made the only way there
+    /// is: signed, verified as a receiver verifies it, and wrapped.
+    pub fn verified_github_message(delivery_id: &str) -> crate::envelope::QueueMessage {
+        let body = r#"{"action":"opened","issue":{"number":1347}}"#;
+        let signed = github::Github.sign(&outgoing(body, 0), &raw_key("unit-test-secret"));
+        let request = request_with(body, &signed)
+            .with_header("x-github-delivery", delivery_id)
+            .with_header("x-github-event", "issues");
+        match verify(
+            &github::Github,
+            &request,
+            &keys("unit-test-secret"),
+            at(0),
+            WINDOW,
+        ) {
+            Ok(Verified::Webhook(webhook)) => {
+                crate::envelope::QueueMessage::from_verified(&webhook)
+            }
+            other => panic!("a correctly signed delivery must verify, got {other:?}"),
+        }
+    }
+
     /// The same request with the first ASCII digit of its body changed, keeping it JSON.
     pub fn with_one_byte_changed(mut request: InboundRequest) -> InboundRequest {
         let mut body = request.body.to_vec();

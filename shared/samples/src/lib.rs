@@ -27,10 +27,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::envelope::QueueMessage;
-use crate::provider::Provider;
-use crate::secret::{KeyRing, SigningKey};
-use crate::verify::{scheme_for, verify, OutgoingDelivery, SignatureScheme, Verified};
+use hookgate::envelope::QueueMessage;
+use hookgate::provider::Provider;
+use hookgate::secret::{KeyRing, SigningKey};
+use hookgate::verify::{scheme_for, verify, OutgoingDelivery, SignatureScheme, Verified};
 
 /// Public, test-only: the GitHub samples' webhook secret.
 pub const GITHUB_TEST_SECRET: &str = "hookgate-test-github-secret";
@@ -137,7 +137,7 @@ pub fn verified_github_message_with_body(delivery_id: &str, body: &str) -> Queue
     let request = signature
         .iter()
         .fold(
-            crate::request::InboundRequest::post(body.clone()),
+            hookgate::request::InboundRequest::post(body.clone()),
             |request, (name, value)| request.with_header(name, value),
         )
         .with_header("content-type", "application/json")
@@ -194,7 +194,7 @@ macro_rules! payload {
             name: $name,
             body: include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../events/payloads/",
+                "/../../events/payloads/",
                 $dir,
                 "/",
                 $name,
@@ -202,7 +202,7 @@ macro_rules! payload {
             )),
             headers: include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../events/payloads/",
+                "/../../events/payloads/",
                 $dir,
                 "/",
                 $name,
@@ -376,7 +376,7 @@ impl SampleEvent {
         &self,
         at: OffsetDateTime,
         secret: &str,
-    ) -> Result<SampleDelivery, crate::secret::SecretError> {
+    ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
         let provider = self.provider();
         let scheme = sample_scheme(provider);
         let key = SigningKey::parse(secret, scheme.key_encoding())?;
@@ -629,7 +629,7 @@ impl SampleEvent {
         let at = whole_second(at);
         let request = lambda_http::request::from_str(&self.file_contents(at))
             .expect("a sample event is an API Gateway event");
-        let mut request = crate::lambda::inbound_request(request);
+        let mut request = hookgate::lambda::inbound_request(request);
         request.received_at = at;
         let provider = self.provider();
         let scheme = sample_scheme(provider);
@@ -981,10 +981,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::receiver::{ReceiverConfig, SecretsConfig};
-    use crate::request::InboundRequest;
-    use crate::secret::KeyEncoding;
-    use crate::verify::{verify, AuthFailure, Rejection, Verified};
+    use hookgate::receiver::{ReceiverConfig, SecretsConfig};
+    use hookgate::request::InboundRequest;
+    use hookgate::secret::KeyEncoding;
+    use hookgate::verify::{verify, AuthFailure, Rejection, Verified};
 
     fn at() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_748_856_600).unwrap()
@@ -995,7 +995,7 @@ mod tests {
         let reference = OffsetDateTime::from_unix_timestamp(REFERENCE_TIME).unwrap();
         for event in queued_samples() {
             let message = event.queue_message(reference).unwrap();
-            let envelope = crate::envelope::Envelope::from_json(message.body()).unwrap();
+            let envelope = hookgate::envelope::Envelope::from_json(message.body()).unwrap();
             // GitHub's and Shopify's ids are headers outside the signature, and so is the
             // generic sample's `X-AgentX-Delivery` (its SIGNED_CONTENT has no `{id}`).
             let unsigned = matches!(
@@ -1021,7 +1021,7 @@ mod tests {
     fn verified(event: &SampleEvent, now: OffsetDateTime) -> Result<Verified, Rejection> {
         let provider = event.provider();
         let scheme = sample_scheme(provider);
-        let keys = crate::secret::KeyRing::from_secrets(
+        let keys = hookgate::secret::KeyRing::from_secrets(
             test_secret(provider),
             None,
             scheme.key_encoding(),
@@ -1084,7 +1084,8 @@ mod tests {
     fn a_verified_github_message_carries_its_delivery_id_and_action() {
         let message = verified_github_message("d-42", "closed");
 
-        let envelope = crate::envelope::Envelope::from_json(message.body()).expect("an envelope");
+        let envelope =
+            hookgate::envelope::Envelope::from_json(message.body()).expect("an envelope");
         assert_eq!(envelope.v1().delivery_id.as_deref(), Some("d-42"));
         assert_eq!(envelope.v1().event_type, "issues.closed");
         assert_ne!(
@@ -1191,7 +1192,7 @@ mod tests {
         .sqs_event(at());
         let record = &event["Records"][0];
         assert_eq!(record["body"], message.body());
-        let envelope = crate::envelope::Envelope::from_json(message.body()).unwrap();
+        let envelope = hookgate::envelope::Envelope::from_json(message.body()).unwrap();
         let envelope = envelope.v1();
         assert_eq!(envelope.received_at, at());
         assert_eq!(envelope.source_ip, Some("192.30.252.44".parse().unwrap()));
@@ -1257,7 +1258,7 @@ mod tests {
         assert_eq!(request.method(), http::Method::POST);
         assert_eq!(request.uri().path(), "/webhooks/github");
         assert_eq!(request.headers()["x-github-event"], "pull_request");
-        let inbound = crate::lambda::inbound_request(request);
+        let inbound = hookgate::lambda::inbound_request(request);
         assert_eq!(inbound.body, event.delivery(at()).body.as_bytes());
         assert_eq!(inbound.source_ip, Some("192.30.252.44".parse().unwrap()));
     }

@@ -1,0 +1,187 @@
+//! What the deployed functions carry: nothing meant for tests. The public sample secrets
+//! and sample payloads live in `hookgate-samples`, which only the `hookgate` tool and the
+//! tests depend on; a function built with them would answer to anyone holding the
+//! published secrets if a test secret were ever configured, and would ship test data.
+//!
+//! Two checks, because either alone proves too little:
+//!
+//! - no function depends on `hookgate-samples`, directly or through another crate: this is
+//!   what fails when someone adds the dependency. (The linker drops what a binary never
+//!   calls, so a function that linked the samples without using them would still pass the
+//!   search below; it did when the samples were a module of the shared library.)
+//! - no function binary contains a test secret or sample text: what ships is clean. The
+//!   binaries searched are the debug builds `cargo build --workspace --bins` leaves in
+//!   `target/debug`, which keep at least what a release build keeps.
+
+use std::path::PathBuf;
+
+use hookgate_samples::{
+    GENERIC_TEST_SECRET, GITHUB_TEST_SECRET, SHOPIFY_TEST_SECRET, SLACK_TEST_SECRET,
+    STANDARD_TEST_SECRET, STRIPE_TEST_SECRET,
+};
+use hookgate_tests::lambda_runtime_api::binary_directory;
+
+/// Strings only test material has: every public test secret, and text from the sample
+/// payloads (a GitHub sample's delivery id, and the folder the payloads are compiled from).
+fn test_material() -> Vec<&'static str> {
+    vec![
+        GITHUB_TEST_SECRET,
+        STRIPE_TEST_SECRET,
+        SHOPIFY_TEST_SECRET,
+        SLACK_TEST_SECRET,
+        STANDARD_TEST_SECRET,
+        GENERIC_TEST_SECRET,
+        "0b9c1e20-3f8a-11f0-8d3c-7e2f1a6b5c41",
+        "events/payloads/",
+    ]
+}
+
+/// Every function crate under `functions/`, by its binary's name.
+fn function_binaries() -> Vec<PathBuf> {
+    let functions = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let mut names: Vec<String> = std::fs::read_dir(&functions)
+        .expect("functions/ is readable")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| binary_directory().join(name))
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    memchr::memmem::find(haystack, needle.as_bytes()).is_some()
+}
+
+fn read(binary: &PathBuf) -> Vec<u8> {
+    std::fs::read(binary).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; build the functions first with `cargo build --workspace --bins`",
+            binary.display()
+        )
+    })
+}
+
+#[test]
+fn no_lambda_binary_carries_a_sample_secret_or_payload() {
+    let binaries = function_binaries();
+    assert!(binaries.len() >= 7, "{binaries:?}");
+    for binary in binaries {
+        let bytes = read(&binary);
+        for material in test_material() {
+            assert!(
+                !contains(&bytes, material),
+                "{} carries `{material}`",
+                binary.display()
+            );
+        }
+    }
+}
+
+/// The functions do not even depend on the samples, directly or through another crate:
+/// the linker could otherwise leave the samples out of one build and keep them in another.
+#[test]
+fn no_lambda_function_depends_on_the_samples_crate() {
+    // The graph for this machine's platform only: resolving every platform's would fetch
+    // crates that no build here needs.
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc names its host");
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host, "--manifest-path"])
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let nodes = metadata["resolve"]["nodes"]
+        .as_array()
+        .expect("a resolved graph");
+    let name_of = |id: &str| {
+        metadata["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|package| package["id"] == id)
+            .and_then(|package| package["name"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // What each package depends on to build and run (not its tests' dev-dependencies).
+    let normal_dependencies = |id: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .find(|node| node["id"] == id)
+            .and_then(|node| node["deps"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|dependency| {
+                dependency["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|kind| kind["kind"].is_null())
+            })
+            .filter_map(|dependency| dependency["pkg"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let functions: Vec<String> = function_binaries()
+        .iter()
+        .filter_map(|binary| binary.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    for function in &functions {
+        let root = metadata["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|package| package["name"] == function.as_str())
+            .and_then(|package| package["id"].as_str())
+            .unwrap_or_else(|| panic!("{function} is a workspace package"))
+            .to_owned();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut pending = vec![root];
+        while let Some(id) = pending.pop() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            assert_ne!(
+                name_of(&id),
+                "hookgate-samples",
+                "{function} depends on the samples"
+            );
+            pending.extend(normal_dependencies(&id));
+        }
+        assert!(
+            seen.iter().any(|id| name_of(id) == "hookgate-shared"),
+            "{function}: the walk reached the shared library"
+        );
+    }
+}
+
+/// The search finds what is there: the `hookgate` tool, which signs samples, carries them.
+#[test]
+fn the_hookgate_tool_does_carry_the_samples() {
+    let bytes = read(&binary_directory().join("hookgate"));
+    for material in test_material() {
+        assert!(contains(&bytes, material), "hookgate lacks `{material}`");
+    }
+}
