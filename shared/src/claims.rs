@@ -110,6 +110,14 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     /// of two events racing with one body, exactly one is [`FirstSeen::ThisEvent`].
     async fn record_body(&self, sighting: BodySighting<'_>) -> Result<FirstSeen, StoreError>;
 
+    /// Whether `key` has a record within its retention, whatever its status: the event
+    /// reached a processor. A strongly consistent read.
+    async fn is_recorded(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
     /// Records that `action` succeeded, so a retry skips it.
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError>;
 
@@ -399,6 +407,18 @@ impl IdempotencyStore for MemoryStore {
             state.sightings.insert(name, record);
         }
         Ok(first)
+    }
+
+    async fn is_recorded(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .available()?
+            .records
+            .get(key)
+            .is_some_and(|record| record.expires_at > now))
     }
 
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError> {

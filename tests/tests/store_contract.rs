@@ -536,6 +536,47 @@ async fn an_unavailable_store_answers_with_an_error_not_an_outcome(adapter: impl
         matches!(sighting, Err(StoreError::Unavailable(_))),
         "{sighting:?}"
     );
+    let recorded = store.is_recorded(&key, t0).await;
+    assert!(
+        matches!(recorded, Err(StoreError::Unavailable(_))),
+        "{recorded:?}"
+    );
+}
+
+async fn a_key_is_recorded_from_its_first_claim_until_its_retention_ends(adapter: impl Adapter) {
+    let store = adapter.store();
+    let key = key("d-recorded");
+    let t0 = start();
+    assert!(!store
+        .is_recorded(&key, t0)
+        .await
+        .expect("the store answers"));
+
+    let held = acquire(store.as_ref(), request(&key, FIRST_HASH, t0)).await;
+    assert!(
+        store
+            .is_recorded(&key, t0)
+            .await
+            .expect("the store answers"),
+        "in progress"
+    );
+    store
+        .complete(&held, t0, RETENTION)
+        .await
+        .expect("the holder completes");
+
+    let last_second = t0 + RETENTION - Duration::from_secs(1);
+    assert!(store
+        .is_recorded(&key, last_second)
+        .await
+        .expect("the store answers"));
+    assert!(
+        !store
+            .is_recorded(&key, t0 + RETENTION)
+            .await
+            .expect("the store answers"),
+        "past its retention a record is as good as gone"
+    );
 }
 
 // ---- body sightings: a replay under a new id ----
@@ -759,6 +800,12 @@ macro_rules! contract {
             #[tokio::test]
             async fn an_unavailable_store_answers_with_an_error_not_an_outcome() {
                 super::an_unavailable_store_answers_with_an_error_not_an_outcome($make).await;
+            }
+
+            #[tokio::test]
+            async fn a_key_is_recorded_from_its_first_claim_until_its_retention_ends() {
+                super::a_key_is_recorded_from_its_first_claim_until_its_retention_ends($make)
+                    .await;
             }
 
             #[tokio::test]

@@ -324,6 +324,40 @@ impl IdempotencyStore for DynamoStore {
         }
     }
 
+    async fn is_recorded(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table_name)
+            .key(attribute::KEY, string(key.as_str()))
+            .consistent_read(true)
+            .projection_expression("#expires")
+            .expression_attribute_names("#expires", attribute::EXPIRES_AT)
+            .send()
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "GetItem on {} failed: {}",
+                    self.table_name,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        let Some(item) = output.item else {
+            return Ok(false);
+        };
+        let expires_s = match item.get(attribute::EXPIRES_AT) {
+            Some(AttributeValue::N(value)) => value
+                .parse::<i128>()
+                .map_err(|_| malformed(key, attribute::EXPIRES_AT))?,
+            _ => return Err(malformed(key, attribute::EXPIRES_AT)),
+        };
+        Ok(expires_s > now.unix_timestamp_nanos().div_euclid(NANOS_PER_S))
+    }
+
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError> {
         self.update_held(
             claim,

@@ -5,12 +5,11 @@
 //! have `FunctionResponseTypes: [ReportBatchItemFailures]`).
 
 use std::convert::Infallible;
-use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use lambda_runtime::{Context, LambdaEvent};
-use tokio::time::Instant;
+use lambda_runtime::LambdaEvent;
 
+use super::deadline;
 use crate::processor::{Processor, QueuedDelivery};
 
 /// Answers one batch, before the invocation's deadline.
@@ -33,19 +32,6 @@ pub async fn handle_batch(
     Ok(response)
 }
 
-/// When the invocation must have answered, on the runtime's clock. Lambda gives it in epoch
-/// milliseconds; a context without one (`0`, as `Context::default()` in tests) has none.
-pub fn deadline(context: &Context) -> Option<Instant> {
-    if context.deadline == 0 {
-        return None;
-    }
-    let left = context
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Some(Instant::now() + left)
-}
-
 /// The processor's view of an SQS record. A record without a body is read as an empty one,
 /// which the processor dead-letters as unreadable rather than losing it.
 pub fn delivery(message: SqsMessage) -> QueuedDelivery {
@@ -65,29 +51,6 @@ pub fn delivery(message: SqsMessage) -> QueuedDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_deadline_is_lambdas_on_the_runtimes_clock() {
-        let mut context = Context::default();
-        assert_eq!(deadline(&context), None, "no deadline given, none taken");
-
-        let in_a_minute = SystemTime::now() + Duration::from_secs(60);
-        context.deadline = in_a_minute
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let left = deadline(&context)
-            .unwrap()
-            .saturating_duration_since(Instant::now());
-        assert!(
-            left > Duration::from_secs(58) && left <= Duration::from_secs(60),
-            "{left:?}"
-        );
-
-        context.deadline = 1;
-        let passed = deadline(&context).unwrap();
-        assert!(passed <= Instant::now(), "a deadline already passed is now");
-    }
 
     #[test]
     fn an_sqs_record_becomes_a_delivery_with_its_receive_count() {

@@ -599,6 +599,9 @@ impl IdempotencyStore for StuckStore {
     async fn record_body(&self, _: BodySighting<'_>) -> Result<FirstSeen, StoreError> {
         std::future::pending().await
     }
+    async fn is_recorded(&self, _: &IdempotencyKey, _: OffsetDateTime) -> Result<bool, StoreError> {
+        std::future::pending().await
+    }
     async fn mark_action_done(&self, _: &HeldClaim, _: &str) -> Result<(), StoreError> {
         std::future::pending().await
     }

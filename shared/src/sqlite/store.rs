@@ -173,6 +173,22 @@ impl IdempotencyStore for SqliteStore {
         .await
     }
 
+    async fn is_recorded(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.run("reading a claim", move |connection| {
+            let expires: Option<i64> = connection
+                .prepare_cached("SELECT expires_at_ns FROM claims WHERE idempotency_key = ?1")?
+                .query_row(params![key.as_str()], |row| row.get(0))
+                .optional()?;
+            Ok(expires.is_some_and(|expires| expires > to_ns(now)))
+        })
+        .await
+    }
+
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError> {
         self.write_held(
             "recording an action done",

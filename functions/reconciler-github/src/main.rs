@@ -1,0 +1,16 @@
+//! Runs on a schedule: asks GitHub to redeliver each webhook delivery that failed and that
+//! hookgate never received, since GitHub never redelivers on its own.
+
+use hookgate::config::ProcessEnv;
+use hookgate::telemetry;
+use hookgate_reconciler::{handle_run, reconciler_from_env};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init_logging();
+    let reconciler = reconciler_from_env(&ProcessEnv).await?;
+    lambda_runtime::run(lambda_runtime::service_fn(|event| {
+        handle_run(&reconciler, event)
+    }))
+    .await
+}
