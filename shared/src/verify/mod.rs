@@ -13,6 +13,8 @@
 
 pub mod generic;
 pub mod github;
+#[cfg(test)]
+mod properties;
 pub mod shopify;
 pub mod slack;
 pub mod standard;
