@@ -503,7 +503,9 @@ pub(crate) mod test_support {
     }
 
     /// A queue message for a GitHub `issues` delivery with this id, made the only way there
-    /// is: signed, verified as a receiver verifies it, and wrapped.
+    /// is: signed, verified as a receiver verifies it, and wrapped. For the embedded
+    /// queue's tests.
+    #[cfg(feature = "sqlite")]
     pub fn verified_github_message(delivery_id: &str) -> crate::envelope::QueueMessage {
         let body = r#"{"action":"opened","issue":{"number":1347}}"#;
         let signed = github::Github.sign(&outgoing(body, 0), &raw_key("unit-test-secret"));
