@@ -199,3 +199,35 @@ pub async fn create_bucket(client: &aws_sdk_s3::Client, prefix: &str) -> anyhow:
     client.create_bucket().bucket(&bucket).send().await?;
     Ok(bucket)
 }
+
+/// Creates a fresh table laid out like the GitHub reconciler's state table (partition key
+/// `state_key`, on-demand, TTL on `expires_at`) and returns its name.
+pub async fn create_reconciler_state_table(
+    client: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+
+    let table_name = unique_name(prefix);
+    client
+        .create_table()
+        .table_name(&table_name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("state_key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("state_key")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(table_name)
+}

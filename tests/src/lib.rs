@@ -7,5 +7,6 @@
 pub mod agent;
 pub mod contract;
 pub mod emulator;
+pub mod github_api;
 pub mod hookgate_cli;
 pub mod lambda_runtime_api;

@@ -222,6 +222,24 @@ impl Template {
         env
     }
 
+    /// The idempotency table: the processor's `TABLE_NAME`.
+    fn idempotency_table(&self) -> (String, &Value) {
+        let (_, processor) = self.processor();
+        let id = ref_target(&self.environment(processor)["TABLE_NAME"])
+            .expect("the processor's TABLE_NAME is a Ref to the table")
+            .to_owned();
+        let table = self.resource(&id);
+        (id, table)
+    }
+
+    /// The queue's logical id: the processor's `QUEUE_URL`.
+    fn queue_id(&self) -> String {
+        let (_, processor) = self.processor();
+        ref_target(&self.environment(processor)["QUEUE_URL"])
+            .expect("the processor's QUEUE_URL is a Ref to the queue")
+            .to_owned()
+    }
+
     fn alarms(&self) -> Vec<(String, &Value)> {
         self.resources_of_type("AWS::CloudWatch::Alarm")
     }
@@ -721,9 +739,8 @@ fn every_function_logs_to_a_log_group_with_retention() {
 #[test]
 fn the_queue_is_encrypted_and_has_a_dead_letter_queue() {
     let template = Template::load();
-    let queue_id =
-        ref_target(&template.root["Globals"]["Function"]["Environment"]["Variables"]["QUEUE_URL"])
-            .expect("QUEUE_URL is set for every function from a Ref to the queue");
+    let queue_id = template.queue_id();
+    let queue_id = queue_id.as_str();
     let queue = &template.resource(queue_id)["Properties"];
     assert_eq!(
         template.resource(queue_id)["Type"].as_str(),
@@ -788,10 +805,8 @@ fn the_queue_is_encrypted_and_has_a_dead_letter_queue() {
 #[test]
 fn the_queue_visibility_timeout_is_at_least_six_times_every_function_timeout() {
     let template = Template::load();
-    let queue_id =
-        ref_target(&template.root["Globals"]["Function"]["Environment"]["Variables"]["QUEUE_URL"])
-            .expect("QUEUE_URL is a Ref");
-    let visibility = &template.resource(queue_id)["Properties"]["VisibilityTimeout"];
+    let queue_id = template.queue_id();
+    let visibility = &template.resource(&queue_id)["Properties"]["VisibilityTimeout"];
     let visibility = visibility.as_i64().unwrap_or_else(|| {
         panic!("VisibilityTimeout must be a literal number, not {visibility:?}")
     });
@@ -802,7 +817,11 @@ fn the_queue_visibility_timeout_is_at_least_six_times_every_function_timeout() {
         functions.iter().any(|(id, _)| *id == processor),
         "the processor is among the functions checked"
     );
-    for (id, function) in functions {
+    // Every function that uses the queue (the reconciler does not).
+    for (id, function) in functions
+        .into_iter()
+        .filter(|(_, function)| template.environment(function).contains_key("QUEUE_URL"))
+    {
         let timeout = number_or_default(&template, template.function_property(function, "Timeout"))
             .unwrap_or(3);
         assert!(
@@ -817,7 +836,11 @@ fn the_queue_visibility_timeout_is_at_least_six_times_every_function_timeout() {
 fn every_secret_is_generated_with_32_characters_and_no_punctuation() {
     let template = Template::load();
     let secrets = template.resources_of_type("AWS::SecretsManager::Secret");
-    assert_eq!(secrets.len(), PROVIDERS.len(), "one secret per provider");
+    assert_eq!(
+        secrets.len(),
+        PROVIDERS.len() + 1,
+        "one secret per provider, and the GitHub reconciler's token"
+    );
     for (id, secret) in secrets {
         let properties = &secret["Properties"];
         let generate = &properties["GenerateSecretString"];
@@ -838,9 +861,16 @@ fn every_secret_is_generated_with_32_characters_and_no_punctuation() {
         let description = scalar_text(&properties["Description"])
             .or_else(|| sub_text(&properties["Description"]).map(str::to_owned))
             .unwrap_or_default();
+        // Signing secrets rotate as a current and a previous secret; the reconciler's token
+        // is replaced whole.
+        let format = if id == "GithubTokenSecret" {
+            description.contains("{\"token\"")
+        } else {
+            description.contains("\"current\"") && description.contains("\"previous\"")
+        };
         assert!(
-            description.contains("\"current\"") && description.contains("\"previous\""),
-            "{id}: the Description explains the rotation format: {description:?}"
+            format,
+            "{id}: the Description explains the format: {description:?}"
         );
     }
 }
@@ -1316,9 +1346,7 @@ fn every_environment_variable_the_processor_reads_is_set_and_no_other() {
 #[test]
 fn the_idempotency_table_is_on_demand_with_ttl_point_in_time_recovery_and_encryption() {
     let template = Template::load();
-    let tables = template.resources_of_type("AWS::DynamoDB::Table");
-    assert_eq!(tables.len(), 1, "one idempotency table");
-    let (id, table) = &tables[0];
+    let (id, table) = template.idempotency_table();
     for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
         assert_eq!(
             table[policy].as_str(),
@@ -1441,11 +1469,7 @@ fn the_processor_has_only_the_permissions_it_needs() {
     let queue = &template.resource("Queue")["Properties"];
     let (dlq, _) =
         get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]).expect("the queue has a DLQ");
-    let (table, _) = template
-        .resources_of_type("AWS::DynamoDB::Table")
-        .into_iter()
-        .next()
-        .expect("an idempotency table");
+    let (table, _) = template.idempotency_table();
     let set =
         |actions: &[&str]| -> BTreeSet<String> { actions.iter().map(|a| a.to_string()).collect() };
     let expected: BTreeMap<String, (Option<String>, BTreeSet<String>)> = [
@@ -1513,10 +1537,13 @@ fn the_processor_has_only_the_permissions_it_needs() {
             ("batch_write_item", "dynamodb:BatchWriteItem"),
             ("batch_get_item", "dynamodb:BatchGetItem"),
         ];
+        // `is_recorded` (GetItem) is the GitHub reconciler's, whose own role grants it; the
+        // processor never reads a record without writing it.
         let used: BTreeSet<String> = calls
             .iter()
             .filter(|(method, _)| code.contains(&format!(".{method}()")))
             .map(|(_, action)| action.to_string())
+            .filter(|action| action != "dynamodb:GetItem")
             .collect();
         assert_eq!(
             used,
@@ -1597,7 +1624,7 @@ fn the_processor_has_alarms_on_dead_letters_and_processing_errors() {
 #[test]
 fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
     let template = Template::load();
-    let sources = rust_sources(&repo_root().join("shared/src"));
+    let sources = rust_sources(&repo_root().join("shared"));
     for (id, alarm) in template.alarms() {
         let p = &alarm["Properties"];
         if p["Namespace"].as_str() != Some("hookgate") {
@@ -1607,7 +1634,7 @@ fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
         let quoted = format!("\"{metric}\"");
         assert!(
             sources.iter().any(|code| code.contains(&quoted)),
-            "{id}: no code under shared/src emits {metric}"
+            "{id}: no code under shared/ emits {metric}"
         );
     }
 }
@@ -1616,11 +1643,7 @@ fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
 fn the_outputs_name_the_table_and_the_processor() {
     let template = Template::load();
     let values: Vec<&Value> = template.outputs().values().map(|o| &o["Value"]).collect();
-    let (table, _) = template
-        .resources_of_type("AWS::DynamoDB::Table")
-        .into_iter()
-        .next()
-        .expect("an idempotency table");
+    let (table, _) = template.idempotency_table();
     let (processor, _) = template.processor();
     assert!(
         values.iter().any(|v| ref_target(v) == Some(table.as_str())),
@@ -1637,5 +1660,130 @@ fn the_outputs_name_the_table_and_the_processor() {
             .iter()
             .any(|v| ref_target(v) == Some(processor.as_str())),
         "no output with the name of {processor}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The GitHub reconciler
+
+/// What the reconciler's config reads that the template leaves unset on purpose: the token
+/// itself (local runs), and settings whose defaults are the advised ones.
+const RECONCILER_ENV_UNSET: [&str; 3] = [
+    "GITHUB_TOKEN",
+    "GITHUB_MAX_REDELIVERIES",
+    "SECRET_REFRESH_SECS",
+];
+
+#[test]
+fn the_github_reconciler_runs_every_five_minutes_only_when_hooks_are_named() {
+    let template = Template::load();
+    let (id, _, function) = template
+        .functions()
+        .into_iter()
+        .find(|(_, binary, _)| binary == "reconciler-github")
+        .expect("a reconciler-github function");
+    for resource in [
+        id.as_str(),
+        "GithubTokenSecret",
+        "ReconcilerStateTable",
+        "GithubReconcilerLogGroup",
+        "GithubReconcilerErrorsAlarm",
+        "GithubReconcilerProblemsAlarm",
+        "GithubRedeliveriesExhaustedAlarm",
+    ] {
+        assert_eq!(
+            template.resource(resource)["Condition"].as_str(),
+            Some("HasGithubHooks"),
+            "{resource} exists only with hooks to watch"
+        );
+    }
+    assert_eq!(
+        template.parameter("GithubHooks")["Default"].as_str(),
+        Some(""),
+        "no reconciler unless asked for"
+    );
+
+    let schedule = &function["Properties"]["Events"]["Schedule"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    assert_eq!(
+        ref_target(&schedule["Properties"]["ScheduleExpression"]),
+        Some("GithubReconcileSchedule")
+    );
+    assert_eq!(
+        template.parameter("GithubReconcileSchedule")["Default"].as_str(),
+        Some("rate(5 minutes)")
+    );
+
+    // Its environment is exactly what its config reads, less what is left unset.
+    let config = quoted_variable_names("shared/reconciler/src/config.rs");
+    let env = template.environment(function);
+    let set: BTreeSet<String> = env.keys().cloned().collect();
+    let mut expected: BTreeSet<String> = config
+        .into_iter()
+        .filter(|name| !RECONCILER_ENV_UNSET.contains(&name.as_str()))
+        .collect();
+    expected.insert("RUST_LOG".to_owned());
+    assert_eq!(set, expected, "{id}: environment variables");
+    assert_eq!(
+        ref_target(&env["TABLE_NAME"]),
+        Some(template.idempotency_table().0.as_str()),
+        "{id}: reads the idempotency table"
+    );
+}
+
+#[test]
+fn the_github_reconciler_may_only_read_records_and_its_token_and_keep_its_own_state() {
+    let template = Template::load();
+    let (id, _, function) = template
+        .functions()
+        .into_iter()
+        .find(|(_, binary, _)| binary == "reconciler-github")
+        .expect("a reconciler-github function");
+    let (table, _) = template.idempotency_table();
+    let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut reads_token = false;
+    for policy in one_or_many(&function["Properties"]["Policies"]) {
+        if let Some(arguments) = policy.get("AWSSecretsManagerGetSecretValuePolicy") {
+            assert_eq!(
+                ref_target(&arguments["SecretArn"]),
+                Some("GithubTokenSecret")
+            );
+            reads_token = true;
+            continue;
+        }
+        for statement in one_or_many(&policy["Statement"]) {
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}");
+            for resource in one_or_many(&statement["Resource"]) {
+                let actions = granted.entry(resource_name(resource)).or_default();
+                for action in one_or_many(&statement["Action"]) {
+                    actions.insert(action.as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    }
+    assert!(reads_token, "{id}: reads its token");
+    let set = |actions: &[&str]| {
+        actions
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        granted,
+        BTreeMap::from([
+            (
+                format!("{table}.Arn"),
+                set(&["dynamodb:DescribeTable", "dynamodb:GetItem"])
+            ),
+            (
+                "ReconcilerStateTable.Arn".to_owned(),
+                set(&[
+                    "dynamodb:DescribeTable",
+                    "dynamodb:GetItem",
+                    "dynamodb:UpdateItem"
+                ])
+            ),
+        ]),
+        "{id}: permissions"
     );
 }
