@@ -119,8 +119,8 @@ pub async fn create_queue_with_dead_letters(
     Ok(QueueWithDeadLetters { queue_url, dlq_url })
 }
 
-/// Receives every message currently in a queue (up to `expected`), with attributes,
-/// waiting briefly for stragglers. Bounded: at most ten polls.
+/// Receives every message currently in a queue (up to `expected`), with its message and
+/// system attributes, waiting briefly for stragglers. Bounded: at most ten polls.
 pub async fn drain_queue(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -136,6 +136,7 @@ pub async fn drain_queue(
             .queue_url(queue_url)
             .max_number_of_messages(10)
             .message_attribute_names("All")
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .wait_time_seconds(1)
             .send()
             .await?;
@@ -150,6 +151,25 @@ pub async fn create_idempotency_table(
     client: &aws_sdk_dynamodb::Client,
     prefix: &str,
 ) -> anyhow::Result<String> {
+    create_table(client, prefix, "idempotency_key").await
+}
+
+/// Creates a fresh table laid out like the GitHub reconciler's state table (partition key
+/// `state_key`, on-demand, TTL on `expires_at`) and returns its name.
+pub async fn create_reconciler_state_table(
+    client: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    create_table(client, prefix, "state_key").await
+}
+
+/// A fresh on-demand table keyed by the string `partition_key`, its TTL on `expires_at`, as
+/// the stack's tables are.
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+    partition_key: &str,
+) -> anyhow::Result<String> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         TimeToLiveSpecification,
@@ -162,13 +182,13 @@ pub async fn create_idempotency_table(
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("idempotency_key")
+                .attribute_name(partition_key)
                 .attribute_type(ScalarAttributeType::S)
                 .build()?,
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("idempotency_key")
+                .attribute_name(partition_key)
                 .key_type(KeyType::Hash)
                 .build()?,
         )
@@ -198,36 +218,4 @@ pub async fn create_bucket(client: &aws_sdk_s3::Client, prefix: &str) -> anyhow:
     let bucket = unique_name(prefix).to_lowercase();
     client.create_bucket().bucket(&bucket).send().await?;
     Ok(bucket)
-}
-
-/// Creates a fresh table laid out like the GitHub reconciler's state table (partition key
-/// `state_key`, on-demand, TTL on `expires_at`) and returns its name.
-pub async fn create_reconciler_state_table(
-    client: &aws_sdk_dynamodb::Client,
-    prefix: &str,
-) -> anyhow::Result<String> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-
-    let table_name = unique_name(prefix);
-    client
-        .create_table()
-        .table_name(&table_name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("state_key")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("state_key")
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
-        .send()
-        .await?;
-    Ok(table_name)
 }

@@ -283,6 +283,23 @@ impl LambdaFunction {
         })
     }
 
+    /// [`LambdaFunction::start`], then [`LambdaFunction::ready`]: the function, its init
+    /// done. A function that cannot start fails the test, saying why.
+    pub async fn start_ready<K, V>(function: &str, env: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let started = Self::start(function, env)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        started
+            .ready()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        started
+    }
+
     /// The Runtime API's address, as given to the binary in `AWS_LAMBDA_RUNTIME_API`.
     pub fn runtime_api(&self) -> SocketAddr {
         self.address

@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use base64::Engine;
 use hookgate::bodies::sha256_hex;
 use hookgate::envelope::{Envelope, RawBody};
@@ -60,14 +59,7 @@ impl Stack {
         env.push(("QUEUE_URL", self.queue_url.clone()));
         env.push(("BODY_BUCKET", self.bucket.clone()));
         env.extend(receiver_environment(Provider::Github));
-        let function = LambdaFunction::start("receiver-github", env)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        function
-            .ready()
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        function
+        LambdaFunction::start_ready("receiver-github", env).await
     }
 
     /// `processor`, with routes sending every event to `agent`.
@@ -81,41 +73,25 @@ impl Stack {
             ("ROUTES_FILE", routes.display().to_string()),
             ("AGENT_SECRET", AGENT_SECRET.to_owned()),
         ]);
-        let function = LambdaFunction::start("processor", env)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        function
-            .ready()
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        function
+        LambdaFunction::start_ready("processor", env).await
     }
 
     /// Everything queued, as the event source mapping would hand it to the processor.
     async fn sqs_event(&self, expected: usize) -> Value {
-        let mut records = Vec::new();
-        for _ in 0..10 {
-            if records.len() >= expected {
-                break;
-            }
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("the emulator answers ReceiveMessage");
-            for message in output.messages.unwrap_or_default() {
+        let messages = emulator::drain_queue(&self.sqs, &self.queue_url, expected)
+            .await
+            .expect("the emulator answers ReceiveMessage");
+        assert_eq!(messages.len(), expected, "queued messages");
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|message| {
                 let attributes: serde_json::Map<String, Value> = message
                     .attributes()
                     .into_iter()
                     .flatten()
                     .map(|(name, value)| (name.as_str().to_owned(), Value::from(value.clone())))
                     .collect();
-                records.push(json!({
+                json!({
                     "messageId": message.message_id(),
                     "receiptHandle": message.receipt_handle(),
                     "body": message.body(),
@@ -125,10 +101,9 @@ impl Stack {
                     "eventSource": "aws:sqs",
                     "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:large",
                     "awsRegion": "us-east-1",
-                }));
-            }
-        }
-        assert_eq!(records.len(), expected, "queued messages");
+                })
+            })
+            .collect();
         json!({ "Records": records })
     }
 }

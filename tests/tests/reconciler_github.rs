@@ -76,14 +76,7 @@ impl Setup {
     }
 
     async fn reconciler(&self) -> LambdaFunction {
-        let function = LambdaFunction::start("reconciler-github", self.env.clone())
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        function
-            .ready()
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        function
+        LambdaFunction::start_ready("reconciler-github", self.env.clone()).await
     }
 
     /// One scheduled run; its report.
@@ -266,7 +259,11 @@ async fn a_5xx_from_github_is_tried_again_and_a_refused_redelivery_is_asked_agai
         2,
         "the page GitHub failed to list was asked for again: {first}"
     );
-    assert_eq!(setup.github.redelivered(), [1], "asked, and refused with a 500");
+    assert_eq!(
+        setup.github.redelivered(),
+        [1],
+        "asked, and refused with a 500"
+    );
     assert_eq!(first["hooks"][0]["cursor"], "left", "{first}");
 
     let second = setup.run(&reconciler).await;

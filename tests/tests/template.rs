@@ -222,6 +222,15 @@ impl Template {
         env
     }
 
+    /// The GitHub reconciler function: `(logical id, resource)`.
+    fn reconciler(&self) -> (String, &Value) {
+        self.functions()
+            .into_iter()
+            .find(|(_, binary, _)| binary == "reconciler-github")
+            .map(|(id, _, function)| (id, function))
+            .expect("a reconciler-github function")
+    }
+
     /// The idempotency table: the processor's `TABLE_NAME`.
     fn idempotency_table(&self) -> (String, &Value) {
         let (_, processor) = self.processor();
@@ -1677,11 +1686,7 @@ const RECONCILER_ENV_UNSET: [&str; 3] = [
 #[test]
 fn the_github_reconciler_runs_every_five_minutes_only_when_hooks_are_named() {
     let template = Template::load();
-    let (id, _, function) = template
-        .functions()
-        .into_iter()
-        .find(|(_, binary, _)| binary == "reconciler-github")
-        .expect("a reconciler-github function");
+    let (id, function) = template.reconciler();
     for resource in [
         id.as_str(),
         "GithubTokenSecret",
@@ -1734,11 +1739,7 @@ fn the_github_reconciler_runs_every_five_minutes_only_when_hooks_are_named() {
 #[test]
 fn the_github_reconciler_may_only_read_records_and_its_token_and_keep_its_own_state() {
     let template = Template::load();
-    let (id, _, function) = template
-        .functions()
-        .into_iter()
-        .find(|(_, binary, _)| binary == "reconciler-github")
-        .expect("a reconciler-github function");
+    let (id, function) = template.reconciler();
     let (table, _) = template.idempotency_table();
     let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut reads_token = false;
