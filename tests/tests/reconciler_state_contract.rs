@@ -323,9 +323,9 @@ macro_rules! contract {
             async fn a_requested_event_goes_again_only_after_a_newer_failure_and_at_most_so_often()
             {
                 super::a_requested_event_goes_again_only_after_a_newer_failure_and_at_most_so_often(
-                                                    $make,
-                                                )
-                                                .await;
+                                                            $make,
+                                                        )
+                                                        .await;
             }
 
             #[tokio::test]

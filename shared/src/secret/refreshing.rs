@@ -10,9 +10,10 @@
 //!
 //! When refreshes fail, the value held keeps serving: a secret store outage must not turn
 //! into refused webhooks. A failed refresh is tried again after [`RETRY_AFTER_FAILURE`]
-//! (or the refresh interval, if shorter), and once the value is older than
-//! [`MAX_STALENESS`] (or the interval, if longer) without a successful refresh, reads fail:
-//! a secret that stays unreadable may have been revoked on purpose.
+//! (or the refresh interval, if shorter), and once refreshes have failed for
+//! [`MAX_STALENESS`] (or the interval, if longer), reads fail: a secret that stays
+//! unreadable may have been revoked on purpose. A value merely not refreshed for a while
+//! (a container left idle) keeps serving while its refresh runs.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -81,6 +82,8 @@ struct State<V> {
     refreshing: bool,
     /// No refresh starts before then (set after a failure).
     not_before: Instant,
+    /// When refreshes began failing, if the last one failed.
+    failing_since: Option<Instant>,
     last_error: Option<SecretError>,
 }
 
@@ -98,6 +101,7 @@ impl<F: Fetch> Refreshing<F> {
                     fetched_at: now,
                     refreshing: false,
                     not_before: now,
+                    failing_since: None,
                     last_error: None,
                 }),
             }),
@@ -116,12 +120,13 @@ impl<F: Fetch> Refreshing<F> {
             state.refreshing = true;
             tokio::spawn(refresh(Arc::clone(&self.shared)));
         }
-        if age > MAX_STALENESS.max(self.shared.refresh) {
+        let failing_for = state.failing_since.map(|since| now.duration_since(since));
+        if failing_for.is_some_and(|failing| failing > MAX_STALENESS.max(self.shared.refresh)) {
             return Err(state.last_error.clone().unwrap_or_else(|| {
                 SecretError::Unavailable(format!(
-                    "{} has not been read for {} s",
+                    "{} could not be read for {} s",
                     self.shared.fetch.origin(),
-                    age.as_secs()
+                    failing_for.unwrap_or_default().as_secs()
                 ))
             }));
         }
@@ -148,10 +153,12 @@ async fn refresh<F: Fetch>(shared: Arc<Shared<F>>) {
         Ok(value) => {
             state.value = Arc::new(value);
             state.fetched_at = now;
+            state.failing_since = None;
             state.last_error = None;
         }
         Err(error) => {
             state.not_before = now + RETRY_AFTER_FAILURE.min(shared.refresh);
+            state.failing_since.get_or_insert(now);
             warn!(origin = shared.fetch.origin(), %error, held_for_secs = now.duration_since(state.fetched_at).as_secs(), "refreshing a secret failed; the value held keeps serving");
             state.last_error = Some(error);
         }
@@ -284,15 +291,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_value_left_idle_for_hours_still_serves_at_once_while_it_is_refreshed() {
+        let source = loaded(vec![Ok(1), Ok(2)], None).await;
+        tokio::time::advance(Duration::from_secs(3 * 3_600)).await;
+
+        assert_eq!(*source.get().unwrap(), 1, "served at once, not refused");
+        settle().await;
+        assert_eq!(*source.get().unwrap(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_value_that_could_not_be_refreshed_for_an_hour_stops_serving() {
         let source = loaded(vec![Ok(1)], None).await;
+        // The first refresh is due three quarters into the interval; from then on every
+        // refresh fails, and an hour of failures later the value stops serving.
+        let failing_from = REFRESH.mul_f64(REFRESH_AHEAD);
         let mut elapsed = Duration::ZERO;
-        while elapsed <= MAX_STALENESS {
+        while elapsed <= failing_from + MAX_STALENESS + RETRY_AFTER_FAILURE {
+            assert!(source.get().is_ok(), "still serving at {elapsed:?}");
+            settle().await;
             tokio::time::advance(RETRY_AFTER_FAILURE).await;
             elapsed += RETRY_AFTER_FAILURE;
-            let _ = source.get();
-            settle().await;
         }
+        let _ = source.get();
+        settle().await;
 
         let error = source.get().unwrap_err();
         assert!(error.to_string().contains("script exhausted"), "{error}");
