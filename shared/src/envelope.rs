@@ -99,14 +99,19 @@ pub struct EnvelopeV1 {
     /// Whether the provider's signature covers the id the key is made of. When it does not
     /// (GitHub, Shopify, a generic sender's unsigned `ID_HEADER`), the processor also
     /// deduplicates the event by its body, so that a captured delivery replayed under a
-    /// fresh id does not act again. Envelopes written before this field existed leave it
-    /// out and count as signed.
-    #[serde(default = "signed_unless_said")]
+    /// fresh id does not act again. Written only when `false`: an envelope whose id is
+    /// signed is then the same as before the field existed, which a processor of that time
+    /// (strict about unknown fields) still reads, in a deploy or a rollback.
+    #[serde(default = "signed_unless_said", skip_serializing_if = "is_signed")]
     pub id_signed: bool,
 }
 
 fn signed_unless_said() -> bool {
     true
+}
+
+fn is_signed(id_signed: &bool) -> bool {
+    *id_signed
 }
 
 /// The envelope, tagged with its format version (`"version": 1`, a JSON number) so that a
@@ -353,8 +358,11 @@ mod tests {
             id_signed: true,
         });
         let mut json = serde_json::to_value(&envelope).unwrap();
+        assert!(
+            json.get("id_signed").is_none(),
+            "a signed id is the default, left out: {json}"
+        );
         json["a_field_of_a_later_build"] = "ignored".into();
-        json.as_object_mut().unwrap().remove("id_signed");
 
         assert_eq!(serde_json::from_value::<Envelope>(json).unwrap(), envelope);
     }

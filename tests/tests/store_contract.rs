@@ -655,6 +655,27 @@ async fn a_body_seen_again_under_another_id_names_the_first_event_until_the_rete
     );
 }
 
+async fn a_sightings_retention_counts_from_the_first_sighting_not_the_last(adapter: impl Adapter) {
+    let store = adapter.store();
+    let (first, later) = (key("d-kept-once"), key("d-after-the-retention"));
+    let t0 = start();
+    for now in [t0, t0 + RETENTION - Duration::from_secs(1)] {
+        store
+            .record_body(sighting(&first, BODY_HASH, now))
+            .await
+            .expect("the store answers");
+    }
+
+    assert_eq!(
+        store
+            .record_body(sighting(&later, BODY_HASH, t0 + RETENTION))
+            .await
+            .expect("the store answers"),
+        FirstSeen::ThisEvent,
+        "a redelivery of the first event does not lengthen the sighting"
+    );
+}
+
 async fn another_body_or_another_providers_body_is_a_sighting_of_its_own(adapter: impl Adapter) {
     let store = adapter.store();
     let (first, second) = (key("d-one-body"), key("d-another-body"));
@@ -821,6 +842,12 @@ macro_rules! contract {
                     $make,
                 )
                 .await;
+            }
+
+                        #[tokio::test]
+            async fn a_sightings_retention_counts_from_the_first_sighting_not_the_last() {
+                super::a_sightings_retention_counts_from_the_first_sighting_not_the_last($make)
+                    .await;
             }
 
             #[tokio::test]

@@ -613,10 +613,19 @@ fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_r
     let rules = one_or_many(&properties["LifecycleConfiguration"]["Rules"]);
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["Prefix"].as_str(), Some("bodies/"));
-    assert_eq!(
-        ref_target(&rules[0]["ExpirationInDays"]),
-        Some("IdempotencyTtlDays"),
-        "a body lives as long as its event's record, which outlasts a redrive"
+    let retention = ref_target(&rules[0]["ExpirationInDays"]).expect("a parameter");
+    // S3 counts from the upload; a message lives at most the queue's retention, then the
+    // dead-letter queue's, and a redrive may start on its last day.
+    let days = |queue: &str| {
+        integer(&template.resource(queue)["Properties"]["MessageRetentionPeriod"])
+            .expect("a retention")
+            .unsigned_abs()
+            .div_ceil(86_400)
+    };
+    let least = integer(&template.parameter(retention)["MinValue"]).expect("a least retention");
+    assert!(
+        least.unsigned_abs() > days("Queue") + days("DeadLetterQueue"),
+        "{retention}'s MinValue ({least}) must outlive every message that refers to a body"
     );
 
     let policies = template.resources_of_type("AWS::S3::BucketPolicy");

@@ -52,12 +52,7 @@ impl ReconcilerConfig {
         let api_url = env
             .get("GITHUB_API_URL")
             .unwrap_or_else(|| "https://api.github.com".to_owned());
-        if !api_url.starts_with("https://") && !api_url.starts_with("http://") {
-            return Err(ConfigError::invalid(
-                "GITHUB_API_URL",
-                format!("`{api_url}` is not an http(s) URL"),
-            ));
-        }
+        check_api_url(&api_url)?;
         let days: u64 = parsed_or(env, "GITHUB_REDELIVERY_DAYS", 3)?;
         if !(1..=30).contains(&days) {
             return Err(ConfigError::invalid(
@@ -87,6 +82,33 @@ impl ReconcilerConfig {
                 ..Settings::default()
             },
         })
+    }
+}
+
+/// The token travels with every request, so the API is reached over HTTPS; plain HTTP is
+/// allowed only to this machine, for a local stand-in of the API.
+fn check_api_url(api_url: &str) -> Result<(), ConfigError> {
+    if api_url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = api_url.strip_prefix("http://") else {
+        return Err(ConfigError::invalid(
+            "GITHUB_API_URL",
+            format!("`{api_url}` is not an https:// URL"),
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if matches!(host, "127.0.0.1" | "localhost" | "::1") {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            "GITHUB_API_URL",
+            format!("`{api_url}` would send the token unencrypted: use https:// (http:// is for 127.0.0.1, localhost and [::1] only)"),
+        ))
     }
 }
 
@@ -160,11 +182,25 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_is_allowed_only_to_this_machine() {
+        for url in [
+            "https://ghe.example.com/api/v3",
+            "http://127.0.0.1:9000",
+            "http://localhost/api/v3",
+            "http://[::1]:9000/",
+        ] {
+            assert_eq!(config(&[("GITHUB_API_URL", url)]).unwrap().api_url, url);
+        }
+    }
+
+    #[test]
     fn bad_values_are_refused_naming_the_variable() {
         for (name, value) in [
             ("GITHUB_HOOKS", "octo/agent"),
             ("GITHUB_HOOKS", " , "),
             ("GITHUB_API_URL", "api.github.com"),
+            ("GITHUB_API_URL", "http://github.example.com/api/v3"),
+            ("GITHUB_API_URL", "http://127.0.0.1.example.com/"),
             ("GITHUB_REDELIVERY_DAYS", "0"),
             ("GITHUB_MAX_REDELIVERIES", "0"),
             ("GITHUB_TOKEN", "ghp_x"),

@@ -4,7 +4,7 @@
 //! | item | attributes |
 //! |---|---|
 //! | `cursor#{hook}` | `version` (N), `covered_until_ms` (N), `walk_next` (S), `walk_down_to_ms` (N), `walk_started_ms` (N); the walk's only while one is unfinished |
-//! | `redelivery#{guid}` | `status` (`IN_PROGRESS` or `REQUESTED`), `holder` (S), `lease_expires_ms` (N), `requests` (N), `last_requested_ms` (N), `expires_at` (N, the table's TTL) |
+//! | `redelivery#{guid}` | `status` (`IN_PROGRESS` or `REQUESTED`), `holder` (S), `lease_expires_ms` (N), `requests` (N), `last_requested_attempt` (N, the attempt last asked for), `expires_at` (N, the table's TTL) |
 
 use std::collections::HashMap;
 
@@ -295,7 +295,7 @@ impl ReconcilerState for DynamoState {
                     ("#lease", "lease_expires_ms"),
                     ("#expires", "expires_at"),
                     ("#requests", "requests"),
-                    ("#last", "last_requested_ms"),
+                    ("#last", "last_requested_attempt"),
                 ],
                 vec![
                     (":in_progress", string(IN_PROGRESS)),
@@ -306,7 +306,7 @@ impl ReconcilerState for DynamoState {
                     (":zero", number(0)),
                     (":now", number(millis(request.now))),
                     (":max", number(i128::from(request.max_requests))),
-                    (":failed", number(millis(request.failed_at))),
+                    (":failed", number(i128::from(request.failed_attempt))),
                 ],
                 true,
             )
@@ -321,6 +321,7 @@ impl ReconcilerState for DynamoState {
                 guid: request.guid.to_owned(),
                 holder,
                 requests: requests_in(&item),
+                attempt: request.failed_attempt,
             })),
             Err(Some(old)) if text_of(&old, "status") == Some(IN_PROGRESS) => Ok(Begin::InFlight),
             Err(Some(old)) if requests_in(&old) >= request.max_requests => Ok(Begin::Exhausted {
@@ -334,19 +335,18 @@ impl ReconcilerState for DynamoState {
         }
     }
 
-    async fn finish_redelivery(
-        &self,
-        ticket: &Ticket,
-        now: OffsetDateTime,
-    ) -> Result<(), StateError> {
+    async fn finish_redelivery(&self, ticket: &Ticket) -> Result<(), StateError> {
         self.update_held(
             ticket,
-            "SET #status = :requested, #requests = :requests, #last = :now",
-            &[("#requests", "requests"), ("#last", "last_requested_ms")],
+            "SET #status = :requested, #requests = :requests, #last = :attempt",
+            &[
+                ("#requests", "requests"),
+                ("#last", "last_requested_attempt"),
+            ],
             vec![
                 (":requested", string(REQUESTED)),
                 (":requests", number(i128::from(ticket.requests) + 1)),
-                (":now", number(millis(now))),
+                (":attempt", number(i128::from(ticket.attempt))),
             ],
         )
         .await

@@ -18,7 +18,14 @@
 //!
 //! GitHub's rate limits stop the run at once (the next run carries on), as does the
 //! invocation's deadline; the token's remaining requests are watched so that a run never
-//! spends the last of them.
+//! spends the last of them. A run asks for the oldest events first (the nearest to leaving
+//! the window), and each hook for at most its share of the run's redeliveries.
+//!
+//! GitHub's refusals are of two kinds. One about the token (401, or a 403 that is not a
+//! rate limit) holds for every request: the cursor waits until someone fixes it, and the
+//! `ReconcilerErrors` alarm says so. One about a single delivery (404, 410, 422: too old,
+//! gone) will not change: the redelivery is recorded as made and counted as given up
+//! (`RedeliveriesExhausted`), and a refused page of a saved walk drops the walk.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -95,12 +102,13 @@ pub struct HookReport {
     pub already_received: usize,
     /// Of those, events whose redelivery was asked for already, or by another run now.
     pub already_requested: usize,
-    /// Of those, events asked for as many times as allowed.
+    /// Of those, events given up on: asked for as many times as allowed, or whose
+    /// redelivery GitHub refused (too old, say).
     pub exhausted: usize,
     /// Redeliveries this run asked for.
     pub redelivered: usize,
-    /// Where the cursor went: `caught_up`, `walk_saved`, `left` (an error or a stop), or
-    /// `moved_by_another_run`.
+    /// Where the cursor went: `caught_up`, `walk_saved`, `walk_dropped` (GitHub refused the
+    /// saved walk's page), `left` (an error or a stop), or `moved_by_another_run`.
     pub cursor: &'static str,
     /// What went wrong, if anything.
     pub errors: Vec<String>,
@@ -120,18 +128,31 @@ pub struct RunReport {
 enum Stop {
     RateLimited(OffsetDateTime),
     Deadline,
+    /// GitHub is unavailable, or hookgate's own stores are: the next run tries again.
     Failed(String),
+    /// GitHub refused a request; trying it again will not help until something changes.
+    Refused {
+        status: u16,
+        reason: String,
+    },
 }
 
 /// What is left of the run's allowances, shared by its hooks.
 #[derive(Debug)]
 struct Allowance {
     redeliveries_left: usize,
+    /// The most redeliveries one hook may ask for in a run, so that a hook with a long
+    /// outage behind it does not leave the others waiting.
+    per_hook: usize,
     rate_limited_until: Option<OffsetDateTime>,
 }
 
 /// How long before the invocation's deadline no new request starts.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+///
+/// A run does at most a page read (with its retries) or a redelivery after this point, each
+/// bounded by the client's 10 s timeout: 30 s leaves room for that and for writing the
+/// cursor.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 
 /// Tries of a page GitHub answered 5xx, and the pause before each retry.
 const PAGE_TRIES: u32 = 3;
@@ -194,6 +215,7 @@ impl Reconciler {
     pub async fn run(&self, deadline: Option<Instant>) -> RunReport {
         let mut allowance = Allowance {
             redeliveries_left: self.settings.max_redeliveries,
+            per_hook: (self.settings.max_redeliveries / self.hooks.len().max(1)).max(1),
             rate_limited_until: None,
         };
         let mut report = RunReport::default();
@@ -267,20 +289,24 @@ impl Reconciler {
         // A reading cut short by an error still acts on what it read; one cut short by a
         // rate limit or the deadline cannot.
         let events = match &stop {
-            None | Some(Stop::Failed(_)) => events,
+            None | Some(Stop::Failed(_) | Stop::Refused { .. }) => events,
             Some(Stop::RateLimited(_) | Stop::Deadline) => Vec::new(),
         };
+        let mut share_left = allowance.per_hook;
         for (guid, failed) in events {
             if matches!(stop, Some(Stop::RateLimited(_))) {
                 break;
             }
-            if allowance.redeliveries_left == 0 || near(deadline) {
+            if allowance.redeliveries_left == 0 || share_left == 0 || near(deadline) {
                 info!(%hook, "this run's redeliveries or time are spent; the next run carries on");
                 incomplete = true;
                 break;
             }
             match self.redeliver(hook, guid, failed, allowance).await {
-                Ok(Handled::Redelivered) => report.redelivered += 1,
+                Ok(Handled::Redelivered) => {
+                    report.redelivered += 1;
+                    share_left -= 1;
+                }
                 Ok(Handled::Received) => report.already_received += 1,
                 Ok(Handled::Requested) => report.already_requested += 1,
                 // Another run holds the claim: if it dies before asking, the event must be
@@ -289,7 +315,7 @@ impl Reconciler {
                     report.already_requested += 1;
                     incomplete = true;
                 }
-                Ok(Handled::Exhausted) => report.exhausted += 1,
+                Ok(Handled::Exhausted | Handled::Refused) => report.exhausted += 1,
                 Err(Stop::RateLimited(until)) => {
                     allowance.rate_limited_until = Some(until);
                     stop = Some(Stop::RateLimited(until));
@@ -303,6 +329,22 @@ impl Reconciler {
         }
         if let Some(stop) = &stop {
             report.errors.push(describe(stop));
+        }
+        if let Some(reason) = reading.walk_lost {
+            // Dropping a walk is always safe: the next run reads from the newest page back
+            // to the cursor, which covers everything the walk had left.
+            report
+                .errors
+                .push(format!("the saved walk was dropped: {reason}"));
+            let next = CursorPosition {
+                covered_until: cursor.position.covered_until,
+                walk: None,
+            };
+            report.cursor = self.save(hook, &cursor, &next, false, &mut report).await;
+            if report.cursor == "walk_saved" {
+                report.cursor = "walk_dropped";
+            }
+            return report;
         }
         if incomplete || stop.is_some() {
             info!(%hook, errors = ?report.errors, "the cursor stays; the next run reads the same deliveries again");
@@ -344,8 +386,17 @@ impl Reconciler {
             if near(deadline) {
                 return (attempts, Reading::stopped(Stop::Deadline));
             }
-            let listed = match self.list(hook, page.as_deref()).await {
+            let listed = match self.list(hook, page.as_deref(), deadline).await {
                 Ok(listed) => listed,
+                // A walk's page GitHub no longer serves (its cursor expired, say) would be
+                // refused run after run: the walk is dropped, and the next run reads from
+                // the newest page back to the cursor, which covers all the walk had left.
+                Err(Stop::Refused { status, reason })
+                    if page.is_some() && !is_about_access(status) =>
+                {
+                    warn!(%hook, status, reason, "GitHub refused a saved page; the walk starts again from the newest");
+                    return (attempts, Reading::walk_lost(format!("{status} {reason}")));
+                }
                 Err(stop) => return (attempts, Reading::stopped(stop)),
             };
             let mut reached = false;
@@ -373,12 +424,18 @@ impl Reconciler {
     }
 
     /// One page, tried again after a pause while GitHub answers 5xx.
-    async fn list(&self, hook: &Hook, page: Option<&str>) -> Result<DeliveryPage, Stop> {
+    async fn list(
+        &self,
+        hook: &Hook,
+        page: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<DeliveryPage, Stop> {
         let mut tries = 0;
         loop {
             tries += 1;
             match self.github.list(hook, page).await {
                 Ok(listed) => return Ok(listed),
+                Err(GithubError::Unavailable(_)) if near(deadline) => return Err(Stop::Deadline),
                 Err(GithubError::Unavailable(reason)) if tries < PAGE_TRIES => {
                     warn!(%hook, reason, tries, "GitHub did not list the deliveries; trying again");
                     tokio::time::sleep(PAGE_RETRY_PAUSE * tries).await;
@@ -397,6 +454,9 @@ impl Reconciler {
         allowance: &mut Allowance,
     ) -> Result<Handled, Stop> {
         let now = (self.clock)();
+        // One consistent read per failed event, spent to save a request to GitHub: its
+        // content-creating limit (80 a minute) is far scarcer than DynamoDB reads, and a
+        // redelivery of an event hookgate has would only be acknowledged as a duplicate.
         // An id hookgate could not key (an empty or odd guid) was never received either.
         if let Ok(key) = IdempotencyKey::from_stable_id(Provider::Github, guid) {
             match self.received.is_recorded(&key, now).await {
@@ -409,7 +469,7 @@ impl Reconciler {
             .state
             .begin_redelivery(RedeliveryRequest {
                 guid,
-                failed_at: failed.delivered_at,
+                failed_attempt: failed.id,
                 now,
                 lease: self.settings.lease,
                 max_requests: self.settings.max_requests_per_event,
@@ -432,25 +492,26 @@ impl Reconciler {
                 info!(%hook, guid, delivery_id = failed.id, event = failed.event, status = failed.status, request = ticket.requests + 1, "asked GitHub to redeliver a failed delivery");
                 // GitHub has it; a failure to record that only means a later run may ask
                 // once more, which hookgate's deduplication absorbs.
-                if let Err(error) = self.state.finish_redelivery(&ticket, (self.clock)()).await {
+                if let Err(error) = self.state.finish_redelivery(&ticket).await {
                     warn!(%hook, guid, %error, "the redelivery was asked for but could not be recorded");
                 }
                 Ok(Handled::Redelivered)
+            }
+            // A refusal of this one delivery (too old, gone, unprocessable) will not change:
+            // it is recorded as a request made, so that the attempt is not asked for again,
+            // and counted with the events given up on.
+            Err(GithubError::Refused { status, message }) if !is_about_access(status) => {
+                warn!(%hook, guid, delivery_id = failed.id, status, message, "GitHub refused to redeliver this delivery; redeliver the event by hand if it still matters");
+                if let Err(error) = self.state.finish_redelivery(&ticket).await {
+                    warn!(%hook, guid, %error, "the refusal could not be recorded; a later run asks again");
+                }
+                Ok(Handled::Refused)
             }
             Err(error) => {
                 if let Err(abandon) = self.state.abandon_redelivery(&ticket).await {
                     warn!(%hook, guid, error = %abandon, "could not give the claim up; it frees itself when its lease ends");
                 }
-                match error {
-                    GithubError::Refused { status, message } => {
-                        warn!(%hook, guid, delivery_id = failed.id, status, message, "GitHub refused the redelivery");
-                        Err(Stop::Failed(format!(
-                            "redelivering {guid} (attempt {}): {status} {message}",
-                            failed.id
-                        )))
-                    }
-                    other => Err(stop_for(other)),
-                }
+                Err(stop_for(error))
             }
         }
     }
@@ -500,6 +561,8 @@ struct Reading {
     /// Back to where it had to go (or the list's end).
     reached_the_end: bool,
     stop: Option<Stop>,
+    /// The saved walk cannot go on (GitHub refused its page): why.
+    walk_lost: Option<String>,
 }
 
 impl Reading {
@@ -507,18 +570,28 @@ impl Reading {
         Self {
             reached_the_end: true,
             stop: None,
+            walk_lost: None,
         }
     }
     fn paused() -> Self {
         Self {
             reached_the_end: false,
             stop: None,
+            walk_lost: None,
         }
     }
     fn stopped(stop: Stop) -> Self {
         Self {
             reached_the_end: false,
             stop: Some(stop),
+            walk_lost: None,
+        }
+    }
+    fn walk_lost(reason: String) -> Self {
+        Self {
+            reached_the_end: false,
+            stop: None,
+            walk_lost: Some(reason),
         }
     }
 }
@@ -530,13 +603,26 @@ enum Handled {
     Requested,
     InFlight,
     Exhausted,
+    /// GitHub refused to redeliver it, for a reason particular to it.
+    Refused,
 }
 
 fn stop_for(error: GithubError) -> Stop {
     match error {
         GithubError::RateLimited { until } => Stop::RateLimited(until),
-        other => Stop::Failed(other.to_string()),
+        GithubError::Refused { status, message } => Stop::Refused {
+            status,
+            reason: message,
+        },
+        other @ GithubError::Unavailable(_) => Stop::Failed(other.to_string()),
     }
+}
+
+/// A refusal about the token or its permissions (a 403 that is not a rate limit, which
+/// [`GithubError::RateLimited`] is): one that holds for every request, so the cursor must
+/// wait until someone fixes it. Other refusals are about the one thing asked for.
+fn is_about_access(status: u16) -> bool {
+    matches!(status, 401 | 403)
 }
 
 fn describe(stop: &Stop) -> String {
@@ -544,6 +630,9 @@ fn describe(stop: &Stop) -> String {
         Stop::RateLimited(until) => format!("rate limited until {until}"),
         Stop::Deadline => "the invocation's deadline came".to_owned(),
         Stop::Failed(reason) => reason.clone(),
+        Stop::Refused { status, reason } => {
+            format!("GitHub refused the request ({status}): {reason}")
+        }
     }
 }
 
@@ -554,7 +643,9 @@ fn near(deadline: Option<Instant>) -> bool {
 }
 
 /// The events among `attempts` that no attempt delivered, each with its newest failed
-/// attempt (the one to redeliver), newest event first.
+/// attempt (the one to redeliver), oldest first: those are the nearest to leaving
+/// GitHub's redelivery window, so a run with more to ask for than its allowance asks for
+/// them before the rest.
 fn events_to_redeliver(attempts: &[DeliveryAttempt]) -> Vec<(&str, &DeliveryAttempt)> {
     let mut events: BTreeMap<&str, (bool, Option<&DeliveryAttempt>)> = BTreeMap::new();
     for attempt in attempts {
@@ -570,7 +661,7 @@ fn events_to_redeliver(attempts: &[DeliveryAttempt]) -> Vec<(&str, &DeliveryAtte
         .filter(|(_, (succeeded, _))| !succeeded)
         .filter_map(|(guid, (_, failure))| Some((guid, failure?)))
         .collect();
-    failed.sort_by_key(|(_, attempt)| std::cmp::Reverse(attempt.delivered_at));
+    failed.sort_by_key(|(_, attempt)| attempt.delivered_at);
     failed
 }
 

@@ -7,10 +7,11 @@
 //!   page. A cursor is written only by a run that read its current version, so of two
 //!   overlapping runs, one moves it and the other leaves it be.
 //! - A **redelivery** per event (`guid`): a claim taken with a lease before asking GitHub to
-//!   redeliver, and marked requested afterwards. A run that dies in between leaves a claim
-//!   whose lease runs out, and a later run asks again. An event is asked for again only
-//!   when an attempt newer than the last request failed too (the redelivery itself
-//!   failed), and at most a set number of times in all.
+//!   redeliver, and marked requested afterwards, with the attempt asked for. A run that dies
+//!   in between leaves a claim whose lease runs out, and a later run asks again. An event is
+//!   asked for again only when an attempt GitHub made after the one asked for failed too
+//!   (the redelivery itself failed; GitHub numbers attempts in the order it makes them), and
+//!   at most a set number of times in all.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,8 +55,8 @@ pub struct Cursor {
 #[derive(Debug, Clone)]
 pub struct RedeliveryRequest<'a> {
     pub guid: &'a str,
-    /// When the event's newest failed attempt was delivered.
-    pub failed_at: OffsetDateTime,
+    /// The id of the event's newest failed attempt, the one to redeliver.
+    pub failed_attempt: u64,
     pub now: OffsetDateTime,
     /// How long the claim is this run's alone.
     pub lease: Duration,
@@ -71,7 +72,7 @@ pub enum Begin {
     /// Yes: ask, then [`ReconcilerState::finish_redelivery`] or
     /// [`ReconcilerState::abandon_redelivery`].
     Go(Ticket),
-    /// It was asked for after its newest failed attempt: wait for that redelivery.
+    /// Its newest failed attempt was asked for already: wait for that redelivery.
     AlreadyRequested,
     /// Another run holds the claim now.
     InFlight,
@@ -86,6 +87,8 @@ pub struct Ticket {
     pub holder: String,
     /// Requests made before this one.
     pub requests: u32,
+    /// The attempt this request redelivers.
+    pub attempt: u64,
 }
 
 /// The state store could not answer.
@@ -111,12 +114,9 @@ pub trait ReconcilerState: Send + Sync + fmt::Debug {
     /// Claims the event's redelivery for this run, if it may be asked for.
     async fn begin_redelivery(&self, request: RedeliveryRequest<'_>) -> Result<Begin, StateError>;
 
-    /// Records that GitHub accepted the request.
-    async fn finish_redelivery(
-        &self,
-        ticket: &Ticket,
-        now: OffsetDateTime,
-    ) -> Result<(), StateError>;
+    /// Records the request as made (GitHub accepted it, or refused it for good): the
+    /// ticket's attempt will not be asked for again.
+    async fn finish_redelivery(&self, ticket: &Ticket) -> Result<(), StateError>;
 
     /// Gives the claim up without a request made: a later run may ask.
     async fn abandon_redelivery(&self, ticket: &Ticket) -> Result<(), StateError>;
@@ -129,7 +129,8 @@ pub(crate) struct RedeliveryRecord {
     pub(crate) holder: String,
     pub(crate) lease_expires_at: OffsetDateTime,
     pub(crate) requests: u32,
-    pub(crate) last_requested_at: Option<OffsetDateTime>,
+    /// The attempt the last request redelivered.
+    pub(crate) last_requested_attempt: Option<u64>,
 }
 
 /// The redelivery rules, for a store that reads the record and writes the outcome in one
@@ -139,7 +140,7 @@ pub(crate) struct RedeliveryRecord {
 /// - a claim whose lease has not ended: in flight;
 /// - a claim whose lease has ended (its run died or gave up): this run asks;
 /// - a request made: exhausted after `max_requests`; otherwise this run asks again only if
-///   an attempt failed after the last request.
+///   the newest failed attempt came after the one last asked for.
 ///
 /// Returns the answer and, when the run may ask, the record to write.
 pub(crate) fn decide_redelivery(
@@ -154,13 +155,14 @@ pub(crate) fn decide_redelivery(
             guid: request.guid.to_owned(),
             holder: holder.clone(),
             requests,
+            attempt: request.failed_attempt,
         };
         let record = RedeliveryRecord {
             requested: false,
             holder: holder.clone(),
             lease_expires_at,
             requests,
-            last_requested_at: record.and_then(|record| record.last_requested_at),
+            last_requested_attempt: record.and_then(|record| record.last_requested_attempt),
         };
         (Begin::Go(ticket), Some(record))
     };
@@ -179,25 +181,21 @@ pub(crate) fn decide_redelivery(
             },
             None,
         ),
-        Some(record) => match record.last_requested_at {
-            Some(last) if last >= request.failed_at => (Begin::AlreadyRequested, None),
+        Some(record) => match record.last_requested_attempt {
+            Some(last) if last >= request.failed_attempt => (Begin::AlreadyRequested, None),
             _ => take(Some(record)),
         },
     }
 }
 
 /// A write a ticket's holder makes; refused (nothing changes) to anyone else.
-pub(crate) fn apply_finish(
-    record: Option<&mut RedeliveryRecord>,
-    ticket: &Ticket,
-    now: OffsetDateTime,
-) {
+pub(crate) fn apply_finish(record: Option<&mut RedeliveryRecord>, ticket: &Ticket) {
     if let Some(record) =
         record.filter(|record| !record.requested && record.holder == ticket.holder)
     {
         record.requested = true;
         record.requests = ticket.requests + 1;
-        record.last_requested_at = Some(now);
+        record.last_requested_attempt = Some(ticket.attempt);
     }
 }
 
@@ -294,13 +292,9 @@ impl ReconcilerState for MemoryState {
         Ok(begin)
     }
 
-    async fn finish_redelivery(
-        &self,
-        ticket: &Ticket,
-        now: OffsetDateTime,
-    ) -> Result<(), StateError> {
+    async fn finish_redelivery(&self, ticket: &Ticket) -> Result<(), StateError> {
         let mut inner = self.available()?;
-        apply_finish(inner.redeliveries.get_mut(&ticket.guid), ticket, now);
+        apply_finish(inner.redeliveries.get_mut(&ticket.guid), ticket);
         Ok(())
     }
 
@@ -319,10 +313,10 @@ mod tests {
         OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(seconds)
     }
 
-    fn request(failed_at: i64, now: i64) -> RedeliveryRequest<'static> {
+    fn request(failed_attempt: u64, now: i64) -> RedeliveryRequest<'static> {
         RedeliveryRequest {
             guid: "g-1",
-            failed_at: at(failed_at),
+            failed_attempt,
             now: at(now),
             lease: Duration::from_secs(60),
             max_requests: 3,
@@ -330,13 +324,13 @@ mod tests {
         }
     }
 
-    fn requested(requests: u32, last: i64) -> RedeliveryRecord {
+    fn requested(requests: u32, last_attempt: u64) -> RedeliveryRecord {
         RedeliveryRecord {
             requested: true,
             holder: "h".into(),
             lease_expires_at: at(0),
             requests,
-            last_requested_at: Some(at(last)),
+            last_requested_attempt: Some(last_attempt),
         }
     }
 
@@ -362,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn an_event_asked_for_is_asked_for_again_only_after_a_newer_failure() {
+    fn an_event_asked_for_is_asked_for_again_only_after_a_newer_failed_attempt() {
         let record = requested(1, 300);
         assert_eq!(
             decide_redelivery(Some(&record), &request(300, 400), "me".into()).0,
@@ -391,13 +385,13 @@ mod tests {
             holder: "someone else".into(),
             ..ticket.clone()
         };
-        apply_finish(Some(&mut record), &stranger, at(210));
+        apply_finish(Some(&mut record), &stranger);
         assert!(!record.requested);
 
-        apply_finish(Some(&mut record), &ticket, at(210));
+        apply_finish(Some(&mut record), &ticket);
         assert!(record.requested);
         assert_eq!(record.requests, 1);
-        assert_eq!(record.last_requested_at, Some(at(210)));
+        assert_eq!(record.last_requested_attempt, Some(100));
 
         let before = record.clone();
         apply_abandon(Some(&mut record), &ticket);

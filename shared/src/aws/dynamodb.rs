@@ -103,11 +103,12 @@ const START_AFRESH: (&str, &str) = (
 /// Every write after the claim is conditional on still holding it.
 const HOLDING: &str = "#holder = :holder AND #status = :in_progress";
 
-/// A body sighting: written unless a live sighting names another event, which the failed
-/// condition then returns.
+/// A body sighting: written unless a live sighting exists, which the failed condition then
+/// returns (naming this event or another). A live one is never rewritten, so its retention
+/// counts from the first sighting, as the other stores' does.
 const SIGHT: (&str, &str) = (
     "SET #first = :first, #expires = :ttl, #updated = :updated",
-    "attribute_not_exists(#key) OR #expires <= :now_s OR #first = :first",
+    "attribute_not_exists(#key) OR #expires <= :now_s",
 );
 
 type Item = HashMap<String, AttributeValue>;
@@ -316,6 +317,9 @@ impl IdempotencyStore for DynamoStore {
                         )))
                     }
                 };
+                if first == sighting.key.as_str() {
+                    return Ok(FirstSeen::ThisEvent);
+                }
                 let first = IdempotencyKey::try_from(first).map_err(|error| {
                     StoreError::Unavailable(format!("the body sighting {name}: {error}"))
                 })?;

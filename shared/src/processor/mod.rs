@@ -12,9 +12,12 @@
 //! dead letter says why, where SQS would move it on without a word.
 //!
 //! The invocation's deadline (Lambda's, or the visibility a local consumer set) bounds every
-//! message: actions are cut short [`RECORD_MARGIN`] before it, so that their outcome is
-//! recorded and the claim released in time, and the batch is answered [`ANSWER_MARGIN`]
-//! before it whatever happens.
+//! message: actions are cut short [`RECORD_MARGIN`] before it, so that the successes are
+//! recorded in time, and the batch is answered [`ANSWER_MARGIN`] before it whatever happens.
+//! A message cut short either way keeps its claim until the claim's lease ends (its agent
+//! may still be at work on the request that was dropped), and comes back after that: at the
+//! lease's end when the actions were cut, after the queue's visibility timeout when the
+//! answer was.
 
 pub mod actions;
 pub mod backoff;
@@ -138,14 +141,20 @@ impl Outcome {
     }
 }
 
-/// How long before the invocation's deadline actions are cut short, so that their outcome
-/// is recorded and the claim released (a few store calls, each well under a second unless
-/// the store is struggling) before the batch must be answered.
+/// How long before the invocation's deadline actions are cut short, so that their successes
+/// are recorded (a few store calls, each well under a second unless the store is
+/// struggling) before the batch must be answered.
 pub const RECORD_MARGIN: Duration = Duration::from_secs(5);
 
 /// How long before the invocation's deadline the batch is answered, whatever is still
 /// unfinished: a message cut off there is reported failed and comes back.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// How many events with a stored body one processor works on at once. Such an event holds
+/// its body several times over (the bytes, the parsed JSON, each action's request): tens of
+/// MB for the largest, where a batch of ten at once would outgrow the function's memory.
+/// The others wait for a turn, within the invocation's deadline.
+pub const STORED_BODY_CONCURRENCY: usize = 2;
 
 /// What processing one message decided, before the queue is told.
 #[derive(Debug)]
@@ -186,6 +195,8 @@ pub struct Processor {
     control: Arc<dyn QueueControl>,
     /// Where bodies too large for a message are kept, when the receivers store them.
     bodies: Option<Arc<dyn BodyStore>>,
+    /// Turns for events with a stored body: [`STORED_BODY_CONCURRENCY`].
+    stored_body_turns: tokio::sync::Semaphore,
     settings: ProcessorSettings,
     metrics: Metrics,
     clock: crate::receiver::Clock,
@@ -222,6 +233,7 @@ impl Processor {
             actions,
             control,
             bodies: None,
+            stored_body_turns: tokio::sync::Semaphore::new(STORED_BODY_CONCURRENCY),
             settings,
             metrics: Metrics::stdout(),
             clock: Arc::new(OffsetDateTime::now_utc),
@@ -276,8 +288,11 @@ impl Processor {
     }
 
     /// [`Processor::process`], answered [`ANSWER_MARGIN`] before `deadline` whatever
-    /// happens: a message cut off there is reported failed (its claim frees itself when its
-    /// lease ends) and comes back.
+    /// happens: a message cut off there is reported failed and comes back after the queue's
+    /// visibility timeout, no delay having been set; its claim, if it took one, frees itself
+    /// when its lease ends. Whatever it was doing is dropped mid-call, a store write
+    /// included, which the claim's conditions make safe: an unfinished write either
+    /// happened or did not.
     async fn process_within(
         &self,
         delivery: &QueuedDelivery,
@@ -377,6 +392,20 @@ impl Processor {
                 .checked_sub(RECORD_MARGIN)
                 .unwrap_or_else(Instant::now)
         });
+        // Taken before the claim, so that no claim is held while waiting for a turn.
+        let _stored_body_turn = match &envelope.body {
+            RawBody::Stored(_) => match self.stored_body_turn(actions_deadline).await {
+                Some(turn) => Some(turn),
+                None => {
+                    info!(idempotency_key = %key, provider, event_type, outcome = "retry", "no turn for another large body came before the deadline; the message comes back at once");
+                    return Decision::Retry {
+                        outcome: Outcome::DeadlineReached,
+                        delay: Duration::ZERO,
+                    };
+                }
+            },
+            _ => None,
+        };
         if actions_deadline.is_some_and(|end| {
             end.saturating_duration_since(Instant::now()) < Duration::from_secs(1)
         }) {
@@ -490,14 +519,25 @@ impl Processor {
             .filter(|done| matches!(done.result, Err(ActionError::Retryable { .. })))
             .collect();
         if !retryable.is_empty() {
-            self.release(&held).await;
-            // Cut short by the deadline alone, nothing went wrong: the next invocation
-            // takes the message up at once.
-            if retryable.iter().all(|done| done.cut_by_deadline) {
-                info!(idempotency_key = %key, attempt = held.attempt, outcome = "retry", "the invocation's deadline cut the actions short; the message comes back at once");
+            // An action the deadline cut short may still be running at its agent (dropping
+            // a request does not stop the work it started): the claim is kept for the rest
+            // of its lease, and the message comes back once it has ended, rather than
+            // running the action again beside itself.
+            let until_lease_ends = retryable
+                .iter()
+                .any(|done| done.cut_by_deadline)
+                .then(|| until_lease_ends((self.clock)(), now + self.settings.lease));
+            if until_lease_ends.is_none() {
+                self.release(&held).await;
+            }
+            if let (true, Some(delay)) = (
+                retryable.iter().all(|done| done.cut_by_deadline),
+                until_lease_ends,
+            ) {
+                info!(idempotency_key = %key, attempt = held.attempt, delay_ms = delay.as_millis() as u64, outcome = "retry", "the invocation's deadline cut the actions short; the message comes back when the claim's lease ends");
                 return Decision::Retry {
                     outcome: Outcome::DeadlineReached,
-                    delay: Duration::ZERO,
+                    delay,
                 };
             }
             let retry_after = retryable
@@ -515,7 +555,9 @@ impl Processor {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            let delay = self.backoff(delivery, retry_after);
+            let delay = self
+                .backoff(delivery, retry_after)
+                .max(until_lease_ends.unwrap_or_default());
             info!(idempotency_key = %key, attempt = held.attempt, delay_ms = delay.as_millis() as u64, outcome = "retry", "retry scheduled");
             return Decision::Retry {
                 outcome: Outcome::RetryScheduled { delay, reason },
@@ -577,6 +619,18 @@ impl Processor {
             Err(error) => Err(Decision::DeadLetter(format!(
                 "the stored body cannot be used: {error}"
             ))),
+        }
+    }
+
+    /// A turn to work on an event with a stored body, waited for until `until` at most.
+    async fn stored_body_turn(
+        &self,
+        until: Option<Instant>,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let turn = self.stored_body_turns.acquire();
+        match until {
+            None => turn.await.ok(),
+            Some(until) => tokio::time::timeout_at(until, turn).await.ok()?.ok(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! action invoker.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::*;
@@ -19,6 +20,9 @@ struct ScriptedActions {
     /// The raw body each call was handed.
     bodies: Mutex<Vec<RawBody>>,
     delay: Option<Duration>,
+    /// Calls under way now, and the most there were at once.
+    running: std::sync::atomic::AtomicUsize,
+    most_running: std::sync::atomic::AtomicUsize,
 }
 
 impl ScriptedActions {
@@ -49,9 +53,12 @@ impl ActionInvoker for ScriptedActions {
             .unwrap()
             .push((action.name.clone(), event.idempotency_key.to_string()));
         self.bodies.lock().unwrap().push(event.body.clone());
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }
+        self.running.fetch_sub(1, Ordering::SeqCst);
         let scripted = self
             .script
             .lock()
@@ -107,6 +114,9 @@ fn fixture_on(actions: ScriptedActions, control: MemoryQueueControl) -> Fixture 
     }
 }
 
+/// The processor's claim lease in these tests.
+const LEASE: Duration = Duration::from_secs(60);
+
 fn processor_on(
     store: Arc<dyn IdempotencyStore>,
     actions: Arc<ScriptedActions>,
@@ -118,7 +128,7 @@ fn processor_on(
         actions,
         Arc::new(control),
         ProcessorSettings {
-            lease: Duration::from_secs(60),
+            lease: LEASE,
             retention: Duration::from_secs(7 * 86_400),
             backoff: Backoff {
                 base: Duration::from_secs(10),
@@ -544,7 +554,8 @@ async fn an_unreachable_store_on_the_last_allowed_delivery_is_dead_lettered_sayi
 }
 
 #[tokio::test(start_paused = true)]
-async fn actions_are_cut_short_before_the_deadline_and_the_message_comes_back_at_once() {
+async fn actions_are_cut_short_before_the_deadline_and_the_message_comes_back_once_the_claims_lease_ends(
+) {
     let slow = ScriptedActions {
         delay: Some(Duration::from_secs(4)),
         ..ScriptedActions::default()
@@ -559,8 +570,14 @@ async fn actions_are_cut_short_before_the_deadline_and_the_message_comes_back_at
         Instant::now() <= deadline - RECORD_MARGIN + Duration::from_millis(10),
         "the actions were stopped in time to record their outcome"
     );
-    assert_eq!(retry_delays(&fixture.control), [Duration::ZERO]);
-    // The claim was released: the next delivery takes it at once.
+    let delays = retry_delays(&fixture.control);
+    assert_eq!(delays.len(), 1);
+    assert!(
+        delays[0] > LEASE - Duration::from_secs(5) && delays[0] <= LEASE,
+        "{delays:?}: the rest of the lease"
+    );
+    // The claim is kept (the agent may still be at work on the dropped request) until its
+    // lease ends.
     let key = IdempotencyKey::from_stable_id(Provider::Github, "d-19").unwrap();
     let claim = fixture
         .store
@@ -573,7 +590,7 @@ async fn actions_are_cut_short_before_the_deadline_and_the_message_comes_back_at
         })
         .await
         .unwrap();
-    assert!(matches!(claim, Claim::Acquired(_)), "{claim:?}");
+    assert!(matches!(claim, Claim::InFlight { .. }), "{claim:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -764,7 +781,11 @@ async fn envelope_with_stored_body(id: &str, body: &[u8], bodies: &MemoryBodySto
 }
 
 fn fixture_with_bodies(bodies: &MemoryBodyStore) -> Fixture {
-    let mut fixture = fixture(ScriptedActions::default());
+    fixture_with_bodies_and(bodies, ScriptedActions::default())
+}
+
+fn fixture_with_bodies_and(bodies: &MemoryBodyStore, actions: ScriptedActions) -> Fixture {
+    let mut fixture = fixture(actions);
     fixture.processor = processor_on(
         Arc::new(fixture.store.clone()),
         fixture.actions.clone(),
@@ -861,4 +882,83 @@ async fn a_stored_body_without_a_body_store_to_read_it_is_dead_lettered_naming_t
         panic!("expected a dead letter, got {outcome:?}");
     };
     assert!(reason.contains("BODY_BUCKET"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_with_stored_bodies_take_turns_and_inline_ones_do_not_wait() {
+    let bodies = MemoryBodyStore::new();
+    let slow = || ScriptedActions {
+        delay: Some(Duration::from_secs(1)),
+        ..ScriptedActions::default()
+    };
+    let stored = fixture_with_bodies_and(&bodies, slow());
+    let mut batch = Vec::new();
+    for id in ["big-1", "big-2", "big-3"] {
+        let body = format!("a large body of {id}");
+        let envelope = envelope_with_stored_body(id, body.as_bytes(), &bodies).await;
+        batch.push(delivery(id, envelope, 1));
+    }
+
+    let failed = stored.processor.process_batch(batch, None).await;
+
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(stored.actions.calls().len(), 6, "every event acted");
+    assert_eq!(
+        stored.actions.most_running.load(Ordering::SeqCst),
+        2 * STORED_BODY_CONCURRENCY,
+        "two events at a time, each with its two actions"
+    );
+
+    let inline = fixture(slow());
+    let failed = inline
+        .processor
+        .process_batch(vec![pr("d-30"), pr("d-31"), pr("d-32")], None)
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(inline.actions.most_running.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_waiting_for_a_turn_past_the_deadline_comes_back_untouched() {
+    let bodies = MemoryBodyStore::new();
+    let fixture = fixture_with_bodies_and(
+        &bodies,
+        ScriptedActions {
+            delay: Some(Duration::from_secs(30)),
+            ..ScriptedActions::default()
+        },
+    );
+    let mut batch = Vec::new();
+    for id in ["big-1", "big-2", "big-3"] {
+        let envelope = envelope_with_stored_body(id, id.as_bytes(), &bodies).await;
+        batch.push(delivery(id, envelope, 1));
+    }
+    let deadline = Instant::now() + RECORD_MARGIN + Duration::from_secs(10);
+
+    let failed = fixture.processor.process_batch(batch, Some(deadline)).await;
+
+    assert_eq!(failed.len(), 3, "two cut short, one never started");
+    let keys: std::collections::BTreeSet<String> = fixture
+        .actions
+        .calls()
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect();
+    assert_eq!(keys.len(), 2, "the third event never ran: {keys:?}");
+    let third = IdempotencyKey::from_stable_id(Provider::Github, "big-3").unwrap();
+    let claim = fixture
+        .store
+        .claim(ClaimRequest {
+            key: &third,
+            payload_hash: "h",
+            now: OffsetDateTime::now_utc(),
+            lease: LEASE,
+            retention: LEASE,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(claim, Claim::Acquired(_)),
+        "no claim was taken while it waited: {claim:?}"
+    );
 }

@@ -192,9 +192,13 @@ impl Fixture {
     }
 
     fn reconciler(&self, settings: Settings) -> Reconciler {
+        self.reconciler_for(vec![hook()], settings)
+    }
+
+    fn reconciler_for(&self, hooks: Vec<Hook>, settings: Settings) -> Reconciler {
         let clock = Arc::clone(&self.clock);
         Reconciler::new(
-            vec![hook()],
+            hooks,
             self.github.clone(),
             Arc::new(self.state.clone()),
             Arc::new(self.received.clone()),
@@ -459,7 +463,7 @@ async fn a_run_that_died_mid_redelivery_is_taken_over_once_its_lease_ends() {
         .state
         .begin_redelivery(RedeliveryRequest {
             guid: "g-1",
-            failed_at: minutes_ago(30),
+            failed_attempt: 1,
             now: now(),
             lease: Settings::default().lease,
             max_requests: 3,
@@ -527,7 +531,7 @@ async fn overlapping_runs_ask_for_each_event_once() {
 }
 
 #[test]
-fn the_events_to_redeliver_are_those_without_a_success_newest_first() {
+fn the_events_to_redeliver_are_those_without_a_success_oldest_first() {
     let attempt = |id, guid: &str, minutes, status_code| DeliveryAttempt {
         id,
         guid: guid.into(),
@@ -548,5 +552,196 @@ fn the_events_to_redeliver_are_those_without_a_success_newest_first() {
         .into_iter()
         .map(|(guid, attempt)| (guid, attempt.id))
         .collect();
-    assert_eq!(events, [("b", 5), ("a", 4)]);
+    assert_eq!(events, [("a", 4), ("b", 5)]);
+}
+
+#[tokio::test]
+async fn a_redelivery_github_refuses_for_that_delivery_is_given_up_and_the_cursor_moves_on() {
+    let fixture = Fixture::new(100);
+    fixture
+        .github
+        .attempt(&hook(), 1, "g-gone", minutes_ago(30), 503);
+    fixture.github.fail_next(
+        "redeliver",
+        GithubError::Refused {
+            status: 422,
+            message: "Validation Failed".into(),
+        },
+    );
+
+    let refused = fixture.run().await;
+
+    assert_eq!(refused.hooks[0].exhausted, 1);
+    assert_eq!(refused.hooks[0].cursor, "caught_up");
+    assert!(fixture.github.redelivered().is_empty());
+    let again = fixture
+        .state
+        .begin_redelivery(RedeliveryRequest {
+            guid: "g-gone",
+            failed_attempt: 1,
+            now: now(),
+            lease: Settings::default().lease,
+            max_requests: 3,
+            retention: Duration::from_secs(86_400),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, Begin::AlreadyRequested, "the refusal is recorded");
+}
+
+#[tokio::test]
+async fn a_refusal_about_the_token_holds_the_cursor_until_it_is_fixed() {
+    let fixture = Fixture::new(100);
+    fixture
+        .github
+        .attempt(&hook(), 1, "g-1", minutes_ago(30), 503);
+    fixture.github.fail_next(
+        "redeliver",
+        GithubError::Refused {
+            status: 403,
+            message: "Resource not accessible by personal access token".into(),
+        },
+    );
+
+    let refused = fixture.run().await;
+
+    assert_eq!(refused.hooks[0].cursor, "left");
+    assert!(refused.hooks[0].errors[0].contains("403"), "{refused:?}");
+    let fixed = fixture.run().await;
+    assert_eq!(fixture.github.redelivered(), [1]);
+    assert_eq!(fixed.hooks[0].cursor, "caught_up");
+}
+
+#[tokio::test]
+async fn a_saved_walk_whose_page_github_refuses_is_dropped_and_reading_starts_again_from_the_newest(
+) {
+    let fixture = Fixture::new(10);
+    for id in 1..=25 {
+        fixture.github.attempt(
+            &hook(),
+            id,
+            &format!("g-{id}"),
+            minutes_ago(100 - id as i64),
+            500,
+        );
+    }
+    let settings = Settings {
+        max_pages: 2,
+        ..Settings::default()
+    };
+    let first = fixture.reconciler(settings.clone()).run(None).await;
+    assert_eq!(first.hooks[0].cursor, "walk_saved");
+    fixture.github.fail_page(
+        "page:20",
+        GithubError::Refused {
+            status: 422,
+            message: "the cursor is no longer valid".into(),
+        },
+    );
+
+    let dropped = fixture.reconciler(settings.clone()).run(None).await;
+
+    assert_eq!(dropped.hooks[0].cursor, "walk_dropped");
+    let mut cursors = Vec::new();
+    for _ in 0..3 {
+        let run = fixture.reconciler(settings.clone()).run(None).await;
+        cursors.push(run.hooks[0].cursor);
+        if run.hooks[0].cursor == "caught_up" {
+            break;
+        }
+    }
+    assert_eq!(cursors, ["walk_saved", "caught_up"]);
+    assert_eq!(
+        fixture.github.lists()[3],
+        None,
+        "the run after the drop reads from the newest page"
+    );
+    let mut redelivered = fixture.github.redelivered();
+    redelivered.sort();
+    assert_eq!(redelivered, (1..=25).collect::<Vec<_>>(), "each once");
+}
+
+#[tokio::test]
+async fn a_run_with_more_to_ask_for_than_it_may_asks_for_the_oldest_first() {
+    let fixture = Fixture::new(100);
+    for id in 1..=5 {
+        fixture.github.attempt(
+            &hook(),
+            id,
+            &format!("g-{id}"),
+            minutes_ago(60 - id as i64),
+            503,
+        );
+    }
+    let settings = Settings {
+        max_redeliveries: 2,
+        ..Settings::default()
+    };
+
+    let report = fixture.reconciler(settings).run(None).await;
+
+    assert_eq!(fixture.github.redelivered(), [1, 2]);
+    assert_eq!(
+        report.hooks[0].cursor, "left",
+        "the rest wait for the next run"
+    );
+}
+
+#[tokio::test]
+async fn one_hooks_backlog_leaves_the_other_hooks_their_share_of_a_run() {
+    let fixture = Fixture::new(100);
+    let other: Hook = "org:octo-org:7".parse().unwrap();
+    for id in 1..=10 {
+        fixture.github.attempt(
+            &hook(),
+            id,
+            &format!("g-{id}"),
+            minutes_ago(60 - id as i64),
+            503,
+        );
+    }
+    for id in 101..=102 {
+        fixture
+            .github
+            .attempt(&other, id, &format!("g-{id}"), minutes_ago(30), 503);
+    }
+    let settings = Settings {
+        max_redeliveries: 4,
+        ..Settings::default()
+    };
+
+    let report = fixture
+        .reconciler_for(vec![hook(), other], settings)
+        .run(None)
+        .await;
+
+    let redelivered: Vec<usize> = report.hooks.iter().map(|hook| hook.redelivered).collect();
+    assert_eq!(redelivered, [2, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_github_fails_to_list_is_not_tried_again_once_the_deadline_is_near() {
+    let fixture = Fixture::new(100);
+    fixture
+        .github
+        .attempt(&hook(), 1, "g-1", minutes_ago(30), 503);
+    for _ in 0..PAGE_TRIES {
+        fixture
+            .github
+            .fail_next("list", GithubError::Unavailable("502 Bad Gateway".into()));
+    }
+    let deadline = Instant::now() + DEADLINE_MARGIN + Duration::from_millis(500);
+
+    let report = fixture
+        .reconciler(Settings::default())
+        .run(Some(deadline))
+        .await;
+
+    assert_eq!(
+        fixture.github.lists().len(),
+        2,
+        "one retry fits before the margin, a second would not"
+    );
+    assert_eq!(report.hooks[0].cursor, "left");
+    assert!(report.hooks[0].errors[0].contains("deadline"), "{report:?}");
 }
