@@ -627,6 +627,11 @@ fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_r
         least.unsigned_abs() > days("Queue") + days("DeadLetterQueue"),
         "{retention}'s MinValue ({least}) must outlive every message that refers to a body"
     );
+    let default = |parameter: &str| integer(&template.parameter(parameter)["Default"]);
+    assert!(
+        default(retention) >= default("IdempotencyTtlDays"),
+        "by default a body is kept at least as long as its event's record"
+    );
 
     let policies = template.resources_of_type("AWS::S3::BucketPolicy");
     assert_eq!(policies.len(), 1);
