@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|json: &str| {
     if let Ok(envelope) = Envelope::from_json(json) {
         let _ = envelope.v1().body.to_bytes();
-        let again = Envelope::from_json(&envelope.to_json()).expect("an envelope written reads back");
+        let again =
+            Envelope::from_json(&envelope.to_json()).expect("an envelope written reads back");
         assert_eq!(again, envelope);
     }
 });

@@ -55,7 +55,10 @@ const NAMES: [&str; 21] = [
 pub enum Case {
     /// The scheme's signature header (and, where it has one, its timestamp header) set to
     /// these bytes.
-    Header { signature: Vec<u8>, timestamp: Vec<u8> },
+    Header {
+        signature: Vec<u8>,
+        timestamp: Vec<u8>,
+    },
     /// Any headers (by index into the names every scheme reads) and any body.
     Request {
         headers: Vec<(u8, Vec<u8>)>,
@@ -93,8 +96,14 @@ impl Target<'_> {
                 if let Some(name) = self.timestamp_header {
                     headers.push((name, timestamp));
                 }
-                let request = request(&headers, br#"{"id":"evt_1","type":"t","action":"a"}"#.to_vec(), now);
-                let _ = self.scheme.check_signature(&request, &self.keys(), now, WINDOW);
+                let request = request(
+                    &headers,
+                    br#"{"id":"evt_1","type":"t","action":"a"}"#.to_vec(),
+                    now,
+                );
+                let _ = self
+                    .scheme
+                    .check_signature(&request, &self.keys(), now, WINDOW);
             }
             Case::Request {
                 headers,
@@ -106,7 +115,13 @@ impl Target<'_> {
                     .map(|(index, value)| (NAMES[usize::from(index) % NAMES.len()], value))
                     .collect();
                 let now = now + time::Duration::seconds(i64::from(now_offset));
-                let _ = verify(self.scheme, &request(&named, body, now), &self.keys(), now, WINDOW);
+                let _ = verify(
+                    self.scheme,
+                    &request(&named, body, now),
+                    &self.keys(),
+                    now,
+                    WINDOW,
+                );
             }
             Case::Signed { body, flip } => {
                 let key = SigningKey::parse(self.secret, self.scheme.key_encoding())
@@ -124,7 +139,8 @@ impl Target<'_> {
                     |request, (name, value)| request.with_header(name, value),
                 );
                 assert_eq!(
-                    self.scheme.check_signature(&signed, &self.keys(), now, WINDOW),
+                    self.scheme
+                        .check_signature(&signed, &self.keys(), now, WINDOW),
                     Ok(()),
                     "a body signed as the provider signs it did not verify"
                 );
@@ -148,7 +164,11 @@ impl Target<'_> {
 
 /// A request with these headers (values HTTP cannot carry are left out, as a server would
 /// refuse them) and body.
-fn request(headers: &[(&'static str, Vec<u8>)], body: Vec<u8>, now: OffsetDateTime) -> InboundRequest {
+fn request(
+    headers: &[(&'static str, Vec<u8>)],
+    body: Vec<u8>,
+    now: OffsetDateTime,
+) -> InboundRequest {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_bytes(value) {
