@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
+use hookgate::aws::{update_conditionally, Written};
 use time::OffsetDateTime;
 
 use crate::hooks::Hook;
@@ -56,8 +56,7 @@ impl DynamoState {
         Ok(Self { client, table_name })
     }
 
-    /// One conditional `UpdateItem`. `Ok(Err(old))`: the condition failed, and the item as
-    /// found (when asked for and there was one).
+    /// One conditional `UpdateItem` on the item keyed `key`.
     async fn update(
         &self,
         key: String,
@@ -66,46 +65,18 @@ impl DynamoState {
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
         returning: bool,
-    ) -> Result<Result<Item, Option<Item>>, StateError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table_name)
-            .key(KEY, AttributeValue::S(key))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(
-                names
-                    .iter()
-                    .map(|(alias, name)| ((*alias).to_owned(), (*name).to_owned()))
-                    .collect(),
-            ))
-            .set_expression_attribute_values(Some(
-                values
-                    .into_iter()
-                    .map(|(placeholder, value)| (placeholder.to_owned(), value))
-                    .collect(),
-            ));
-        if returning {
-            request = request
-                .return_values(ReturnValue::AllNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-        }
-        match request.send().await {
-            Ok(output) => Ok(Ok(output.attributes.unwrap_or_default())),
-            Err(error) => match error.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Err(failed.item().cloned()))
-                }
-                _ => Err(StateError(format!(
-                    "UpdateItem on {} failed: {}",
-                    self.table_name,
-                    DisplayErrorContext(&error)
-                ))),
-            },
-        }
+    ) -> Result<Written, StateError> {
+        update_conditionally(
+            &self.client,
+            &self.table_name,
+            (KEY, key),
+            (update, condition),
+            names.iter().copied(),
+            values,
+            returning,
+        )
+        .await
+        .map_err(StateError)
     }
 
     /// A write only the ticket's holder may make; anyone else's is dropped, as the port says.
@@ -273,7 +244,7 @@ impl ReconcilerState for DynamoState {
                 false,
             )
             .await?;
-        Ok(written.is_ok())
+        Ok(matches!(written, Written::Done(_)))
     }
 
     async fn begin_redelivery(&self, request: RedeliveryRequest<'_>) -> Result<Begin, StateError> {
@@ -317,18 +288,22 @@ impl ReconcilerState for DynamoState {
                 .unwrap_or(0)
         };
         match written {
-            Ok(item) => Ok(Begin::Go(Ticket {
+            Written::Done(item) => Ok(Begin::Go(Ticket {
                 guid: request.guid.to_owned(),
                 holder,
                 requests: requests_in(&item),
                 attempt: request.failed_attempt,
             })),
-            Err(Some(old)) if text_of(&old, "status") == Some(IN_PROGRESS) => Ok(Begin::InFlight),
-            Err(Some(old)) if requests_in(&old) >= request.max_requests => Ok(Begin::Exhausted {
-                requests: requests_in(&old),
-            }),
-            Err(Some(_)) => Ok(Begin::AlreadyRequested),
-            Err(None) => Err(StateError(format!(
+            Written::Refused(Some(old)) if text_of(&old, "status") == Some(IN_PROGRESS) => {
+                Ok(Begin::InFlight)
+            }
+            Written::Refused(Some(old)) if requests_in(&old) >= request.max_requests => {
+                Ok(Begin::Exhausted {
+                    requests: requests_in(&old),
+                })
+            }
+            Written::Refused(Some(_)) => Ok(Begin::AlreadyRequested),
+            Written::Refused(None) => Err(StateError(format!(
                 "DynamoDB refused the claim on {} without the item that refused it",
                 request.guid
             ))),

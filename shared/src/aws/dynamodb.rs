@@ -170,50 +170,25 @@ impl DynamoStore {
     async fn update(
         &self,
         item_key: &str,
-        (update, condition): (&str, &str),
+        expressions @ (update, condition): (&str, &str),
         values: Vec<(&str, AttributeValue)>,
         returning: bool,
     ) -> Result<Written, StoreError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table_name)
-            .key(attribute::KEY, AttributeValue::S(item_key.to_owned()))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(
-                attribute::ALIASES
-                    .iter()
-                    .filter(|(alias, _)| mentions(update, alias) || mentions(condition, alias))
-                    .map(|(alias, name)| ((*alias).to_owned(), (*name).to_owned()))
-                    .collect(),
-            ))
-            .set_expression_attribute_values(Some(
-                values
-                    .into_iter()
-                    .map(|(placeholder, value)| (placeholder.to_owned(), value))
-                    .collect(),
-            ));
-        if returning {
-            request = request
-                .return_values(ReturnValue::AllNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-        }
-        match request.send().await {
-            Ok(output) => Ok(Written::Done(output.attributes.unwrap_or_default())),
-            Err(error) => match error.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Written::Refused(failed.item().cloned()))
-                }
-                _ => Err(StoreError::Unavailable(format!(
-                    "UpdateItem on {} failed: {}",
-                    self.table_name,
-                    DisplayErrorContext(&error)
-                ))),
-            },
-        }
+        let names = attribute::ALIASES
+            .iter()
+            .filter(|(alias, _)| mentions(update, alias) || mentions(condition, alias))
+            .copied();
+        update_conditionally(
+            &self.client,
+            &self.table_name,
+            (attribute::KEY, item_key.to_owned()),
+            expressions,
+            names,
+            values,
+            returning,
+        )
+        .await
+        .map_err(StoreError::Unavailable)
     }
 
     async fn write_claim(
@@ -406,8 +381,60 @@ impl IdempotencyStore for DynamoStore {
     }
 }
 
+/// One conditional `UpdateItem` on the item whose `key_attribute` is `key`, with `names`
+/// mapping the expressions' aliases to attributes. With `returning`, the item comes back: as
+/// written on success, as found when the condition failed. An error says which table and
+/// gives the SDK's whole account of it. Every conditional write of hookgate's tables is
+/// one of these.
+pub async fn update_conditionally<'a>(
+    client: &aws_sdk_dynamodb::Client,
+    table_name: &str,
+    (key_attribute, key): (&str, String),
+    (update, condition): (&str, &str),
+    names: impl IntoIterator<Item = (&'a str, &'a str)>,
+    values: Vec<(&str, AttributeValue)>,
+    returning: bool,
+) -> Result<Written, String> {
+    let mut request = client
+        .update_item()
+        .table_name(table_name)
+        .key(key_attribute, AttributeValue::S(key))
+        .update_expression(update)
+        .condition_expression(condition)
+        .set_expression_attribute_names(Some(
+            names
+                .into_iter()
+                .map(|(alias, name)| (alias.to_owned(), name.to_owned()))
+                .collect(),
+        ))
+        .set_expression_attribute_values(Some(
+            values
+                .into_iter()
+                .map(|(placeholder, value)| (placeholder.to_owned(), value))
+                .collect(),
+        ));
+    if returning {
+        request = request
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    }
+    match request.send().await {
+        Ok(output) => Ok(Written::Done(output.attributes.unwrap_or_default())),
+        Err(error) => match error.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Ok(Written::Refused(failed.item().cloned()))
+            }
+            _ => Err(format!(
+                "UpdateItem on {table_name} failed: {}",
+                DisplayErrorContext(&error)
+            )),
+        },
+    }
+}
+
 /// What a conditional write came to.
-enum Written {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
     /// The item as written (empty unless asked for).
     Done(Item),
     /// The condition failed; the item as found, when asked for and there was one.

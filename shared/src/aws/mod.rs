@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 
-pub use dynamodb::DynamoStore;
+pub use dynamodb::{update_conditionally, DynamoStore, Written};
 pub use lambda_action::LambdaActions;
 pub use s3_bodies::S3BodyStore;
 pub use secrets_manager::{SecretsManagerSource, SecretsManagerValue};
