@@ -216,6 +216,23 @@ impl Fixture {
         *self.clock.lock().unwrap() += time::Duration::minutes(minutes);
     }
 
+    /// One attempt for each of the events `g-{id}`, `ids` in order, the first `oldest`
+    /// minutes ago and each a minute after the one before, all answered `status_code`.
+    fn events(
+        &self,
+        hook: &Hook,
+        ids: std::ops::RangeInclusive<u64>,
+        oldest: i64,
+        status_code: u16,
+    ) {
+        let first = *ids.start();
+        for id in ids {
+            let age = oldest - i64::try_from(id - first).unwrap();
+            self.github
+                .attempt(hook, id, &format!("g-{id}"), minutes_ago(age), status_code);
+        }
+    }
+
     /// hookgate claimed the event keyed by `guid`: it has its record.
     async fn receive(&self, guid: &str) {
         let key = IdempotencyKey::from_stable_id(Provider::Github, guid).unwrap();
@@ -302,15 +319,7 @@ async fn an_event_hookgate_received_all_the_same_is_not_redelivered() {
 #[tokio::test]
 async fn a_second_run_reads_only_what_is_new() {
     let fixture = Fixture::new(2);
-    for id in 1..=6 {
-        fixture.github.attempt(
-            &hook(),
-            id,
-            &format!("g-{id}"),
-            minutes_ago(60 - id as i64),
-            202,
-        );
-    }
+    fixture.events(&hook(), 1..=6, 60, 202);
     fixture.run().await;
     assert_eq!(
         fixture.github.lists().len(),
@@ -333,15 +342,7 @@ async fn a_second_run_reads_only_what_is_new() {
 #[tokio::test]
 async fn a_run_out_of_pages_saves_its_walk_and_the_next_run_finishes_it() {
     let fixture = Fixture::new(10);
-    for id in 1..=25 {
-        fixture.github.attempt(
-            &hook(),
-            id,
-            &format!("g-{id}"),
-            minutes_ago(100 - id as i64),
-            500,
-        );
-    }
+    fixture.events(&hook(), 1..=25, 100, 500);
     let settings = Settings {
         max_pages: 2,
         ..Settings::default()
@@ -505,15 +506,7 @@ async fn attempts_too_old_for_github_to_redeliver_are_left_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_runs_ask_for_each_event_once() {
     let fixture = Fixture::new(5);
-    for id in 1..=40 {
-        fixture.github.attempt(
-            &hook(),
-            id,
-            &format!("g-{id}"),
-            minutes_ago(100 - id as i64),
-            503,
-        );
-    }
+    fixture.events(&hook(), 1..=40, 100, 503);
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let reconciler = Arc::new(fixture.reconciler(Settings::default()));
@@ -616,15 +609,7 @@ async fn a_refusal_about_the_token_holds_the_cursor_until_it_is_fixed() {
 async fn a_saved_walk_whose_page_github_refuses_is_dropped_and_reading_starts_again_from_the_newest(
 ) {
     let fixture = Fixture::new(10);
-    for id in 1..=25 {
-        fixture.github.attempt(
-            &hook(),
-            id,
-            &format!("g-{id}"),
-            minutes_ago(100 - id as i64),
-            500,
-        );
-    }
+    fixture.events(&hook(), 1..=25, 100, 500);
     let settings = Settings {
         max_pages: 2,
         ..Settings::default()
@@ -664,15 +649,7 @@ async fn a_saved_walk_whose_page_github_refuses_is_dropped_and_reading_starts_ag
 #[tokio::test]
 async fn a_run_with_more_to_ask_for_than_it_may_asks_for_the_oldest_first() {
     let fixture = Fixture::new(100);
-    for id in 1..=5 {
-        fixture.github.attempt(
-            &hook(),
-            id,
-            &format!("g-{id}"),
-            minutes_ago(60 - id as i64),
-            503,
-        );
-    }
+    fixture.events(&hook(), 1..=5, 60, 503);
     let settings = Settings {
         max_redeliveries: 2,
         ..Settings::default()
@@ -691,15 +668,7 @@ async fn a_run_with_more_to_ask_for_than_it_may_asks_for_the_oldest_first() {
 async fn one_hooks_backlog_leaves_the_other_hooks_their_share_of_a_run() {
     let fixture = Fixture::new(100);
     let other: Hook = "org:octo-org:7".parse().unwrap();
-    for id in 1..=10 {
-        fixture.github.attempt(
-            &hook(),
-            id,
-            &format!("g-{id}"),
-            minutes_ago(60 - id as i64),
-            503,
-        );
-    }
+    fixture.events(&hook(), 1..=10, 60, 503);
     for id in 101..=102 {
         fixture
             .github
