@@ -150,11 +150,15 @@ pub const RECORD_MARGIN: Duration = Duration::from_secs(5);
 /// unfinished: a message cut off there is reported failed and comes back.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
-/// How many events with a stored body one processor works on at once. Such an event holds
-/// its body several times over (the bytes, the parsed JSON, each action's request): tens of
-/// MB for the largest, where a batch of ten at once would outgrow the function's memory.
-/// The others wait for a turn, within the invocation's deadline.
-pub const STORED_BODY_CONCURRENCY: usize = 2;
+/// How many bytes of stored bodies one processor works on at once: two of the largest a
+/// receiver takes, or a dozen of a megabyte. An event with a stored body holds it several
+/// times over (the bytes, the parsed JSON, each action's request), tens of MB for the
+/// largest, where a batch of ten such at once would outgrow the function's memory. Events
+/// wait for their share, within the invocation's deadline; inline bodies never wait.
+pub const STORED_BODY_BUDGET_BYTES: u64 = 2 * crate::receiver::MAX_REQUEST_BODY_BYTES as u64;
+
+/// The budget is counted in KiB, as a semaphore's permits.
+const BUDGET_UNIT_BYTES: u64 = 1024;
 
 /// What processing one message decided, before the queue is told.
 #[derive(Debug)]
@@ -165,6 +169,11 @@ enum Decision {
     DeadLetter(String),
     /// Report failed; the message comes back after `delay`.
     Retry { outcome: Outcome, delay: Duration },
+}
+
+/// `bytes` in budget units, rounded up.
+fn budget_units(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(BUDGET_UNIT_BYTES)).unwrap_or(u32::MAX)
 }
 
 /// How long until a lease that ends at `lease_expires_at` has ended, in whole seconds (SQS's
@@ -195,8 +204,8 @@ pub struct Processor {
     control: Arc<dyn QueueControl>,
     /// Where bodies too large for a message are kept, when the receivers store them.
     bodies: Option<Arc<dyn BodyStore>>,
-    /// Turns for events with a stored body: [`STORED_BODY_CONCURRENCY`].
-    stored_body_turns: tokio::sync::Semaphore,
+    /// The share of [`STORED_BODY_BUDGET_BYTES`] not in use, in KiB.
+    stored_body_budget: tokio::sync::Semaphore,
     settings: ProcessorSettings,
     metrics: Metrics,
     clock: crate::receiver::Clock,
@@ -233,7 +242,9 @@ impl Processor {
             actions,
             control,
             bodies: None,
-            stored_body_turns: tokio::sync::Semaphore::new(STORED_BODY_CONCURRENCY),
+            stored_body_budget: tokio::sync::Semaphore::new(
+                budget_units(STORED_BODY_BUDGET_BYTES) as usize
+            ),
             settings,
             metrics: Metrics::stdout(),
             clock: Arc::new(OffsetDateTime::now_utc),
@@ -393,11 +404,14 @@ impl Processor {
                 .unwrap_or_else(Instant::now)
         });
         // Taken before the claim, so that no claim is held while waiting for a turn.
-        let _stored_body_turn = match &envelope.body {
-            RawBody::Stored(_) => match self.stored_body_turn(actions_deadline).await {
+        let _stored_body_share = match &envelope.body {
+            RawBody::Stored(reference) => match self
+                .stored_body_share(reference.size, actions_deadline)
+                .await
+            {
                 Some(turn) => Some(turn),
                 None => {
-                    info!(idempotency_key = %key, provider, event_type, outcome = "retry", "no turn for another large body came before the deadline; the message comes back at once");
+                    info!(idempotency_key = %key, provider, event_type, outcome = "retry", "other large bodies took the memory until the deadline; the message comes back at once");
                     return Decision::Retry {
                         outcome: Outcome::DeadlineReached,
                         delay: Duration::ZERO,
@@ -495,10 +509,20 @@ impl Processor {
             (done, recorded)
         }))
         .await;
+        // An action the deadline cut short may still be running at its agent (dropping a
+        // request does not stop the work it started): whatever comes next, the claim is
+        // kept for the rest of its lease, and the message comes back once it has ended,
+        // rather than running the action again beside itself.
+        let keep_claim_for = outcomes
+            .iter()
+            .any(|(done, _)| done.cut_by_deadline)
+            .then(|| until_lease_ends((self.clock)(), now + self.settings.lease));
         let mut results = Vec::with_capacity(outcomes.len());
         for (done, recorded) in outcomes {
             if let Err(error) = recorded {
-                return self.lost_progress(delivery, &held, error).await;
+                return self
+                    .lost_progress(delivery, &held, error, keep_claim_for)
+                    .await;
             }
             results.push(done);
         }
@@ -508,7 +532,7 @@ impl Processor {
             _ => None,
         });
         if let Some((action, reason)) = permanent {
-            self.release(&held).await;
+            self.let_go(&held, keep_claim_for).await;
             return Decision::DeadLetter(format!(
                 "action `{}` failed permanently: {reason}",
                 action.name
@@ -519,20 +543,10 @@ impl Processor {
             .filter(|done| matches!(done.result, Err(ActionError::Retryable { .. })))
             .collect();
         if !retryable.is_empty() {
-            // An action the deadline cut short may still be running at its agent (dropping
-            // a request does not stop the work it started): the claim is kept for the rest
-            // of its lease, and the message comes back once it has ended, rather than
-            // running the action again beside itself.
-            let until_lease_ends = retryable
-                .iter()
-                .any(|done| done.cut_by_deadline)
-                .then(|| until_lease_ends((self.clock)(), now + self.settings.lease));
-            if until_lease_ends.is_none() {
-                self.release(&held).await;
-            }
+            self.let_go(&held, keep_claim_for).await;
             if let (true, Some(delay)) = (
                 retryable.iter().all(|done| done.cut_by_deadline),
-                until_lease_ends,
+                keep_claim_for,
             ) {
                 info!(idempotency_key = %key, attempt = held.attempt, delay_ms = delay.as_millis() as u64, outcome = "retry", "the invocation's deadline cut the actions short; the message comes back when the claim's lease ends");
                 return Decision::Retry {
@@ -557,7 +571,7 @@ impl Processor {
                 .join("; ");
             let delay = self
                 .backoff(delivery, retry_after)
-                .max(until_lease_ends.unwrap_or_default());
+                .max(keep_claim_for.unwrap_or_default());
             info!(idempotency_key = %key, attempt = held.attempt, delay_ms = delay.as_millis() as u64, outcome = "retry", "retry scheduled");
             return Decision::Retry {
                 outcome: Outcome::RetryScheduled { delay, reason },
@@ -570,7 +584,7 @@ impl Processor {
             .complete(&held, (self.clock)(), self.settings.retention)
             .await
         {
-            return self.lost_progress(delivery, &held, error).await;
+            return self.lost_progress(delivery, &held, error, None).await;
         }
         let latency = (OffsetDateTime::now_utc() - envelope.received_at)
             .whole_milliseconds()
@@ -622,15 +636,19 @@ impl Processor {
         }
     }
 
-    /// A turn to work on an event with a stored body, waited for until `until` at most.
-    async fn stored_body_turn(
+    /// The share of the stored-body budget an event with a body of `size` bytes needs,
+    /// waited for until `until` at most.
+    async fn stored_body_share(
         &self,
+        size: u64,
         until: Option<Instant>,
     ) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        let turn = self.stored_body_turns.acquire();
+        let share = self
+            .stored_body_budget
+            .acquire_many(budget_units(size.clamp(1, STORED_BODY_BUDGET_BYTES)));
         match until {
-            None => turn.await.ok(),
-            Some(until) => tokio::time::timeout_at(until, turn).await.ok()?.ok(),
+            None => share.await.ok(),
+            Some(until) => tokio::time::timeout_at(until, share).await.ok()?.ok(),
         }
     }
 
@@ -731,19 +749,30 @@ impl Processor {
         delivery: &QueuedDelivery,
         held: &HeldClaim,
         error: StoreError,
+        keep_claim_for: Option<Duration>,
     ) -> Decision {
         error!(idempotency_key = %held.key, %error, outcome = "retry", "could not record progress");
-        let delay = self.backoff(delivery, None);
+        let delay = self
+            .backoff(delivery, None)
+            .max(keep_claim_for.unwrap_or_default());
         let outcome = match error {
             StoreError::ClaimLost { .. } => Outcome::ClaimLost,
             StoreError::Unavailable(reason) => {
-                self.release(held).await;
+                self.let_go(held, keep_claim_for).await;
                 Outcome::StoreUnavailable {
                     reason: format!("the idempotency store is unavailable: {reason}"),
                 }
             }
         };
         Decision::Retry { outcome, delay }
+    }
+
+    /// Releases the claim, unless it is to be kept (for as long as `keep_claim_for` says)
+    /// while an agent may still be at work on a request the deadline dropped.
+    async fn let_go(&self, held: &HeldClaim, keep_claim_for: Option<Duration>) {
+        if keep_claim_for.is_none() {
+            self.release(held).await;
+        }
     }
 
     /// Releasing is a courtesy that lets the next delivery start at once; if it fails, the

@@ -20,6 +20,10 @@ struct ScriptedActions {
     /// The raw body each call was handed.
     bodies: Mutex<Vec<RawBody>>,
     delay: Option<Duration>,
+    /// A delay of its own for the action named, in place of `delay`.
+    slow_action: Option<(&'static str, Duration)>,
+    /// Once the action named is called, this store becomes unreachable.
+    outage_after: Option<(&'static str, MemoryStore)>,
     /// Calls under way now, and the most there were at once.
     running: std::sync::atomic::AtomicUsize,
     most_running: std::sync::atomic::AtomicUsize,
@@ -55,10 +59,19 @@ impl ActionInvoker for ScriptedActions {
         self.bodies.lock().unwrap().push(event.body.clone());
         let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_running.fetch_max(running, Ordering::SeqCst);
-        if let Some(delay) = self.delay {
+        let delay = match self.slow_action {
+            Some((slow, delay)) if slow == action.name => Some(delay),
+            _ => self.delay,
+        };
+        if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
         self.running.fetch_sub(1, Ordering::SeqCst);
+        if let Some((name, store)) = &self.outage_after {
+            if *name == action.name {
+                store.set_unavailable(true);
+            }
+        }
         let scripted = self
             .script
             .lock()
@@ -594,6 +607,35 @@ async fn actions_are_cut_short_before_the_deadline_and_the_message_comes_back_on
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_claim_is_kept_for_its_lease_when_an_action_was_cut_short_even_if_progress_is_lost() {
+    let store = MemoryStore::new();
+    let actions = Arc::new(ScriptedActions {
+        slow_action: Some(("agent", Duration::from_secs(30))),
+        // `audit` succeeds at once, and then its success cannot be recorded.
+        outage_after: Some(("audit", store.clone())),
+        ..ScriptedActions::default()
+    });
+    let control = MemoryQueueControl::new();
+    let processor = processor_on(Arc::new(store.clone()), actions, control.clone());
+    let deadline = Instant::now() + RECORD_MARGIN + Duration::from_secs(2);
+
+    let outcome = processor.process(&pr("d-23"), Some(deadline)).await;
+
+    assert!(
+        matches!(
+            outcome,
+            Disposition::Retry(Outcome::StoreUnavailable { .. })
+        ),
+        "{outcome:?}"
+    );
+    let delays = retry_delays(&control);
+    assert!(
+        delays.len() == 1 && delays[0] > LEASE - Duration::from_secs(5),
+        "{delays:?}: not before the lease of the claim kept for `agent` ends"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_message_is_not_started_with_too_little_of_the_invocation_left() {
     let fixture = fixture(ScriptedActions::default());
     let deadline = Instant::now() + RECORD_MARGIN + Duration::from_millis(500);
@@ -884,32 +926,58 @@ async fn a_stored_body_without_a_body_store_to_read_it_is_dead_lettered_naming_t
     assert!(reason.contains("BODY_BUCKET"), "{reason}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn events_with_stored_bodies_take_turns_and_inline_ones_do_not_wait() {
-    let bodies = MemoryBodyStore::new();
-    let slow = || ScriptedActions {
-        delay: Some(Duration::from_secs(1)),
-        ..ScriptedActions::default()
-    };
-    let stored = fixture_with_bodies_and(&bodies, slow());
+/// A batch of three events whose bodies of `size` bytes each (distinct, so that none is
+/// taken for a replay of another) were stored in `bodies`.
+async fn stored_batch(bodies: &MemoryBodyStore, size: usize) -> Vec<QueuedDelivery> {
     let mut batch = Vec::new();
     for id in ["big-1", "big-2", "big-3"] {
-        let body = format!("a large body of {id}");
-        let envelope = envelope_with_stored_body(id, body.as_bytes(), &bodies).await;
+        let mut body = id.as_bytes().to_vec();
+        body.resize(size, b'x');
+        let envelope = envelope_with_stored_body(id, &body, bodies).await;
         batch.push(delivery(id, envelope, 1));
     }
+    batch
+}
 
-    let failed = stored.processor.process_batch(batch, None).await;
+fn slow_actions(delay: Duration) -> ScriptedActions {
+    ScriptedActions {
+        delay: Some(delay),
+        ..ScriptedActions::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_stored_bodies_take_turns_within_the_memory_budget() {
+    let bodies = MemoryBodyStore::new();
+    let fixture = fixture_with_bodies_and(&bodies, slow_actions(Duration::from_secs(1)));
+    let half_the_budget = usize::try_from(STORED_BODY_BUDGET_BYTES / 2).unwrap();
+
+    let failed = fixture
+        .processor
+        .process_batch(stored_batch(&bodies, half_the_budget).await, None)
+        .await;
 
     assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(stored.actions.calls().len(), 6, "every event acted");
+    assert_eq!(fixture.actions.calls().len(), 6, "every event acted");
     assert_eq!(
-        stored.actions.most_running.load(Ordering::SeqCst),
-        2 * STORED_BODY_CONCURRENCY,
+        fixture.actions.most_running.load(Ordering::SeqCst),
+        4,
         "two events at a time, each with its two actions"
     );
+}
 
-    let inline = fixture(slow());
+#[tokio::test(start_paused = true)]
+async fn smaller_stored_bodies_and_inline_ones_do_not_wait() {
+    let bodies = MemoryBodyStore::new();
+    let stored = fixture_with_bodies_and(&bodies, slow_actions(Duration::from_secs(1)));
+    let failed = stored
+        .processor
+        .process_batch(stored_batch(&bodies, 1_000_000).await, None)
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(stored.actions.most_running.load(Ordering::SeqCst), 6);
+
+    let inline = fixture(slow_actions(Duration::from_secs(1)));
     let failed = inline
         .processor
         .process_batch(vec![pr("d-30"), pr("d-31"), pr("d-32")], None)
@@ -919,20 +987,14 @@ async fn events_with_stored_bodies_take_turns_and_inline_ones_do_not_wait() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_event_waiting_for_a_turn_past_the_deadline_comes_back_untouched() {
+async fn an_event_waiting_for_its_share_past_the_deadline_comes_back_untouched() {
     let bodies = MemoryBodyStore::new();
-    let fixture = fixture_with_bodies_and(
+    let fixture = fixture_with_bodies_and(&bodies, slow_actions(Duration::from_secs(30)));
+    let batch = stored_batch(
         &bodies,
-        ScriptedActions {
-            delay: Some(Duration::from_secs(30)),
-            ..ScriptedActions::default()
-        },
-    );
-    let mut batch = Vec::new();
-    for id in ["big-1", "big-2", "big-3"] {
-        let envelope = envelope_with_stored_body(id, id.as_bytes(), &bodies).await;
-        batch.push(delivery(id, envelope, 1));
-    }
+        usize::try_from(STORED_BODY_BUDGET_BYTES / 2).unwrap(),
+    )
+    .await;
     let deadline = Instant::now() + RECORD_MARGIN + Duration::from_secs(10);
 
     let failed = fixture.processor.process_batch(batch, Some(deadline)).await;
