@@ -88,27 +88,17 @@ impl ReconcilerConfig {
 /// The token travels with every request, so the API is reached over HTTPS; plain HTTP is
 /// allowed only to this machine, for a local stand-in of the API.
 fn check_api_url(api_url: &str) -> Result<(), ConfigError> {
-    if api_url.starts_with("https://") {
-        return Ok(());
-    }
-    let Some(rest) = api_url.strip_prefix("http://") else {
-        return Err(ConfigError::invalid(
-            "GITHUB_API_URL",
-            format!("`{api_url}` is not an https:// URL"),
-        ));
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    if matches!(host, "127.0.0.1" | "localhost" | "::1") {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            "GITHUB_API_URL",
-            format!("`{api_url}` would send the token unencrypted: use https:// (http:// is for 127.0.0.1, localhost and [::1] only)"),
-        ))
+    let invalid = |why: String| ConfigError::invalid("GITHUB_API_URL", why);
+    let url = reqwest::Url::parse(api_url)
+        .map_err(|error| invalid(format!("`{api_url}` is not a URL: {error}")))?;
+    match (url.scheme(), url.host_str()) {
+        ("https", Some(_)) => Ok(()),
+        ("http", Some("127.0.0.1" | "localhost" | "[::1]")) => Ok(()),
+        ("http", _) => Err(invalid(format!(
+            "`{api_url}` would send the token unencrypted: use https:// \
+             (http:// is for 127.0.0.1, localhost and [::1] only)"
+        ))),
+        _ => Err(invalid(format!("`{api_url}` is not an https:// URL"))),
     }
 }
 
@@ -201,6 +191,8 @@ mod tests {
             ("GITHUB_API_URL", "api.github.com"),
             ("GITHUB_API_URL", "http://github.example.com/api/v3"),
             ("GITHUB_API_URL", "http://127.0.0.1.example.com/"),
+            ("GITHUB_API_URL", "http://localhost:1@evil.example/"),
+            ("GITHUB_API_URL", "ftp://api.github.com"),
             ("GITHUB_REDELIVERY_DAYS", "0"),
             ("GITHUB_MAX_REDELIVERIES", "0"),
             ("GITHUB_TOKEN", "ghp_x"),

@@ -21,11 +21,13 @@
 //! spends the last of them. A run asks for the oldest events first (the nearest to leaving
 //! the window), and each hook for at most its share of the run's redeliveries.
 //!
-//! GitHub's refusals are of two kinds. One about the token (401, or a 403 that is not a
-//! rate limit) holds for every request: the cursor waits until someone fixes it, and the
-//! `ReconcilerErrors` alarm says so. One about a single delivery (404, 410, 422: too old,
-//! gone) will not change: the redelivery is recorded as made and counted as given up
-//! (`RedeliveriesExhausted`), and a refused page of a saved walk drops the walk.
+//! GitHub's refusals are of two kinds. One of the request as made (400, 422: a delivery
+//! too old to redeliver, a page cursor no longer valid) will not change: the redelivery is
+//! recorded as made and counted as given up (`RedeliveriesExhausted`), and a saved walk
+//! whose page is refused is dropped. Any other (401, a 403 that is not a rate limit, a 404
+//! for a hook the token cannot see) is about the token or the hook and holds for every
+//! request: the hook's run ends, the cursor waits until someone fixes it, and the
+//! `ReconcilerErrors` alarm says so.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -315,15 +317,23 @@ impl Reconciler {
                     report.already_requested += 1;
                     incomplete = true;
                 }
-                Ok(Handled::Exhausted | Handled::Refused) => report.exhausted += 1,
+                Ok(Handled::Exhausted) => report.exhausted += 1,
+                Ok(Handled::Refused) => {
+                    report.exhausted += 1;
+                    share_left -= 1;
+                }
                 Err(Stop::RateLimited(until)) => {
                     allowance.rate_limited_until = Some(until);
                     stop = Some(Stop::RateLimited(until));
                     incomplete = true;
                 }
+                // A refused token, an unreachable GitHub or store: the same would most
+                // likely meet every other event, so the hook's run ends here, and the next
+                // run carries on.
                 Err(other) => {
                     report.errors.push(describe(&other));
                     incomplete = true;
+                    break;
                 }
             }
         }
@@ -382,17 +392,21 @@ impl Reconciler {
         deadline: Option<Instant>,
     ) -> (Vec<DeliveryAttempt>, Reading) {
         let mut attempts = Vec::new();
-        for _ in 0..self.settings.max_pages {
+        for read_before in 0..self.settings.max_pages {
+            // Only a saved walk's page can have gone stale; one GitHub has just linked to
+            // is refused for another reason, and holds the cursor like any error.
+            let resuming_walk = read_before == 0 && page.is_some();
             if near(deadline) {
                 return (attempts, Reading::stopped(Stop::Deadline));
             }
             let listed = match self.list(hook, page.as_deref(), deadline).await {
                 Ok(listed) => listed,
-                // A walk's page GitHub no longer serves (its cursor expired, say) would be
-                // refused run after run: the walk is dropped, and the next run reads from
-                // the newest page back to the cursor, which covers all the walk had left.
+                // A saved walk's page GitHub no longer serves (its cursor expired, say)
+                // would be refused run after run: the walk is dropped, and the next run
+                // reads from the newest page back to the cursor, which covers all the walk
+                // had left.
                 Err(Stop::Refused { status, reason })
-                    if page.is_some() && !is_about_access(status) =>
+                    if resuming_walk && is_about_this_request(status) =>
                 {
                     warn!(%hook, status, reason, "GitHub refused a saved page; the walk starts again from the newest");
                     return (attempts, Reading::walk_lost(format!("{status} {reason}")));
@@ -500,7 +514,8 @@ impl Reconciler {
             // A refusal of this one delivery (too old, gone, unprocessable) will not change:
             // it is recorded as a request made, so that the attempt is not asked for again,
             // and counted with the events given up on.
-            Err(GithubError::Refused { status, message }) if !is_about_access(status) => {
+            Err(GithubError::Refused { status, message }) if is_about_this_request(status) => {
+                allowance.redeliveries_left = allowance.redeliveries_left.saturating_sub(1);
                 warn!(%hook, guid, delivery_id = failed.id, status, message, "GitHub refused to redeliver this delivery; redeliver the event by hand if it still matters");
                 if let Err(error) = self.state.finish_redelivery(&ticket).await {
                     warn!(%hook, guid, %error, "the refusal could not be recorded; a later run asks again");
@@ -618,11 +633,14 @@ fn stop_for(error: GithubError) -> Stop {
     }
 }
 
-/// A refusal about the token or its permissions (a 403 that is not a rate limit, which
-/// [`GithubError::RateLimited`] is): one that holds for every request, so the cursor must
-/// wait until someone fixes it. Other refusals are about the one thing asked for.
-fn is_about_access(status: u16) -> bool {
-    matches!(status, 401 | 403)
+/// A refusal of the one thing asked for: GitHub documents 400 and 422 for a request it
+/// will not carry out as made (a delivery too old to redeliver, a page cursor no longer
+/// valid), which asking again cannot change. Every other refusal (401, a 403 that is not a
+/// rate limit, which [`GithubError::RateLimited`] is, a 404 for a hook the token cannot
+/// see) is about the token or the hook and holds for every request: the cursor waits
+/// until someone fixes it.
+fn is_about_this_request(status: u16) -> bool {
+    matches!(status, 400 | 422)
 }
 
 fn describe(stop: &Stop) -> String {
@@ -643,7 +661,8 @@ fn near(deadline: Option<Instant>) -> bool {
 }
 
 /// The events among `attempts` that no attempt delivered, each with its newest failed
-/// attempt (the one to redeliver), oldest first: those are the nearest to leaving
+/// attempt (the one to redeliver; GitHub numbers attempts in the order it makes them, which
+/// is the order the redelivery records compare, where `delivered_at` has whole seconds), oldest first: those are the nearest to leaving
 /// GitHub's redelivery window, so a run with more to ask for than its allowance asks for
 /// them before the rest.
 fn events_to_redeliver(attempts: &[DeliveryAttempt]) -> Vec<(&str, &DeliveryAttempt)> {
@@ -652,7 +671,7 @@ fn events_to_redeliver(attempts: &[DeliveryAttempt]) -> Vec<(&str, &DeliveryAtte
         let (succeeded, newest_failure) = events.entry(attempt.guid.as_str()).or_default();
         if attempt.succeeded() {
             *succeeded = true;
-        } else if newest_failure.is_none_or(|newest| attempt.delivered_at > newest.delivered_at) {
+        } else if newest_failure.is_none_or(|newest| attempt.id > newest.id) {
             *newest_failure = Some(attempt);
         }
     }

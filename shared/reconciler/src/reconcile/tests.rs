@@ -535,6 +535,10 @@ fn the_events_to_redeliver_are_those_without_a_success_oldest_first() {
         event: "push".into(),
     };
     let attempts = [
+        // Within the same second, listed in either order, the attempt GitHub made last is
+        // the newest.
+        attempt(6, "d", 5, 0),
+        attempt(7, "d", 5, 502),
         attempt(5, "b", 10, 500),
         attempt(4, "a", 20, 0),
         attempt(3, "c", 25, 200),
@@ -545,7 +549,7 @@ fn the_events_to_redeliver_are_those_without_a_success_oldest_first() {
         .into_iter()
         .map(|(guid, attempt)| (guid, attempt.id))
         .collect();
-    assert_eq!(events, [("a", 4), ("b", 5)]);
+    assert_eq!(events, [("a", 4), ("b", 5), ("d", 7)]);
 }
 
 #[tokio::test]
@@ -583,26 +587,82 @@ async fn a_redelivery_github_refuses_for_that_delivery_is_given_up_and_the_curso
 }
 
 #[tokio::test]
-async fn a_refusal_about_the_token_holds_the_cursor_until_it_is_fixed() {
+async fn a_refusal_about_the_token_or_hook_ends_the_hooks_run_and_holds_the_cursor_until_fixed() {
+    for (status, message) in [
+        (403, "Resource not accessible by personal access token"),
+        (401, "Bad credentials"),
+        (404, "Not Found"),
+    ] {
+        let fixture = Fixture::new(100);
+        fixture.events(&hook(), 1..=2, 30, 503);
+        fixture.github.fail_next(
+            "redeliver",
+            GithubError::Refused {
+                status,
+                message: message.into(),
+            },
+        );
+
+        let refused = fixture.run().await;
+
+        assert_eq!(refused.hooks[0].cursor, "left", "{status}");
+        assert!(
+            refused.hooks[0].errors[0].contains(&status.to_string()),
+            "{refused:?}"
+        );
+        assert!(
+            fixture.github.redelivered().is_empty(),
+            "{status}: the second event was not asked for with the same token"
+        );
+        let fixed = fixture.run().await;
+        assert_eq!(fixture.github.redelivered(), [1, 2], "{status}");
+        assert_eq!(fixed.hooks[0].cursor, "caught_up", "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_github_refuses_counts_against_the_runs_allowance() {
     let fixture = Fixture::new(100);
-    fixture
-        .github
-        .attempt(&hook(), 1, "g-1", minutes_ago(30), 503);
-    fixture.github.fail_next(
-        "redeliver",
+    fixture.events(&hook(), 1..=3, 30, 503);
+    for _ in 0..3 {
+        fixture.github.fail_next(
+            "redeliver",
+            GithubError::Refused {
+                status: 422,
+                message: "Validation Failed".into(),
+            },
+        );
+    }
+    let settings = Settings {
+        max_redeliveries: 2,
+        ..Settings::default()
+    };
+
+    let report = fixture.reconciler(settings).run(None).await;
+
+    assert_eq!(
+        report.hooks[0].exhausted, 2,
+        "two requests, then the allowance is spent"
+    );
+    assert_eq!(report.hooks[0].cursor, "left");
+}
+
+#[tokio::test]
+async fn a_page_github_refuses_in_the_middle_of_a_reading_holds_the_cursor() {
+    let fixture = Fixture::new(10);
+    fixture.events(&hook(), 1..=25, 100, 500);
+    fixture.github.fail_page(
+        "page:10",
         GithubError::Refused {
-            status: 403,
-            message: "Resource not accessible by personal access token".into(),
+            status: 422,
+            message: "Validation Failed".into(),
         },
     );
 
-    let refused = fixture.run().await;
+    let report = fixture.run().await;
 
-    assert_eq!(refused.hooks[0].cursor, "left");
-    assert!(refused.hooks[0].errors[0].contains("403"), "{refused:?}");
-    let fixed = fixture.run().await;
-    assert_eq!(fixture.github.redelivered(), [1]);
-    assert_eq!(fixed.hooks[0].cursor, "caught_up");
+    assert_eq!(report.hooks[0].cursor, "left", "{report:?}");
+    assert_eq!(report.hooks[0].redelivered, 10, "the page read is acted on");
 }
 
 #[tokio::test]
