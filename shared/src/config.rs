@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 /// Where settings come from: the process environment in a function, a map in tests.
-pub trait Env {
+/// Shareable across tasks, since a processor reading routes while it runs sets up their
+/// actions from it then.
+pub trait Env: Send + Sync {
     /// The variable's value; unset and empty are the same (CloudFormation cannot unset).
     fn get(&self, name: &str) -> Option<String>;
 }

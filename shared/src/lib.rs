@@ -5,7 +5,8 @@
 //! - the domain: [`provider`], [`idempotency`], [`secret`], [`request`], [`verify`] (one
 //!   module per provider's signature scheme), [`envelope`] (the versioned SQS message);
 //! - ports, small traits for what the domain needs from the world: [`queue::EventQueue`],
-//!   [`secret::SecretSource`], [`bodies::BodyStore`], [`claims::IdempotencyStore`];
+//!   [`secret::SecretSource`], [`bodies::BodyStore`], [`claims::IdempotencyStore`],
+//!   [`routes_source::RoutesSource`];
 //! - the receiver service, [`receiver`], which turns an inbound request into exactly one
 //!   answer and maps every refusal to its HTTP status in one place;
 //! - adapters: [`aws`] (SQS, Secrets Manager) and [`lambda`] (API Gateway events in, HTTP
@@ -27,6 +28,7 @@ pub mod queue;
 pub mod receiver;
 pub mod request;
 pub mod routes;
+pub mod routes_source;
 pub mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

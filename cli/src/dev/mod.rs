@@ -190,7 +190,7 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
     let store = SqliteStore::open(&path)?;
     let bodies: Arc<dyn BodyStore> = Arc::new(SqliteBodyStore::open(&path)?);
     let routes = routes_from_env(env)?;
-    let settings = settings_from_env(env, &routes)?;
+    let settings = settings_from_env(env, routes.longest_action_timeout())?;
     let actions = ActionDispatcher::from_routes(&routes, env, None).await?;
     let description = vec![
         format!(
@@ -246,7 +246,7 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
             Some(bucket) => format!("bodies: S3, bucket {bucket}"),
             None => "bodies: none (BODY_BUCKET unset: bodies too large for SQS get 413)".to_owned(),
         },
-        routes_line(env, processor.routes().route_count()),
+        routes_line(env, processor.routing().now().routes.route_count()),
     ];
     Ok(Pipeline {
         queue: Arc::new(queue),

@@ -9,6 +9,7 @@
 mod dynamodb;
 mod lambda_action;
 mod s3_bodies;
+mod s3_routes;
 mod secrets_manager;
 mod sqs;
 
@@ -21,6 +22,7 @@ use aws_config::BehaviorVersion;
 pub use dynamodb::{update_conditionally, DynamoStore, Written};
 pub use lambda_action::LambdaActions;
 pub use s3_bodies::S3BodyStore;
+pub use s3_routes::{parse_s3_uri, NotAnS3Uri, S3RoutesSource};
 pub use secrets_manager::{SecretsManagerSource, SecretsManagerValue};
 pub use sqs::{
     dead_letter_attribute, MoveTaskStatus, SqsDeadLetterQueue, SqsEventQueue, SqsQueueConsumer,
@@ -28,8 +30,8 @@ pub use sqs::{
 };
 
 use crate::config::{ConfigError, Env};
-use crate::processor::actions::ActionDispatcher;
-use crate::processor::{Processor, ProcessorConfig};
+use crate::processor::actions::{ActionDispatcher, DispatcherFactory};
+use crate::processor::{Processor, ProcessorConfig, Routing, RoutingError};
 use crate::provider::Provider;
 use crate::queue::QueueError;
 use crate::receiver::{Receiver, ReceiverConfig, SecretsConfig};
@@ -57,6 +59,14 @@ pub enum InitError {
     Bodies(#[from] crate::bodies::BodyStoreError),
     #[error("{0}")]
     Actions(#[from] crate::processor::actions::ActionSetupError),
+    #[error("routes: {0}")]
+    Routes(Box<RoutingError>),
+}
+
+impl From<RoutingError> for InitError {
+    fn from(error: RoutingError) -> Self {
+        Self::Routes(Box::new(error))
+    }
 }
 
 /// `main` prints the error it returns with `Debug`: make that the readable message rather
@@ -183,15 +193,35 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .load()
         .await;
-    let actions =
-        ActionDispatcher::from_routes(&config.routes, env, Some(&actions_sdk_config)).await?;
-    let processor = Processor::new(
-        config.routes,
-        Arc::new(store),
-        Arc::new(actions),
-        Arc::new(control),
-        config.settings,
-    );
+    let routing = match config.routes_source {
+        None => {
+            let actions =
+                ActionDispatcher::from_routes(&config.routes, env, Some(&actions_sdk_config))
+                    .await?;
+            Routing::fixed(config.routes, Arc::new(actions))
+        }
+        // The actions of routes read later take their `secret_env` variables from the
+        // process's environment, which is the function's.
+        Some(source) => {
+            Routing::from_source(
+                Arc::new(S3RoutesSource::new(
+                    s3_client(&sdk_config),
+                    source.bucket,
+                    source.key,
+                )),
+                config.routes,
+                Arc::new(DispatcherFactory::new(
+                    Box::new(crate::config::ProcessEnv),
+                    Some(actions_sdk_config),
+                )),
+                source.refresh,
+                config.settings.lease,
+                crate::telemetry::Metrics::stdout(),
+            )
+            .await?
+        }
+    };
+    let processor = Processor::routed(routing, Arc::new(store), Arc::new(control), config.settings);
     Ok(match config.body_bucket {
         Some(bucket) => processor.with_body_store(Arc::new(body_store(bucket).await?)),
         None => processor,

@@ -6,9 +6,11 @@
 //! | `QUEUE_URL` | the queue the processor consumes (for retry delays) | required |
 //! | `DLQ_URL` | the dead-letter queue for permanent failures | required |
 //! | `ROUTES_FILE` | a routes file to use instead of the bundled `routes.toml` | bundled |
+//! | `ROUTES_SOURCE` | `s3://BUCKET/KEY`: routes read while the processor runs, the bundled (or `ROUTES_FILE`) ones until some are published there | none |
+//! | `ROUTES_REFRESH_SECS` | how often `ROUTES_SOURCE` is checked for a new version | 30 |
 //! | `BODY_BUCKET` | the S3 bucket the receivers store bodies too large for a message in | none |
 //! | `IDEMPOTENCY_TTL_DAYS` | how long idempotency records are kept; at least the dead-letter queue's retention plus the longest retry delay | 16 |
-//! | `LEASE_SECS` | how long a claim is exclusive; must exceed every action timeout | longest action timeout + 30 |
+//! | `LEASE_SECS` | how long a claim is exclusive; must exceed every action timeout | longest action timeout + 30; with `ROUTES_SOURCE`, the longest allowed (30) + 30 |
 //! | `BACKOFF_BASE_SECS` | the first retry's delay step | 10 |
 //! | `BACKOFF_CAP_SECS` | the largest delay step | 900 |
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 use super::backoff::{Backoff, MAX_VISIBILITY};
 use super::ProcessorSettings;
 use crate::config::{parsed_or, required, ConfigError, Env};
-use crate::routes::RouteTable;
+use crate::routes::{RouteTable, MAX_ACTION_TIMEOUT};
 
 /// The routes compiled into the processor, used unless `ROUTES_FILE` names another file.
 pub const BUNDLED_ROUTES: &str = include_str!("../../../functions/processor/routes.toml");
@@ -59,6 +61,18 @@ pub fn check_redrive_retention(
     ))
 }
 
+/// How often a routes source is checked by default: a pushed change is in force within
+/// half a minute, at one conditional read per half minute of activity per container.
+pub const DEFAULT_ROUTES_REFRESH: Duration = Duration::from_secs(30);
+
+/// Routes read while the processor runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutesSourceConfig {
+    pub bucket: String,
+    pub key: String,
+    pub refresh: Duration,
+}
+
 /// Everything the processor reads from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessorConfig {
@@ -66,7 +80,10 @@ pub struct ProcessorConfig {
     pub queue_url: String,
     pub dlq_url: String,
     pub body_bucket: Option<String>,
+    /// The bundled routes, or `ROUTES_FILE`'s: the routes, or, with a source, the routes
+    /// until the source has some.
     pub routes: RouteTable,
+    pub routes_source: Option<RoutesSourceConfig>,
     pub settings: ProcessorSettings,
 }
 
@@ -76,7 +93,14 @@ impl ProcessorConfig {
         let queue_url = required(env, "QUEUE_URL")?;
         let dlq_url = required(env, "DLQ_URL")?;
         let routes = routes_from_env(env)?;
-        let settings = settings_from_env(env, &routes)?;
+        let routes_source = routes_source_from_env(env)?;
+        // Routes that change while the processor runs may have any timeout allowed; the
+        // lease is set once, at start.
+        let longest = match routes_source {
+            Some(_) => MAX_ACTION_TIMEOUT,
+            None => routes.longest_action_timeout(),
+        };
+        let settings = settings_from_env(env, longest)?;
         Ok(Self {
             table_name,
             queue_url,
@@ -85,9 +109,31 @@ impl ProcessorConfig {
                 .get("BODY_BUCKET")
                 .map(|bucket| bucket.trim().to_owned()),
             routes,
+            routes_source,
             settings,
         })
     }
+}
+
+/// `ROUTES_SOURCE` and `ROUTES_REFRESH_SECS`.
+pub fn routes_source_from_env(env: &dyn Env) -> Result<Option<RoutesSourceConfig>, ConfigError> {
+    let Some(uri) = env.get("ROUTES_SOURCE") else {
+        return Ok(None);
+    };
+    let (bucket, key) = crate::aws::parse_s3_uri(&uri)
+        .map_err(|error| ConfigError::invalid("ROUTES_SOURCE", error))?;
+    let refresh = parsed_or(env, "ROUTES_REFRESH_SECS", DEFAULT_ROUTES_REFRESH.as_secs())?;
+    if !(1..=3_600).contains(&refresh) {
+        return Err(ConfigError::invalid(
+            "ROUTES_REFRESH_SECS",
+            format!("{refresh} is not between 1 and 3600"),
+        ));
+    }
+    Ok(Some(RoutesSourceConfig {
+        bucket,
+        key,
+        refresh: Duration::from_secs(refresh),
+    }))
 }
 
 /// The routes `ROUTES_FILE` names, or the bundled ones.
@@ -105,11 +151,11 @@ pub fn routes_from_env(env: &dyn Env) -> Result<RouteTable, ConfigError> {
     }
 }
 
-/// The lease, retention and backoff the environment sets, checked against `routes` (the
-/// lease must outlive every action's timeout).
+/// The lease, retention and backoff the environment sets, checked against the longest
+/// action timeout the routes may have (the lease must outlive every action's timeout).
 pub fn settings_from_env(
     env: &dyn Env,
-    routes: &RouteTable,
+    longest: Duration,
 ) -> Result<ProcessorSettings, ConfigError> {
     let ttl_days: u64 = parsed_or(env, "IDEMPOTENCY_TTL_DAYS", DEFAULT_RETENTION_DAYS)?;
     if ttl_days == 0 || ttl_days > 365 {
@@ -118,7 +164,6 @@ pub fn settings_from_env(
             format!("{ttl_days} is not between 1 and 365"),
         ));
     }
-    let longest = routes.longest_action_timeout();
     let default_lease = (longest + LEASE_MARGIN).as_secs();
     let lease = Duration::from_secs(parsed_or(env, "LEASE_SECS", default_lease)?);
     if lease <= longest {
@@ -222,6 +267,45 @@ mod tests {
                 .contains("cannot read /nonexistent/routes.toml"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_routes_source_is_an_s3_object_checked_every_30_s_and_its_lease_fits_any_timeout() {
+        let config = config(&[("ROUTES_SOURCE", "s3://hookgate-routes/routes.toml")]).unwrap();
+        assert_eq!(
+            config.routes_source,
+            Some(RoutesSourceConfig {
+                bucket: "hookgate-routes".to_owned(),
+                key: "routes.toml".to_owned(),
+                refresh: Duration::from_secs(30),
+            })
+        );
+        assert_eq!(config.settings.lease, MAX_ACTION_TIMEOUT + LEASE_MARGIN);
+        assert_eq!(
+            config.routes.route_count(),
+            1,
+            "the bundled routes serve until some are published"
+        );
+    }
+
+    #[test]
+    fn a_routes_source_that_is_not_an_s3_object_or_a_bad_refresh_is_refused_naming_it() {
+        let error = config(&[("ROUTES_SOURCE", "https://example.com/routes.toml")]).unwrap_err();
+        assert!(
+            error.to_string().starts_with("ROUTES_SOURCE is invalid"),
+            "{error}"
+        );
+        for refresh in ["0", "3601", "soon"] {
+            let error = config(&[
+                ("ROUTES_SOURCE", "s3://hookgate-routes/routes.toml"),
+                ("ROUTES_REFRESH_SECS", refresh),
+            ])
+            .unwrap_err();
+            assert!(
+                error.to_string().starts_with("ROUTES_REFRESH_SECS"),
+                "{refresh}: {error}"
+            );
+        }
     }
 
     const FOURTEEN_DAYS: Duration = Duration::from_secs(14 * 86_400);

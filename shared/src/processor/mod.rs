@@ -24,6 +24,7 @@ pub mod backoff;
 mod config;
 mod consumer;
 mod control;
+mod routing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,11 +35,16 @@ use tokio::time::Instant;
 use tracing::{error, info, warn, Instrument};
 
 pub use config::{
-    check_redrive_retention, routes_from_env, settings_from_env, ProcessorConfig, BUNDLED_ROUTES,
-    DEFAULT_RETENTION_DAYS,
+    check_redrive_retention, routes_from_env, routes_source_from_env, settings_from_env,
+    ProcessorConfig, RoutesSourceConfig, BUNDLED_ROUTES, DEFAULT_RETENTION_DAYS,
+    DEFAULT_ROUTES_REFRESH,
 };
 pub use consumer::QueueConsumer;
 pub use control::{ControlCall, MemoryQueueControl, QueueControl};
+pub use routing::{
+    ActionsFactory, RoutesRefused, Routing, RoutingError, RoutingTable, CHECK_TIMEOUT,
+    EARLIER_VERSIONS_TRIED,
+};
 
 use self::actions::{ActionError, ActionInvoker, NormalizedEvent};
 use self::backoff::Backoff;
@@ -198,9 +204,9 @@ pub struct ProcessorSettings {
 
 /// The processor.
 pub struct Processor {
-    routes: RouteTable,
+    /// The routes and the actions set up for them, fixed or refreshed from a source.
+    routing: Routing,
     store: Arc<dyn IdempotencyStore>,
-    actions: Arc<dyn ActionInvoker>,
     control: Arc<dyn QueueControl>,
     /// Where bodies too large for a message are kept, when the receivers store them.
     bodies: Option<Arc<dyn BodyStore>>,
@@ -214,7 +220,7 @@ pub struct Processor {
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Processor")
-            .field("routes", &self.routes.route_count())
+            .field("routing", &self.routing)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -229,6 +235,7 @@ struct ActionResult<'a> {
 }
 
 impl Processor {
+    /// A processor acting on fixed routes, with `actions` set up for them.
     pub fn new(
         routes: RouteTable,
         store: Arc<dyn IdempotencyStore>,
@@ -236,10 +243,19 @@ impl Processor {
         control: Arc<dyn QueueControl>,
         settings: ProcessorSettings,
     ) -> Self {
+        Self::routed(Routing::fixed(routes, actions), store, control, settings)
+    }
+
+    /// A processor acting on `routing`, which may change while it runs.
+    pub fn routed(
+        routing: Routing,
+        store: Arc<dyn IdempotencyStore>,
+        control: Arc<dyn QueueControl>,
+        settings: ProcessorSettings,
+    ) -> Self {
         Self {
-            routes,
+            routing,
             store,
-            actions,
             control,
             bodies: None,
             stored_body_budget: tokio::sync::Semaphore::new(
@@ -267,8 +283,8 @@ impl Processor {
         self
     }
 
-    pub fn routes(&self) -> &RouteTable {
-        &self.routes
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
     pub fn settings(&self) -> &ProcessorSettings {
@@ -391,7 +407,8 @@ impl Processor {
         let key = &envelope.idempotency_key;
         let event_type = envelope.event_type.as_str();
         let provider = envelope.provider.as_str();
-        let actions = self.routes.actions_for(envelope.provider, event_type);
+        let table = self.routing.current().await;
+        let actions = table.routes.actions_for(envelope.provider, event_type);
         if actions.is_empty() {
             info!(idempotency_key = %key, provider, event_type, outcome = "no_route", "no route matches; acknowledged");
             return Decision::Done(Outcome::NoRoute);
@@ -495,7 +512,9 @@ impl Processor {
         // Each success is recorded as soon as its action ends, not once the slowest action
         // of the event has: a crash in between must not make a finished action run again.
         let outcomes = join_all(pending.iter().map(|action| async {
-            let done = self.run_action(action, &event, actions_deadline).await;
+            let done = self
+                .run_action(&*table.actions, action, &event, actions_deadline)
+                .await;
             let recorded = match &done.result {
                 Ok(()) => {
                     info!(idempotency_key = %key, action = %action.name, attempt = held.attempt, "action succeeded");
@@ -692,6 +711,7 @@ impl Processor {
     /// Runs one action, bounded by its timeout and by `deadline`, whichever comes first.
     async fn run_action<'a>(
         &self,
+        actions: &dyn ActionInvoker,
         action: &'a ActionSpec,
         event: &NormalizedEvent,
         deadline: Option<Instant>,
@@ -704,7 +724,7 @@ impl Processor {
         });
         let shortened = budget < action.timeout;
         let (result, cut_by_deadline) =
-            match tokio::time::timeout(budget, self.actions.invoke(action, event)).await {
+            match tokio::time::timeout(budget, actions.invoke(action, event)).await {
                 Ok(result) => (result, false),
                 Err(_) if shortened => (
                     Err(ActionError::retryable(format!(

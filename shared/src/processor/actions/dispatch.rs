@@ -17,6 +17,7 @@ use aws_config::SdkConfig;
 use super::{ActionError, ActionInvoker, HttpActions, LogActions, NormalizedEvent};
 use crate::aws::{LambdaActions, SecretsManagerSource};
 use crate::config::Env;
+use crate::processor::ActionsFactory;
 use crate::routes::{ActionKind, ActionSpec, RouteTable, SecretRef};
 use crate::secret::{KeyEncoding, KeyRing, SecretError, SecretSource, StaticSecrets};
 
@@ -108,6 +109,39 @@ impl ActionDispatcher {
             }
         }
         Ok(Self::new(http, lambda))
+    }
+}
+
+/// Sets up a dispatcher for each routes table a processor reads while it runs, from the
+/// same environment and SDK configuration as the first.
+pub struct DispatcherFactory {
+    env: Box<dyn Env>,
+    aws: Option<SdkConfig>,
+}
+
+impl std::fmt::Debug for DispatcherFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherFactory")
+            .field("aws", &self.aws.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DispatcherFactory {
+    pub fn new(env: Box<dyn Env>, aws: Option<SdkConfig>) -> Self {
+        Self { env, aws }
+    }
+}
+
+#[async_trait]
+impl ActionsFactory for DispatcherFactory {
+    async fn actions_for(
+        &self,
+        routes: &RouteTable,
+    ) -> Result<Arc<dyn ActionInvoker>, ActionSetupError> {
+        Ok(Arc::new(
+            ActionDispatcher::from_routes(routes, &*self.env, self.aws.as_ref()).await?,
+        ))
     }
 }
 

@@ -24,7 +24,9 @@ use crate::idempotency::IdempotencyKey;
 use crate::provider::Provider;
 use crate::routes::ActionSpec;
 
-pub use self::dispatch::{ActionDispatcher, ActionSetupError, ACTION_SECRET_REFRESH};
+pub use self::dispatch::{
+    ActionDispatcher, ActionSetupError, DispatcherFactory, ACTION_SECRET_REFRESH,
+};
 pub use self::http::{HttpActions, MAX_RETRY_AFTER, USER_AGENT};
 pub use self::log::LogActions;
 
