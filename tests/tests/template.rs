@@ -584,10 +584,9 @@ const BODY_BUCKET_GRANTS: [(&str, &[&str]); 2] = [
     ("BodyBucket.Arn", &["s3:ListBucket"]),
 ];
 
-#[test]
-fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_records() {
-    let template = Template::load();
-    let bucket = template.resource("BodyBucket");
+/// Checks that the bucket `id` is retained, encrypted, private and reachable over TLS only.
+fn assert_private_encrypted_tls_only_and_retained(template: &Template, id: &str) {
+    let bucket = template.resource(id);
     for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
         assert_eq!(bucket[policy].as_str(), Some("Retain"), "{policy}");
     }
@@ -610,6 +609,26 @@ fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_r
             "{setting}"
         );
     }
+    let policies: Vec<_> = template
+        .resources_of_type("AWS::S3::BucketPolicy")
+        .into_iter()
+        .filter(|(_, policy)| ref_target(&policy["Properties"]["Bucket"]) == Some(id))
+        .collect();
+    assert_eq!(policies.len(), 1, "{id}: one bucket policy");
+    let statement = &policies[0].1["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"].as_str(), Some("Deny"), "{id}");
+    assert_eq!(
+        statement["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+        Some("false"),
+        "{id}"
+    );
+}
+
+#[test]
+fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_records() {
+    let template = Template::load();
+    assert_private_encrypted_tls_only_and_retained(&template, "BodyBucket");
+    let properties = &template.resource("BodyBucket")["Properties"];
     let rules = one_or_many(&properties["LifecycleConfiguration"]["Rules"]);
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["Prefix"].as_str(), Some("bodies/"));
@@ -632,19 +651,67 @@ fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_r
         default(retention) >= default("IdempotencyTtlDays"),
         "by default a body is kept at least as long as its event's record"
     );
+}
 
-    let policies = template.resources_of_type("AWS::S3::BucketPolicy");
-    assert_eq!(policies.len(), 1);
-    let (_, policy) = &policies[0];
+#[test]
+fn the_routes_bucket_is_private_encrypted_tls_only_retained_and_keeps_earlier_versions() {
+    let template = Template::load();
+    assert_private_encrypted_tls_only_and_retained(&template, "RoutesBucket");
+    let properties = &template.resource("RoutesBucket")["Properties"];
     assert_eq!(
-        ref_target(&policy["Properties"]["Bucket"]),
-        Some("BodyBucket")
+        properties["VersioningConfiguration"]["Status"].as_str(),
+        Some("Enabled"),
+        "a processor starting on a bad upload reads the versions before it"
     );
-    let statement = &policy["Properties"]["PolicyDocument"]["Statement"][0];
-    assert_eq!(statement["Effect"].as_str(), Some("Deny"));
+    let rules = one_or_many(&properties["LifecycleConfiguration"]["Rules"]);
+    assert_eq!(rules.len(), 1);
+    let kept = &rules[0]["NoncurrentVersionExpiration"];
+    assert!(
+        integer(&kept["NewerNoncurrentVersions"]).expect("a count")
+            >= hookgate::processor::EARLIER_VERSIONS_TRIED as i64,
+        "the versions a starting processor tries are never expired"
+    );
+    assert!(
+        rules[0].get("ExpirationInDays").is_none(),
+        "the newest routes never expire"
+    );
+}
+
+#[test]
+fn the_processor_reads_routes_from_the_stack_bucket_by_default_and_from_what_routes_source_names() {
+    let template = Template::load();
+    let (_, processor) = template.processor();
+    let variables = &processor["Properties"]["Environment"]["Variables"];
+    let source = intrinsic(&variables["ROUTES_SOURCE"], "Fn::If")
+        .and_then(Value::as_sequence)
+        .expect("ROUTES_SOURCE depends on RoutesSource");
+    assert_eq!(source[0].as_str(), Some("RoutesBundled"));
+    assert_eq!(source[1].as_str(), Some(""), "bundled: no source");
+    let otherwise = intrinsic(&source[2], "Fn::If")
+        .and_then(Value::as_sequence)
+        .expect("the stack's bucket or the parameter");
+    assert_eq!(otherwise[0].as_str(), Some("RoutesInStack"));
     assert_eq!(
-        statement["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
-        Some("false")
+        sub_text(&otherwise[1]),
+        Some("s3://${RoutesBucket}/routes.toml")
+    );
+    assert_eq!(ref_target(&otherwise[2]), Some("RoutesSource"));
+    assert_eq!(
+        ref_target(&variables["ROUTES_REFRESH_SECS"]),
+        Some("RoutesRefreshSeconds")
+    );
+    let parameter = template.parameter("RoutesSource");
+    assert_eq!(parameter["Default"].as_str(), Some(""));
+    assert_eq!(
+        integer(&template.parameter("RoutesRefreshSeconds")["Default"]),
+        Some(hookgate::processor::DEFAULT_ROUTES_REFRESH.as_secs() as i64)
+    );
+
+    let alarm = template.resource("InvalidRoutesAlarm");
+    assert_eq!(alarm["Condition"].as_str(), Some("RoutesRead"));
+    assert_eq!(
+        alarm["Properties"]["MetricName"].as_str(),
+        Some("InvalidRoutes")
     );
 }
 
@@ -1157,8 +1224,17 @@ fn role_statements(role: &Value) -> RoleStatements<'_> {
     RoleStatements { statements }
 }
 
-/// A statement's resource as text: `Queue.Arn` for a GetAtt, `Ref X` for a Ref.
+/// A statement's resource as text: `Queue.Arn` for a GetAtt, `Ref X` for a Ref, `If C: A |
+/// B` for a choice.
 fn resource_name(value: &Value) -> String {
+    if let Some(branches) = intrinsic(value, "Fn::If").and_then(Value::as_sequence) {
+        return format!(
+            "If {}: {} | {}",
+            branches[0].as_str().unwrap_or_default(),
+            resource_name(&branches[1]),
+            resource_name(&branches[2])
+        );
+    }
     if let Some((resource, attribute)) = get_att(value) {
         return format!("{resource}.{attribute}");
     }
@@ -1526,6 +1602,23 @@ fn the_processor_has_only_the_permissions_it_needs() {
             (None, set(&["s3:GetObject"])),
         ),
         ("BodyBucket.Arn".to_owned(), (None, set(&["s3:ListBucket"]))),
+        // The routes object, its versions, and the listing that tells a missing object
+        // from a forbidden one: in the stack's bucket, or in the one RoutesSource names.
+        (
+            "If RoutesInStack: ${RoutesBucket.Arn}/routes.toml | arn:${AWS::Partition}:s3:::${Object}"
+                .to_owned(),
+            (
+                Some("RoutesRead".to_owned()),
+                set(&["s3:GetObject", "s3:GetObjectVersion"]),
+            ),
+        ),
+        (
+            "If RoutesInStack: RoutesBucket.Arn | arn:${AWS::Partition}:s3:::${Bucket}".to_owned(),
+            (
+                Some("RoutesRead".to_owned()),
+                set(&["s3:ListBucket", "s3:ListBucketVersions"]),
+            ),
+        ),
         (
             "Ref AgentFunctionArns".to_owned(),
             (
