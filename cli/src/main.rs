@@ -6,6 +6,7 @@ mod dlq;
 mod events;
 mod routes;
 mod send;
+mod stack;
 
 use std::process::ExitCode;
 
@@ -31,7 +32,7 @@ enum Command {
     Send(send::SendArgs),
     /// List, show or redrive the dead-letter queue (embedded, or SQS with --aws).
     Dlq(dlq::DlqArgs),
-    /// Validate a routes file.
+    /// Validate a routes file, or publish one to a deployed stack.
     #[command(subcommand)]
     Routes(routes::RoutesCommand),
     /// Regenerate the signed sample events in `events/` (API Gateway and SQS), or check them.
@@ -42,7 +43,12 @@ fn main() -> ExitCode {
     let command = Cli::parse().command;
     let result = match command {
         Command::Events(args) => events::run(&args).map_err(|error| error.to_string()),
-        Command::Routes(command) => routes::run(&command).map_err(|error| error.to_string()),
+        Command::Routes(routes::RoutesCommand::Check { file, json }) => {
+            routes::check(&file, json).map_err(|error| error.to_string())
+        }
+        Command::Routes(routes::RoutesCommand::Push(args)) => {
+            async_command(async move { routes::push(&args).await })
+        }
         Command::Dev(args) => async_command(async move {
             hookgate::telemetry::init_terminal_logging();
             dev::run(args).await
