@@ -149,6 +149,8 @@ pub struct LambdaFunction {
     /// `None` while the binary runs; then its exit status, if waiting for it worked.
     exit: watch::Receiver<Option<Option<ExitStatus>>>,
     output: Arc<Mutex<String>>,
+    /// The request id of each invocation handed to the binary, in order.
+    request_ids: Mutex<Vec<String>>,
     address: SocketAddr,
     server: JoinHandle<()>,
     supervisor: JoinHandle<()>,
@@ -277,6 +279,7 @@ impl LambdaFunction {
             invocations,
             exit,
             output,
+            request_ids: Mutex::default(),
             address,
             server,
             supervisor,
@@ -310,6 +313,12 @@ impl LambdaFunction {
         lock(&self.output).clone()
     }
 
+    /// The request id of each invocation so far, in order: what Lambda's logs call
+    /// `requestId`. [`trace_id`] gives the X-Ray trace id each was sent with.
+    pub fn request_ids(&self) -> Vec<String> {
+        lock(&self.request_ids).clone()
+    }
+
     /// Waits until the binary has finished its init and polls for an event; an init that
     /// fails, exits or takes longer than [`INIT_TIMEOUT`] is the error.
     pub async fn ready(&self) -> Result<(), InvocationError> {
@@ -340,6 +349,7 @@ impl LambdaFunction {
         timeout: Duration,
     ) -> Result<serde_json::Value, InvocationError> {
         let request_id = request_id();
+        lock(&self.request_ids).push(request_id.clone());
         let (answer, answered) = oneshot::channel();
         lock(&self.api.pending).insert(request_id.clone(), answer);
         let invocation = Invocation {
@@ -509,12 +519,7 @@ async fn next(api: &Api) -> Response<Full<Bytes>> {
         "arn:aws:lambda:us-east-1:123456789012:function:{}",
         api.function
     );
-    let trace_id = format!(
-        "Root=1-{:08x}-{};Parent={};Sampled=0",
-        epoch_millis() / 1000,
-        &invocation.request_id.replace('-', "")[..24],
-        &invocation.request_id.replace('-', "")[16..32],
-    );
+    let trace_id = trace_id(&invocation.request_id);
     Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -554,6 +559,17 @@ async fn capture(pipe: impl AsyncRead + Unpin, output: Arc<Mutex<String>>) {
 }
 
 /// A request id shaped like Lambda's (a UUID), unique within the test run.
+/// The X-Ray trace id (`Lambda-Runtime-Trace-Id`) the invocation `request_id` is sent with.
+pub fn trace_id(request_id: &str) -> String {
+    let digits = request_id.replace('-', "");
+    format!(
+        "Root=1-{}-{};Parent={};Sampled=0",
+        &digits[..8],
+        &digits[8..32],
+        &digits[16..32]
+    )
+}
+
 fn request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);

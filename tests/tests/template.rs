@@ -19,7 +19,7 @@ const PROVIDERS: [&str; 6] = [
 ];
 
 /// What every receiver reads from its environment.
-const COMMON_ENV: [&str; 9] = [
+const COMMON_ENV: [&str; 8] = [
     "QUEUE_URL",
     "BODY_BUCKET",
     "WEBHOOK_SECRET",
@@ -28,7 +28,6 @@ const COMMON_ENV: [&str; 9] = [
     "SIGNATURE_TOLERANCE_SECS",
     "MAX_BODY_BYTES",
     "ALLOWED_SOURCE_CIDRS",
-    "RUST_LOG",
 ];
 
 /// What `receiver-generic` reads on top of `COMMON_ENV`.
@@ -45,7 +44,7 @@ const GENERIC_ENV: [&str; 8] = [
 
 /// The default of the parameter behind each environment variable that comes
 /// from a parameter.
-const ENV_DEFAULTS: [(&str, &str); 14] = [
+const ENV_DEFAULTS: [(&str, &str); 13] = [
     // Declared empty only so `sam local invoke --env-vars` may set it; deployed receivers
     // read their secret from WEBHOOK_SECRET_ARN.
     ("WEBHOOK_SECRET", ""),
@@ -53,7 +52,6 @@ const ENV_DEFAULTS: [(&str, &str); 14] = [
     ("SIGNATURE_TOLERANCE_SECS", "300"),
     ("MAX_BODY_BYTES", "4706304"),
     ("ALLOWED_SOURCE_CIDRS", ""),
-    ("RUST_LOG", "info"),
     ("SIGNATURE_HEADER", "X-Signature"),
     ("SIGNATURE_ENCODING", "hex"),
     ("SIGNATURE_PREFIX", ""),
@@ -82,11 +80,10 @@ const PROCESSOR_ENV_UNSET: [&str; 2] = ["ROUTES_FILE", "LEASE_SECS"];
 
 /// The processor's settings that come from parameters, and the defaults
 /// `ProcessorConfig` documents.
-const PROCESSOR_ENV_DEFAULTS: [(&str, &str); 4] = [
+const PROCESSOR_ENV_DEFAULTS: [(&str, &str); 3] = [
     ("IDEMPOTENCY_TTL_DAYS", "16"),
     ("BACKOFF_BASE_SECS", "10"),
     ("BACKOFF_CAP_SECS", "900"),
-    ("RUST_LOG", "info"),
 ];
 
 // ---------------------------------------------------------------------------
@@ -823,6 +820,37 @@ fn every_function_logs_to_a_log_group_with_retention() {
     }
 }
 
+#[test]
+fn every_function_writes_json_lines_at_the_level_the_log_level_parameter_sets() {
+    let template = Template::load();
+    let logging = &template.root["Globals"]["Function"]["LoggingConfig"];
+    assert_eq!(logging["LogFormat"].as_str(), Some("JSON"));
+    assert_eq!(
+        ref_target(&logging["ApplicationLogLevel"]),
+        Some("LogLevel")
+    );
+    for (id, _, function) in template.functions() {
+        let own = &function["Properties"]["LoggingConfig"];
+        for setting in ["LogFormat", "ApplicationLogLevel"] {
+            assert!(
+                own.get(setting).is_none(),
+                "{id}: {setting} is the global one (SAM merges LoggingConfig)"
+            );
+        }
+    }
+    let level = template.parameter("LogLevel");
+    assert_eq!(level["Default"].as_str(), Some("INFO"));
+    let allowed: Vec<&str> = one_or_many(&level["AllowedValues"])
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        allowed,
+        ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"],
+        "Lambda's application log levels"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Queue and secrets
 
@@ -1367,12 +1395,10 @@ fn every_environment_variable_the_processor_reads_is_set_and_no_other() {
             "{PROCESSOR_CONFIG} no longer reads {name}"
         );
     }
-    let mut expected: BTreeSet<String> = read
+    let expected: BTreeSet<String> = read
         .into_iter()
         .filter(|name| !PROCESSOR_ENV_UNSET.contains(&name.as_str()))
         .collect();
-    // Read by the log subscriber rather than the config.
-    expected.insert("RUST_LOG".to_owned());
     let env = template.environment(function);
     let actual: BTreeSet<String> = env.keys().cloned().collect();
     assert_eq!(actual, expected, "{id}: environment variables");
@@ -1830,11 +1856,10 @@ fn the_github_reconciler_runs_every_five_minutes_only_when_hooks_are_named() {
     let config = quoted_variable_names("shared/reconciler/src/config.rs");
     let env = template.environment(function);
     let set: BTreeSet<String> = env.keys().cloned().collect();
-    let mut expected: BTreeSet<String> = config
+    let expected: BTreeSet<String> = config
         .into_iter()
         .filter(|name| !RECONCILER_ENV_UNSET.contains(&name.as_str()))
         .collect();
-    expected.insert("RUST_LOG".to_owned());
     assert_eq!(set, expected, "{id}: environment variables");
     assert_eq!(
         ref_target(&env["TABLE_NAME"]),

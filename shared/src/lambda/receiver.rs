@@ -31,8 +31,7 @@ pub fn receiver_service(
 /// Answers one API Gateway event.
 pub async fn handle(receiver: &Receiver, event: Request) -> Response<Body> {
     let request_id = request_id(&event);
-    let span =
-        tracing::info_span!("webhook", request_id = %request_id, provider = %receiver.provider());
+    let span = tracing::info_span!("webhook", api_request_id = %request_id);
     let answer = receiver
         .answer(inbound_request(event))
         .instrument(span)

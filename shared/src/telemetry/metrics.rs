@@ -1,4 +1,4 @@
-//! Structured JSON logs (`tracing`) and CloudWatch Embedded Metric Format (EMF) metrics.
+//! CloudWatch Embedded Metric Format (EMF) metrics.
 //!
 //! EMF lines are JSON objects written to stdout, which Lambda sends to CloudWatch Logs,
 //! where CloudWatch extracts them as metrics without any API call on the request path.
@@ -8,35 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-/// The CloudWatch namespace of every hookgate metric.
-pub const NAMESPACE: &str = "hookgate";
-
-/// Installs the JSON log subscriber; `RUST_LOG` filters (default `info`). Safe to call twice.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_ansi(false)
-        .without_time()
-        .try_init();
-}
-
-/// Installs a human-readable log subscriber on stderr, for a terminal (`hookgate dev`);
-/// `RUST_LOG` filters (default `info`). Safe to call twice.
-pub fn init_terminal_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .compact()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+use super::NAMESPACE;
 
 /// Emits EMF metric lines. Cheap to clone.
 #[derive(Debug, Clone, Default)]

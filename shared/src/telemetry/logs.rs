@@ -1,0 +1,187 @@
+//! Log lines that join Lambda's own.
+//!
+//! A function logs with [Lambda's advanced logging controls]: `AWS_LAMBDA_LOG_FORMAT`
+//! (`JSON`, which the template sets, or `Text`) chooses the format, and `AWS_LAMBDA_LOG_LEVEL`
+//! (the template's `LoggingConfig.ApplicationLogLevel`) the level, falling back to `RUST_LOG`
+//! (any `tracing` filter), then `info`. Lines below the level are not written at all, rather
+//! than written and dropped by Lambda.
+//!
+//! A JSON line is one object, with on its top level:
+//!
+//! | field | what |
+//! |---|---|
+//! | `timestamp` | RFC 3339, UTC |
+//! | `level` | `ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE` |
+//! | `message` | what happened |
+//! | `requestId`, `xrayTraceId` | the invocation's, from `lambda_runtime`'s span; the trace id when Lambda sends one |
+//! | `service` | the function: `receiver-github`, `processor`, … |
+//! | `cold_start` | whether this is the execution environment's first invocation (or its init) |
+//! | `target` | the module that logged |
+//!
+//! and every field of the event and of the spans around it: `idempotency_key`, `provider`,
+//! `event_type` and `outcome` where they are known, the SQS `message_id` in the processor. The
+//! names `requestId` and `xrayTraceId` are those of Lambda's own JSON lines (`platform.start`,
+//! `platform.report`), so that a query on them finds both.
+//!
+//! [Lambda's advanced logging controls]: https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::span::{Attributes, Id};
+use tracing::{Level, Metadata, Subscriber};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
+use tracing_subscriber::fmt::time::SystemTime;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// The name `lambda_runtime` gives the span it opens around each invocation, whose fields
+/// are `requestId` and `xrayTraceId`.
+const INVOCATION_SPAN: &str = "Lambda runtime invoke";
+
+/// Invocations started in this execution environment.
+static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    /// `AWS_LAMBDA_LOG_FORMAT`'s value: `Text` (any case) for text, anything else, or
+    /// nothing, for JSON (what CloudWatch, Logs Insights and the tests read).
+    pub fn from_variable(value: Option<&str>) -> Self {
+        match value {
+            Some(value) if value.eq_ignore_ascii_case("text") => Self::Text,
+            _ => Self::Json,
+        }
+    }
+}
+
+/// The filter the variables ask for: `AWS_LAMBDA_LOG_LEVEL` (Lambda's names, `FATAL` being
+/// `ERROR`), or `RUST_LOG`, or `info`. A value that cannot be read is ignored for the next.
+pub fn log_filter(lambda_level: Option<&str>, rust_log: Option<&str>) -> EnvFilter {
+    let lambda_level = lambda_level.and_then(|level| {
+        let level = level.trim();
+        if level.eq_ignore_ascii_case("fatal") {
+            return Some(LevelFilter::ERROR);
+        }
+        LevelFilter::from_str(level).ok()
+    });
+    if let Some(level) = lambda_level {
+        return EnvFilter::default().add_directive(level.into());
+    }
+    rust_log
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::default().add_directive(LevelFilter::INFO.into()))
+}
+
+/// Installs the subscriber for the function `service`, as the environment asks. Safe to
+/// call twice: the second call changes nothing.
+pub fn init_logging(service: &'static str) {
+    let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let filter = log_filter(
+        variable("AWS_LAMBDA_LOG_LEVEL").as_deref(),
+        variable("RUST_LOG").as_deref(),
+    );
+    // The level is the lines', not the spans': a line at WARN still carries the fields of
+    // the INFO spans around it (the invocation's request id above all). Spans below INFO
+    // (the SDK's) stay off, so that they cost nothing.
+    let lines = filter.or(filter_fn(|metadata: &Metadata<'_>| {
+        metadata.is_span() && *metadata.level() <= Level::INFO
+    }));
+    let invocations = CountInvocations.with_filter(filter_fn(|metadata: &Metadata<'_>| {
+        metadata.is_span() && metadata.name() == INVOCATION_SPAN
+    }));
+    let registry = tracing_subscriber::registry().with(invocations);
+    let _ = match LogFormat::from_variable(variable("AWS_LAMBDA_LOG_FORMAT").as_deref()) {
+        LogFormat::Json => registry
+            .with(json_layer(service).with_filter(lines))
+            .try_init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_timer(SystemTime)
+                    .with_filter(lines),
+            )
+            .try_init(),
+    };
+}
+
+/// The JSON layer: the fields above, on the top level of each line.
+pub fn json_layer<S>(service: &'static str) -> json_subscriber::JsonLayer<S>
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+{
+    let mut layer = json_subscriber::JsonLayer::stdout();
+    layer
+        .with_timer("timestamp", SystemTime)
+        .with_level("level")
+        .with_target("target")
+        .with_flattened_event()
+        .with_top_level_flattened_span_list();
+    layer.add_static_field("service", serde_json::Value::from(service));
+    layer.add_dynamic_field("cold_start", |_, _| Some(is_cold_start()));
+    layer
+}
+
+/// Whether the execution environment has not yet started a second invocation: its init,
+/// and its first invocation, are the cold start.
+pub fn is_cold_start() -> bool {
+    INVOCATIONS.load(Ordering::Relaxed) <= 1
+}
+
+/// Counts the invocations `lambda_runtime` starts, by the span it opens for each.
+struct CountInvocations;
+
+impl<S: Subscriber> Layer<S> for CountInvocations {
+    fn on_new_span(&self, attributes: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+        if attributes.metadata().name() == INVOCATION_SPAN {
+            INVOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Installs a human-readable log subscriber on stderr, for a terminal (`hookgate dev`);
+/// `RUST_LOG` filters (default `info`). Safe to call twice.
+pub fn init_terminal_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .compact()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_is_text_only_when_lambda_says_text() {
+        assert_eq!(LogFormat::from_variable(Some("Text")), LogFormat::Text);
+        assert_eq!(LogFormat::from_variable(Some("TEXT")), LogFormat::Text);
+        assert_eq!(LogFormat::from_variable(Some("JSON")), LogFormat::Json);
+        assert_eq!(LogFormat::from_variable(None), LogFormat::Json);
+    }
+
+    #[test]
+    fn lambdas_level_wins_over_rust_log_and_info_is_the_default() {
+        assert_eq!(log_filter(Some("WARN"), Some("debug")).to_string(), "warn");
+        assert_eq!(log_filter(Some("fatal"), None).to_string(), "error");
+        assert_eq!(log_filter(Some("debug"), None).to_string(), "debug");
+        assert_eq!(
+            log_filter(Some("loud"), Some("hookgate=debug,info")).to_string(),
+            "hookgate=debug,info",
+            "an unreadable Lambda level falls back to RUST_LOG"
+        );
+        assert_eq!(log_filter(None, None).to_string(), "info");
+        assert_eq!(log_filter(None, Some("=[")).to_string(), "info");
+    }
+}

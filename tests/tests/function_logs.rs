@@ -1,0 +1,215 @@
+//! The log lines the built functions write, read from what they print under the project's
+//! Runtime API harness (`hookgate_tests::lambda_runtime_api`), which hands each invocation a
+//! request id and an X-Ray trace id as Lambda does: each line joins Lambda's own (request id,
+//! trace id), says which function and whether it is a cold start, and follows Lambda's log
+//! format and level settings.
+//!
+//! These tests run what `cargo build --workspace --bins` left in `target/debug`.
+
+use hookgate::provider::Provider;
+use hookgate_samples::receiver_environment;
+use hookgate_tests::emulator;
+use hookgate_tests::lambda_runtime_api::{trace_id, LambdaFunction};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// A sample API Gateway event of `events/`.
+fn sample(path: &str) -> Value {
+    let path = format!("{}/../events/{path}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    serde_json::from_str(&text).expect("a sample event")
+}
+
+/// `receiver-github` on a fresh emulator queue, with `extra` variables.
+async fn receiver(extra: &[(&str, &str)]) -> LambdaFunction {
+    let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
+    let queue_url = emulator::create_queue(&sqs, "logs")
+        .await
+        .expect("the emulator creates a queue");
+    let mut env = emulator::function_environment();
+    env.push(("QUEUE_URL", queue_url));
+    env.extend(receiver_environment(Provider::Github));
+    env.extend(
+        extra
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned())),
+    );
+    LambdaFunction::start_ready("receiver-github", env).await
+}
+
+async fn invoke(function: &LambdaFunction, event: &Value) -> Value {
+    function
+        .invoke(event)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", function.output()))
+}
+
+/// Every line the function printed that is a log line (EMF metric lines aside).
+fn log_lines(function: &LambdaFunction) -> Vec<Value> {
+    function
+        .output()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|_| panic!("not a JSON line: {line}\n{}", function.output()))
+        })
+        .filter(|line| line.get("_aws").is_none())
+        .collect()
+}
+
+/// The one log line whose message is `message`, of the invocation `request_id`.
+fn line<'a>(lines: &'a [Value], message: &str, request_id: &str) -> &'a Value {
+    let found: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["message"] == message && line["requestId"] == request_id)
+        .collect();
+    assert_eq!(found.len(), 1, "`{message}` of {request_id}: {lines:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn each_line_is_json_with_time_level_message_request_trace_service_and_cold_start() {
+    let receiver = receiver(&[]).await;
+    let event = sample("github/pull_request.opened");
+    for _ in 0..2 {
+        assert_eq!(invoke(&receiver, &event).await["statusCode"], 202);
+    }
+
+    let lines = log_lines(&receiver);
+    for line in &lines {
+        let timestamp = line["timestamp"].as_str().expect("a timestamp");
+        OffsetDateTime::parse(timestamp, &Rfc3339)
+            .unwrap_or_else(|error| panic!("{timestamp} is not RFC 3339: {error}"));
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
+                .contains(&line["level"].as_str().unwrap_or_default()),
+            "{line}"
+        );
+        assert!(line["message"].is_string(), "{line}");
+        assert_eq!(line["service"], "receiver-github", "{line}");
+        assert!(line["cold_start"].is_boolean(), "{line}");
+    }
+
+    let request_ids = receiver.request_ids();
+    let [first, second] = &request_ids[..] else {
+        panic!("two invocations");
+    };
+    let enqueued = line(&lines, "webhook enqueued", first);
+    assert_eq!(enqueued["xrayTraceId"], trace_id(first));
+    assert_eq!(enqueued["provider"], "github");
+    assert!(
+        enqueued["idempotency_key"]
+            .as_str()
+            .is_some_and(|key| key.starts_with("github:")),
+        "{enqueued}"
+    );
+    assert_eq!(
+        enqueued["cold_start"], true,
+        "the first invocation is the cold start"
+    );
+    let again = line(&lines, "webhook enqueued", second);
+    assert_eq!(again["xrayTraceId"], trace_id(second));
+    assert_eq!(again["cold_start"], false, "the second one is warm");
+    assert!(
+        lines
+            .iter()
+            .filter(|line| line.get("requestId").is_none())
+            .all(|line| line["cold_start"] == true),
+        "lines of the init are the cold start: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn lambdas_log_level_keeps_only_lines_at_or_above_it_whatever_rust_log_says() {
+    let receiver = receiver(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "debug")]).await;
+
+    assert_eq!(
+        invoke(&receiver, &sample("github/pull_request.opened")).await["statusCode"],
+        202
+    );
+    assert_eq!(
+        invoke(&receiver, &sample("github/rejected-wrong-secret")).await["statusCode"],
+        401
+    );
+
+    let lines = log_lines(&receiver);
+    assert!(
+        lines
+            .iter()
+            .all(|line| ["WARN", "ERROR"].contains(&line["level"].as_str().unwrap_or_default())),
+        "{lines:#?}"
+    );
+    let rejected = line(&lines, "webhook rejected", &receiver.request_ids()[1]);
+    assert_eq!(rejected["reason"], "signature_mismatch");
+}
+
+#[tokio::test]
+async fn rust_log_sets_the_level_when_lambda_does_not() {
+    let receiver = receiver(&[("RUST_LOG", "warn")]).await;
+
+    invoke(&receiver, &sample("github/pull_request.opened")).await;
+
+    assert!(
+        log_lines(&receiver)
+            .iter()
+            .all(|line| line["level"] != "INFO"),
+        "{}",
+        receiver.output()
+    );
+}
+
+#[tokio::test]
+async fn lambdas_text_format_writes_text_lines_that_still_name_the_request() {
+    let receiver = receiver(&[("AWS_LAMBDA_LOG_FORMAT", "Text")]).await;
+
+    invoke(&receiver, &sample("github/pull_request.opened")).await;
+
+    let output = receiver.output();
+    let enqueued = output
+        .lines()
+        .find(|line| line.contains("webhook enqueued"))
+        .unwrap_or_else(|| panic!("{output}"));
+    assert!(
+        serde_json::from_str::<Value>(enqueued).is_err(),
+        "{enqueued}"
+    );
+    assert!(enqueued.contains(" INFO "), "{enqueued}");
+    assert!(enqueued.contains(&receiver.request_ids()[0]), "{enqueued}");
+}
+
+#[tokio::test]
+async fn the_processors_lines_name_the_message_the_event_and_the_request() {
+    let sdk = emulator::sdk_config().await;
+    let queues =
+        emulator::create_queue_with_dead_letters(&aws_sdk_sqs::Client::new(&sdk), "logs", 5)
+            .await
+            .expect("the emulator creates the queues");
+    let table = emulator::create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), "logs")
+        .await
+        .expect("the emulator creates the table");
+    let mut env = emulator::function_environment();
+    env.extend([
+        ("QUEUE_URL", queues.queue_url),
+        ("DLQ_URL", queues.dlq_url),
+        ("TABLE_NAME", table),
+    ]);
+    let processor = LambdaFunction::start_ready("processor", env).await;
+    let event = sample("processor/github-pull_request.opened");
+
+    let answer = invoke(&processor, &event).await;
+
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]));
+    let lines = log_lines(&processor);
+    let completed = line(&lines, "event completed", &processor.request_ids()[0]);
+    assert_eq!(completed["service"], "processor");
+    assert_eq!(completed["provider"], "github");
+    assert_eq!(completed["event_type"], "pull_request.opened");
+    assert_eq!(completed["message_id"], event["Records"][0]["messageId"]);
+    assert!(
+        completed["idempotency_key"]
+            .as_str()
+            .is_some_and(|key| key.starts_with("github:")),
+        "{completed}"
+    );
+}
