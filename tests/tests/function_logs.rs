@@ -178,8 +178,9 @@ async fn lambdas_text_format_writes_text_lines_that_still_name_the_request() {
     assert!(enqueued.contains(&receiver.request_ids()[0]), "{enqueued}");
 }
 
-#[tokio::test]
-async fn the_processors_lines_name_the_message_the_event_and_the_request() {
+/// `processor` with the bundled routes (every event to the log) on fresh emulator queues
+/// and table, with `extra` variables.
+async fn processor(extra: &[(&str, &str)]) -> LambdaFunction {
     let sdk = emulator::sdk_config().await;
     let queues =
         emulator::create_queue_with_dead_letters(&aws_sdk_sqs::Client::new(&sdk), "logs", 5)
@@ -194,7 +195,27 @@ async fn the_processors_lines_name_the_message_the_event_and_the_request() {
         ("DLQ_URL", queues.dlq_url),
         ("TABLE_NAME", table),
     ]);
-    let processor = LambdaFunction::start_ready("processor", env).await;
+    env.extend(
+        extra
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned())),
+    );
+    LambdaFunction::start_ready("processor", env).await
+}
+
+/// The EMF lines the function printed.
+fn metric_lines(function: &LambdaFunction) -> Vec<Value> {
+    function
+        .output()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line.get("_aws").is_some())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_processors_lines_name_the_message_the_event_and_the_request() {
+    let processor = processor(&[]).await;
     let event = sample("processor/github-pull_request.opened");
 
     let answer = invoke(&processor, &event).await;
@@ -212,4 +233,76 @@ async fn the_processors_lines_name_the_message_the_event_and_the_request() {
             .is_some_and(|key| key.starts_with("github:")),
         "{completed}"
     );
+}
+
+#[tokio::test]
+async fn metrics_are_written_once_per_invocation_summed_by_service_and_provider() {
+    let processor = processor(&[("METRICS_NAMESPACE", "hookgate/staging")]).await;
+    let batch = sample("processor/batch");
+    let records = batch["Records"].as_array().expect("records").len();
+
+    invoke(&processor, &batch).await;
+
+    let lines = metric_lines(&processor);
+    let processed: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line.get("Processed").is_some())
+        .collect();
+    let in_all: Vec<&&Value> = processed
+        .iter()
+        .filter(|line| line.get("Provider").is_none())
+        .collect();
+    assert_eq!(
+        in_all.len(),
+        0,
+        "a count by provider is also the total: {lines:#?}"
+    );
+    let total: f64 = processed
+        .iter()
+        .map(|line| line["Processed"].as_f64().unwrap_or_default())
+        .sum();
+    assert_eq!(total as usize, records, "{lines:#?}");
+    assert_eq!(
+        processed.len(),
+        records,
+        "one line per provider, each event of the batch counted once: {lines:#?}"
+    );
+    for line in &processed {
+        assert_eq!(line["Service"], "processor");
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "hookgate/staging");
+        assert_eq!(
+            directive["Dimensions"],
+            serde_json::json!([["Service"], ["Service", "Provider"]])
+        );
+    }
+    let latencies: usize = lines
+        .iter()
+        .filter_map(|line| line.get("ActionLatency"))
+        .map(|latency| latency.as_array().map_or(1, Vec::len))
+        .sum();
+    assert_eq!(
+        latencies, records,
+        "every action's latency, in as few lines as its dimensions allow"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|line| line.get("ActionLatency").is_some())
+            .count(),
+        1,
+        "one action (the log), one line: {lines:#?}"
+    );
+
+    invoke(&processor, &sample("processor/github-pull_request.opened")).await;
+    let duplicates: Vec<Value> = metric_lines(&processor)
+        .into_iter()
+        .filter(|line| line.get("Duplicates").is_some())
+        .collect();
+    assert_eq!(
+        duplicates.len(),
+        1,
+        "the next invocation writes its own: {duplicates:#?}"
+    );
+    assert_eq!(duplicates[0]["Provider"], "github");
 }

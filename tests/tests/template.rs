@@ -18,8 +18,12 @@ const PROVIDERS: [&str; 6] = [
     "github", "stripe", "shopify", "slack", "standard", "generic",
 ];
 
+/// Where every function's telemetry reads its settings (the namespace of its metrics); the
+/// variables Lambda itself sets (`AWS_LAMBDA_LOG_LEVEL`, …) are in `logs.rs`.
+const TELEMETRY_CONFIG: &str = "shared/src/telemetry/mod.rs";
+
 /// What every receiver reads from its environment.
-const COMMON_ENV: [&str; 8] = [
+const COMMON_ENV: [&str; 9] = [
     "QUEUE_URL",
     "BODY_BUCKET",
     "WEBHOOK_SECRET",
@@ -28,6 +32,7 @@ const COMMON_ENV: [&str; 8] = [
     "SIGNATURE_TOLERANCE_SECS",
     "MAX_BODY_BYTES",
     "ALLOWED_SOURCE_CIDRS",
+    "METRICS_NAMESPACE",
 ];
 
 /// What `receiver-generic` reads on top of `COMMON_ENV`.
@@ -750,8 +755,8 @@ fn every_environment_variable_the_receivers_read_is_set() {
                 );
             } else {
                 assert!(
-                    scalar_text(value).is_some(),
-                    "{id}: {name} is neither a literal nor a Ref: {value:?}"
+                    scalar_text(value).is_some() || sub_text(value).is_some(),
+                    "{id}: {name} is neither a literal, a Ref nor a Sub: {value:?}"
                 );
             }
         }
@@ -1057,11 +1062,13 @@ fn every_provider_has_an_alarm_on_rejected_deliveries() {
         let found = alarms.iter().find(|(_, alarm)| {
             let p = &alarm["Properties"];
             let dimensions = one_or_many(&p["Dimensions"]);
-            p["Namespace"].as_str() == Some("hookgate")
+            is_stack_namespace(&p["Namespace"])
                 && p["MetricName"].as_str() == Some("Rejected")
-                && dimensions.len() == 1
-                && dimensions[0]["Name"].as_str() == Some("Provider")
-                && dimensions[0]["Value"].as_str() == Some(provider)
+                && dimension_pairs(&dimensions)
+                    == [
+                        ("Service", format!("receiver-{provider}")),
+                        ("Provider", provider.to_owned()),
+                    ]
         });
         let (id, alarm) =
             found.unwrap_or_else(|| panic!("{provider}: no alarm on hookgate/Rejected"));
@@ -1398,6 +1405,7 @@ fn every_environment_variable_the_processor_reads_is_set_and_no_other() {
     let expected: BTreeSet<String> = read
         .into_iter()
         .filter(|name| !PROCESSOR_ENV_UNSET.contains(&name.as_str()))
+        .chain(quoted_variable_names(TELEMETRY_CONFIG))
         .collect();
     let env = template.environment(function);
     let actual: BTreeSet<String> = env.keys().cloned().collect();
@@ -1740,17 +1748,17 @@ fn the_processor_has_alarms_on_dead_letters_and_processing_errors() {
             .iter()
             .find(|(_, alarm)| {
                 let p = &alarm["Properties"];
-                p["Namespace"].as_str() == Some("hookgate")
-                    && p["MetricName"].as_str() == Some(metric)
+                is_stack_namespace(&p["Namespace"]) && p["MetricName"].as_str() == Some(metric)
             })
             .unwrap_or_else(|| panic!("no alarm on hookgate/{metric}"))
     };
     for (metric, period) in [("DeadLettered", 60), ("ProcessingErrors", 300)] {
         let (id, alarm) = alarm_on(metric);
         let p = &alarm["Properties"];
-        assert!(
-            one_or_many(&p["Dimensions"]).is_empty(),
-            "{id}: the processor counts {metric} without dimensions"
+        assert_eq!(
+            dimension_pairs(&one_or_many(&p["Dimensions"])),
+            [("Service", "processor".to_owned())],
+            "{id}: the processor counts {metric} in all, as its Service"
         );
         assert_eq!(p["Statistic"].as_str(), Some("Sum"), "{id}");
         assert_eq!(integer(&p["Period"]), Some(period), "{id}: Period");
@@ -1767,11 +1775,28 @@ fn the_processor_has_alarms_on_dead_letters_and_processing_errors() {
 fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
     let template = Template::load();
     let sources = rust_sources(&repo_root().join("shared"));
+    let functions: BTreeSet<String> = workspace_members()
+        .into_iter()
+        .filter(|member| member.starts_with("functions/"))
+        .map(|member| member.trim_start_matches("functions/").to_owned())
+        .collect();
+    let mut custom = 0;
     for (id, alarm) in template.alarms() {
         let p = &alarm["Properties"];
-        if p["Namespace"].as_str() != Some("hookgate") {
+        if p["Namespace"].as_str() == Some("hookgate") {
+            panic!("{id}: the functions write to hookgate/<stack>, not hookgate");
+        }
+        if !is_stack_namespace(&p["Namespace"]) {
             continue;
         }
+        custom += 1;
+        let dimensions = dimension_pairs(&one_or_many(&p["Dimensions"]));
+        assert!(
+            dimensions
+                .first()
+                .is_some_and(|(name, function)| *name == "Service" && functions.contains(function)),
+            "{id}: the first dimension names the function that emits it: {dimensions:?}"
+        );
         let metric = p["MetricName"].as_str().unwrap_or_default();
         let quoted = format!("\"{metric}\"");
         assert!(
@@ -1779,6 +1804,41 @@ fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
             "{id}: no code under shared/ emits {metric}"
         );
     }
+    assert!(
+        custom >= 10,
+        "{custom} alarms on the functions' own metrics"
+    );
+    assert_eq!(
+        sub_text(
+            &template.root["Globals"]["Function"]["Environment"]["Variables"]["METRICS_NAMESPACE"]
+        ),
+        Some("hookgate/${AWS::StackName}"),
+        "the functions write where the alarms read"
+    );
+}
+
+/// Whether an alarm's namespace is the stack's own, `hookgate/<stack>`.
+fn is_stack_namespace(value: &Value) -> bool {
+    sub_text(value) == Some("hookgate/${AWS::StackName}")
+}
+
+/// An alarm's dimensions as (name, value) pairs, in order.
+fn dimension_pairs(dimensions: &[&Value]) -> Vec<(&'static str, String)> {
+    dimensions
+        .iter()
+        .map(|dimension| {
+            let name = match dimension["Name"].as_str() {
+                Some("Service") => "Service",
+                Some("Provider") => "Provider",
+                Some("Hook") => "Hook",
+                other => panic!("an unexpected dimension {other:?}"),
+            };
+            (
+                name,
+                dimension["Value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -1859,6 +1919,7 @@ fn the_github_reconciler_runs_every_five_minutes_only_when_hooks_are_named() {
     let expected: BTreeSet<String> = config
         .into_iter()
         .filter(|name| !RECONCILER_ENV_UNSET.contains(&name.as_str()))
+        .chain(quoted_variable_names(TELEMETRY_CONFIG))
         .collect();
     assert_eq!(set, expected, "{id}: environment variables");
     assert_eq!(

@@ -6,7 +6,7 @@ use hookgate::{aws, lambda, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init_logging(env!("CARGO_BIN_NAME"));
+    telemetry::init(env!("CARGO_BIN_NAME"));
     let processor = aws::processor_from_env(&ProcessEnv).await?;
     lambda_runtime::run(lambda_runtime::service_fn(|event| {
         lambda::processor::handle_batch(&processor, event)

@@ -6,7 +6,7 @@ use hookgate::{aws, lambda, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    telemetry::init_logging(env!("CARGO_BIN_NAME"));
+    telemetry::init(env!("CARGO_BIN_NAME"));
     let receiver = aws::receiver_from_env(Provider::Stripe, &ProcessEnv).await?;
     lambda_http::run(lambda::receiver_service(&receiver)).await
 }

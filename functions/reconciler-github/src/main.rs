@@ -7,7 +7,7 @@ use hookgate_reconciler::{handle_run, reconciler_from_env};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init_logging(env!("CARGO_BIN_NAME"));
+    telemetry::init(env!("CARGO_BIN_NAME"));
     let reconciler = reconciler_from_env(&ProcessEnv).await?;
     lambda_runtime::run(lambda_runtime::service_fn(|event| {
         handle_run(&reconciler, event)

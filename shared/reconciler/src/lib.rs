@@ -108,5 +108,6 @@ pub async fn handle_run(
     let redelivered: usize = report.hooks.iter().map(|hook| hook.redelivered).sum();
     let errors: usize = report.hooks.iter().map(|hook| hook.errors.len()).sum();
     tracing::info!(hooks = report.hooks.len(), redelivered, errors, rate_limited_until = ?report.rate_limited_until, "reconciliation run done");
+    hookgate::telemetry::flush_metrics();
     Ok(report)
 }

@@ -20,6 +20,7 @@ pub async fn handle_batch(
     let deadline = deadline(&event.context);
     let deliveries = event.payload.records.into_iter().map(delivery).collect();
     let failed = processor.process_batch(deliveries, deadline).await;
+    crate::telemetry::flush_metrics();
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failed
         .into_iter()

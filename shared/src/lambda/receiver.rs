@@ -36,6 +36,7 @@ pub async fn handle(receiver: &Receiver, event: Request) -> Response<Body> {
         .answer(inbound_request(event))
         .instrument(span)
         .await;
+    crate::telemetry::flush_metrics();
     into_response(answer)
 }
 

@@ -334,7 +334,7 @@ impl Processor {
             Err(_) => {
                 error!(outcome = "retry", "the invocation's deadline came mid-message; it is reported failed and comes back");
                 let outcome = Outcome::DeadlineReached;
-                self.metrics.count(metric_for(&outcome), &[], &[&[]]);
+                self.count_outcome(&outcome, None);
                 Disposition::Retry(outcome)
             }
         }
@@ -347,20 +347,36 @@ impl Processor {
         delivery: &QueuedDelivery,
         deadline: Option<Instant>,
     ) -> Disposition {
-        let decision = match Envelope::from_json(&delivery.body) {
-            Ok(envelope) => {
+        let (decision, provider) = match Envelope::from_json(&delivery.body) {
+            Ok(envelope) => (
                 self.process_envelope(delivery, envelope.v1(), deadline)
-                    .await
-            }
+                    .await,
+                Some(envelope.v1().provider),
+            ),
             Err(error) => {
                 warn!(%error, "unreadable envelope");
-                Decision::DeadLetter(format!("unreadable envelope: {error}"))
+                (
+                    Decision::DeadLetter(format!("unreadable envelope: {error}")),
+                    None,
+                )
             }
         };
         let disposition = self.settle(delivery, decision).await;
         let (Disposition::Acknowledge(outcome) | Disposition::Retry(outcome)) = &disposition;
-        self.metrics.count(metric_for(outcome), &[], &[&[]]);
+        self.count_outcome(outcome, provider);
         disposition
+    }
+
+    /// Counts an outcome in all, and by provider when the envelope said which.
+    fn count_outcome(&self, outcome: &Outcome, provider: Option<crate::provider::Provider>) {
+        match provider {
+            Some(provider) => self.metrics.count(
+                metric_for(outcome),
+                &[("Provider", provider.as_str())],
+                &[&[], &["Provider"]],
+            ),
+            None => self.metrics.count(metric_for(outcome), &[], &[&[]]),
+        }
     }
 
     /// Tells the queue what was decided. A retry on the message's last allowed delivery is
@@ -453,11 +469,6 @@ impl Processor {
                 Ok(FirstSeen::ThisEvent) => {}
                 Ok(FirstSeen::Another(first)) => {
                     warn!(idempotency_key = %key, first_idempotency_key = %first, provider, event_type, outcome = "suspected_replay", "this body was received before under another id, which its provider does not sign: a replayed delivery; acknowledged as a duplicate");
-                    self.metrics.count(
-                        "SuspectedReplays",
-                        &[("Provider", provider)],
-                        &[&["Provider"]],
-                    );
                     return Decision::Done(Outcome::SuspectedReplay { first });
                 }
                 Err(error) => return self.store_unavailable(delivery, key, &error),

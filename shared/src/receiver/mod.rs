@@ -302,6 +302,11 @@ impl Receiver {
             });
         };
         let reference = bodies.put(body, webhook.body_sha256()).await?;
+        self.metrics.count(
+            "LargeBodies",
+            &[("Provider", self.provider().as_str())],
+            &[&["Provider"]],
+        );
         let message = QueueMessage::with_stored_body(webhook, reference);
         let size = message.size_in_bytes();
         if size > limit {

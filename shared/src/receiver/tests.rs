@@ -63,6 +63,13 @@ fn github_delivery(body: &str) -> InboundRequest {
         .with_header("Content-Type", "application/json")
 }
 
+/// `request`, received at one fixed time: an envelope's `received_at` is as long as its
+/// fraction of a second needs, so envelopes compared by size must share it.
+fn at_a_fixed_time(mut request: InboundRequest) -> InboundRequest {
+    request.received_at = time::macros::datetime!(2026-11-23 09:30:00.123456789 UTC);
+    request
+}
+
 fn body_json(answer: &Answer) -> serde_json::Value {
     serde_json::from_str(&answer.body).unwrap()
 }
@@ -225,7 +232,10 @@ async fn an_envelope_exactly_at_the_queues_limit_carries_its_body_and_one_byte_m
     let bodies = MemoryBodyStore::new();
     // How much an envelope adds to a body of plain letters, which JSON does not escape.
     let (probe, _) = github_on_a_small_queue(None);
-    probe.receiver.answer(github_delivery("")).await;
+    probe
+        .receiver
+        .answer(at_a_fixed_time(github_delivery("")))
+        .await;
     let overhead = probe.queue.messages()[0].body.len()
         + [
             "provider",
@@ -242,7 +252,11 @@ async fn an_envelope_exactly_at_the_queues_limit_carries_its_body_and_one_byte_m
 
     let (fixture, _) = github_on_a_small_queue(Some(bodies.clone()));
     assert_eq!(
-        fixture.receiver.answer(github_delivery(&fits)).await.status,
+        fixture
+            .receiver
+            .answer(at_a_fixed_time(github_delivery(&fits)))
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
     assert_eq!(queued_envelope(&fixture).body, RawBody::Utf8(fits.clone()));
@@ -251,7 +265,11 @@ async fn an_envelope_exactly_at_the_queues_limit_carries_its_body_and_one_byte_m
     let (fixture, _) = github_on_a_small_queue(Some(bodies.clone()));
     let over = format!("{fits}a");
     assert_eq!(
-        fixture.receiver.answer(github_delivery(&over)).await.status,
+        fixture
+            .receiver
+            .answer(at_a_fixed_time(github_delivery(&over)))
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
     let envelope = queued_envelope(&fixture);

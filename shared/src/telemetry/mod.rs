@@ -1,5 +1,5 @@
 //! What the functions tell the world: log lines that join Lambda's own ([`logs`]) and
-//! CloudWatch Embedded Metric Format metrics ([`metrics`]).
+//! CloudWatch Embedded Metric Format metrics, aggregated per invocation ([`metrics`]).
 
 mod logs;
 mod metrics;
@@ -7,7 +7,20 @@ mod metrics;
 pub use logs::{
     init_logging, init_terminal_logging, is_cold_start, json_layer, log_filter, LogFormat,
 };
-pub use metrics::Metrics;
+pub use metrics::{configure, flush_metrics, Aggregate, Metrics};
 
-/// The CloudWatch namespace of every hookgate metric.
+/// The CloudWatch namespace of every hookgate metric, unless `METRICS_NAMESPACE` names
+/// another.
 pub const NAMESPACE: &str = "hookgate";
+
+/// Sets up a function's telemetry: its log lines (as Lambda's variables ask) and where its
+/// metrics go, both naming it `service`.
+pub fn init(service: &'static str) {
+    init_logging(service);
+    configure(
+        service,
+        std::env::var("METRICS_NAMESPACE")
+            .ok()
+            .filter(|namespace| !namespace.is_empty()),
+    );
+}
