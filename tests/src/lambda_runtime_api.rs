@@ -563,7 +563,7 @@ async fn capture(pipe: impl AsyncRead + Unpin, output: Arc<Mutex<String>>) {
 pub fn trace_id(request_id: &str) -> String {
     let digits = request_id.replace('-', "");
     format!(
-        "Root=1-{}-{};Parent={};Sampled=0",
+        "Root=1-{}-{};Parent={};Sampled=1",
         &digits[..8],
         &digits[8..32],
         &digits[16..32]

@@ -306,3 +306,105 @@ async fn metrics_are_written_once_per_invocation_summed_by_service_and_provider(
     );
     assert_eq!(duplicates[0]["Provider"], "github");
 }
+
+/// A stand-in for the X-Ray daemon: the subsegments sent to it, as JSON.
+struct Daemon(tokio::net::UdpSocket);
+
+impl Daemon {
+    async fn start() -> Self {
+        Self(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("a UDP port"),
+        )
+    }
+
+    fn address(&self) -> String {
+        self.0.local_addr().expect("an address").to_string()
+    }
+
+    /// The documents received until none came for a second (at most 50).
+    async fn received(&self) -> Vec<Value> {
+        let mut documents = Vec::new();
+        let mut buffer = vec![0_u8; 65_536];
+        while documents.len() < 50 {
+            let Ok(Ok(size)) =
+                tokio::time::timeout(std::time::Duration::from_secs(1), self.0.recv(&mut buffer))
+                    .await
+            else {
+                break;
+            };
+            let datagram = String::from_utf8_lossy(&buffer[..size]).into_owned();
+            let (header, document) = datagram.split_once('\n').expect("a header line");
+            assert_eq!(header, r#"{"format": "json", "version": 1}"#);
+            documents.push(serde_json::from_str(document).expect("a JSON subsegment"));
+        }
+        documents
+    }
+}
+
+/// The trace header's `Root` and `Parent`.
+fn root_and_parent(header: &str) -> (String, String) {
+    let part = |name: &str| {
+        header
+            .split(';')
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .expect("a part")
+            .to_owned()
+    };
+    (part("Root"), part("Parent"))
+}
+
+#[tokio::test]
+async fn with_tracing_on_each_sdk_call_is_a_subsegment_of_the_invocations_segment() {
+    let daemon = Daemon::start().await;
+    let receiver = receiver(&[("AWS_XRAY_DAEMON_ADDRESS", &daemon.address())]).await;
+
+    invoke(&receiver, &sample("github/pull_request.opened")).await;
+
+    let documents = daemon.received().await;
+    let (root, parent) = root_and_parent(&trace_id(&receiver.request_ids()[0]));
+    let send: Vec<&Value> = documents
+        .iter()
+        .filter(|document| document["aws"]["operation"] == "SendMessage")
+        .collect();
+    assert_eq!(send.len(), 1, "{documents:#?}");
+    let send = send[0];
+    assert_eq!(send["name"], "SQS");
+    assert_eq!(send["namespace"], "aws");
+    assert_eq!(send["type"], "subsegment");
+    assert_eq!(send["trace_id"], root.as_str());
+    assert_eq!(send["parent_id"], parent.as_str());
+    assert!(send["end_time"].as_f64() >= send["start_time"].as_f64());
+    assert_eq!(send["id"].as_str().map(str::len), Some(16));
+}
+
+#[tokio::test]
+async fn with_tracing_on_each_action_and_each_table_write_is_a_subsegment() {
+    let daemon = Daemon::start().await;
+    let processor = processor(&[("AWS_XRAY_DAEMON_ADDRESS", &daemon.address())]).await;
+
+    invoke(&processor, &sample("processor/github-pull_request.opened")).await;
+
+    let documents = daemon.received().await;
+    let (root, _) = root_and_parent(&trace_id(&processor.request_ids()[0]));
+    assert!(
+        documents
+            .iter()
+            .all(|document| document["trace_id"] == root.as_str()),
+        "{documents:#?}"
+    );
+    let action: Vec<&Value> = documents
+        .iter()
+        .filter(|document| document["namespace"] == "remote")
+        .collect();
+    assert_eq!(action.len(), 1, "{documents:#?}");
+    assert_eq!(action[0]["name"], "log", "the bundled routes' one action");
+    assert!(
+        documents
+            .iter()
+            .any(|document| document["name"] == "DynamoDB"
+                && document["aws"]["operation"] == "UpdateItem"),
+        "{documents:#?}"
+    );
+}

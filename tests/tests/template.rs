@@ -856,6 +856,23 @@ fn every_function_writes_json_lines_at_the_level_the_log_level_parameter_sets() 
     );
 }
 
+#[test]
+fn every_function_is_traced_by_x_ray_unless_tracing_is_turned_off() {
+    let template = Template::load();
+    assert_eq!(
+        ref_target(&template.root["Globals"]["Function"]["Tracing"]),
+        Some("Tracing")
+    );
+    let tracing = template.parameter("Tracing");
+    assert_eq!(tracing["Default"].as_str(), Some("Active"));
+    for (id, _, function) in template.functions() {
+        assert!(
+            function["Properties"].get("Tracing").is_none(),
+            "{id}: traced as every function is"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Queue and secrets
 
@@ -1279,6 +1296,9 @@ fn resource_name(value: &Value) -> String {
     if let Some(target) = ref_target(value) {
         return format!("Ref {target}");
     }
+    if value.as_str() == Some("*") {
+        return "*".to_owned();
+    }
     panic!("a resource must name something of this stack or a parameter, not {value:?}")
 }
 
@@ -1651,6 +1671,14 @@ fn the_processor_has_only_the_permissions_it_needs() {
             (
                 Some("RoutesRead".to_owned()),
                 set(&["s3:ListBucket", "s3:ListBucketVersions"]),
+            ),
+        ),
+        // X-Ray has no resources to name; only with active tracing.
+        (
+            "*".to_owned(),
+            (
+                Some("TracingActive".to_owned()),
+                set(&["xray:PutTraceSegments", "xray:PutTelemetryRecords"]),
             ),
         ),
         (

@@ -734,24 +734,32 @@ impl Processor {
                 .min(deadline.saturating_duration_since(started))
         });
         let shortened = budget < action.timeout;
-        let (result, cut_by_deadline) =
-            match tokio::time::timeout(budget, actions.invoke(action, event)).await {
-                Ok(result) => (result, false),
-                Err(_) if shortened => (
-                    Err(ActionError::retryable(format!(
-                        "cut short after {} ms by the invocation's deadline",
-                        budget.as_millis()
-                    ))),
-                    true,
-                ),
-                Err(_) => (
-                    Err(ActionError::retryable(format!(
-                        "timed out after {} s",
-                        action.timeout.as_secs()
-                    ))),
-                    false,
-                ),
-            };
+        // An X-Ray subsegment when tracing is on (`telemetry::xray`); nothing otherwise.
+        let span = tracing::debug_span!(
+            crate::telemetry::xray::ACTION_SPAN,
+            xray_name = %action.name,
+            error = tracing::field::Empty
+        );
+        let invoked = tokio::time::timeout(budget, actions.invoke(action, event))
+            .instrument(span.clone())
+            .await;
+        let (result, cut_by_deadline) = match invoked {
+            Ok(result) => (result, false),
+            Err(_) if shortened => (
+                Err(ActionError::retryable(format!(
+                    "cut short after {} ms by the invocation's deadline",
+                    budget.as_millis()
+                ))),
+                true,
+            ),
+            Err(_) => (
+                Err(ActionError::retryable(format!(
+                    "timed out after {} s",
+                    action.timeout.as_secs()
+                ))),
+                false,
+            ),
+        };
         let dimensions = [("Action", action.name.as_str())];
         self.metrics.emit(
             "ActionLatency",
@@ -763,6 +771,7 @@ impl Processor {
         let metric = if result.is_ok() {
             "ActionSucceeded"
         } else {
+            span.record("error", true);
             "ActionFailed"
         };
         self.metrics.count(metric, &dimensions, &[&["Action"]]);

@@ -39,7 +39,7 @@ use tracing_subscriber::Layer;
 
 /// The name `lambda_runtime` gives the span it opens around each invocation, whose fields
 /// are `requestId` and `xrayTraceId`.
-const INVOCATION_SPAN: &str = "Lambda runtime invoke";
+pub(crate) const INVOCATION_SPAN: &str = "Lambda runtime invoke";
 
 /// Invocations started in this execution environment.
 static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -97,7 +97,11 @@ pub fn init_logging(service: &'static str) {
     let invocations = CountInvocations.with_filter(filter_fn(|metadata: &Metadata<'_>| {
         metadata.is_span() && metadata.name() == INVOCATION_SPAN
     }));
-    let registry = tracing_subscriber::registry().with(invocations);
+    // X-Ray subsegments, when Lambda runs the daemon (active tracing).
+    let xray = variable("AWS_XRAY_DAEMON_ADDRESS")
+        .and_then(|daemon| super::xray::XrayLayer::to_daemon(&daemon))
+        .map(|layer| layer.with_filter(filter_fn(super::xray::is_traced)));
+    let registry = tracing_subscriber::registry().with(invocations).with(xray);
     let _ = match LogFormat::from_variable(variable("AWS_LAMBDA_LOG_FORMAT").as_deref()) {
         LogFormat::Json => registry
             .with(json_layer(service).with_filter(lines))

@@ -1,8 +1,10 @@
-//! What the functions tell the world: log lines that join Lambda's own ([`logs`]) and
-//! CloudWatch Embedded Metric Format metrics, aggregated per invocation ([`metrics`]).
+//! What the functions tell the world: log lines that join Lambda's own ([`logs`]),
+//! CloudWatch Embedded Metric Format metrics, aggregated per invocation ([`metrics`]), and
+//! X-Ray subsegments for the calls they make ([`xray`]).
 
 mod logs;
 mod metrics;
+pub mod xray;
 
 pub use logs::{
     init_logging, init_terminal_logging, is_cold_start, json_layer, log_filter, LogFormat,
