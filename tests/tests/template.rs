@@ -1136,7 +1136,11 @@ fn the_dead_letter_queue_and_the_queue_backlog_have_alarms() {
     let (id, alarm) = alarm_on("Queue", "ApproximateAgeOfOldestMessage")
         .expect("an alarm on the queue's oldest message");
     let p = &alarm["Properties"];
-    assert_eq!(integer(&p["Threshold"]), Some(15 * 60), "{id}");
+    assert_eq!(
+        number_or_default(&template, &p["Threshold"]),
+        Some(15 * 60),
+        "{id}: QueueAgeAlarmSeconds, 15 minutes by default"
+    );
     assert_eq!(
         p["ComparisonOperator"].as_str(),
         Some("GreaterThanThreshold"),
@@ -1145,41 +1149,204 @@ fn the_dead_letter_queue_and_the_queue_backlog_have_alarms() {
 }
 
 #[test]
-fn every_alarm_notifies_the_alarm_topic_only_when_one_is_given() {
+fn every_alarm_notifies_the_stacks_topic_or_the_one_given_and_an_email_can_be_subscribed() {
     let template = Template::load();
-    let default = &template.parameter("AlarmTopicArn")["Default"];
     assert_eq!(
-        default.as_str(),
+        template.parameter("AlarmTopicArn")["Default"].as_str(),
         Some(""),
-        "alarms notify no one unless asked"
+        "the stack makes its own topic unless given one"
     );
+    let topic = template.resource("AlarmTopic");
+    assert_eq!(topic["Type"].as_str(), Some("AWS::SNS::Topic"));
+    assert_eq!(topic["Condition"].as_str(), Some("CreateAlarmTopic"));
+    let subscription = template.resource("AlarmEmailSubscription");
+    assert_eq!(
+        subscription["Condition"].as_str(),
+        Some("SubscribeAlarmEmail")
+    );
+    assert_eq!(
+        subscription["Properties"]["Protocol"].as_str(),
+        Some("email")
+    );
+    assert_eq!(
+        ref_target(&subscription["Properties"]["Endpoint"]),
+        Some("AlarmEmail")
+    );
+    assert_eq!(
+        template.parameter("AlarmEmail")["Default"].as_str(),
+        Some("")
+    );
+
     let alarms = template.alarms();
-    assert!(!alarms.is_empty());
+    assert!(alarms.len() >= 20, "{} alarms", alarms.len());
     for (id, alarm) in alarms {
-        let actions = &alarm["Properties"]["AlarmActions"];
-        let branches = intrinsic(actions, "Fn::If")
+        for key in ["AlarmActions", "OKActions"] {
+            let actions = one_or_many(&alarm["Properties"][key]);
+            assert_eq!(actions.len(), 1, "{id}: {key} names one topic");
+            let branches = intrinsic(actions[0], "Fn::If")
+                .and_then(Value::as_sequence)
+                .unwrap_or_else(|| panic!("{id}: {key} is the stack's topic or the given one"));
+            assert_eq!(branches[0].as_str(), Some("CreateAlarmTopic"), "{id}");
+            assert_eq!(ref_target(&branches[1]), Some("AlarmTopic"), "{id}");
+            assert_eq!(ref_target(&branches[2]), Some("AlarmTopicArn"), "{id}");
+        }
+    }
+    let output = &template.outputs()["AlarmTopicArn"]["Value"];
+    assert!(
+        intrinsic(output, "Fn::If").is_some(),
+        "the topic alarms notify is an output"
+    );
+}
+
+#[test]
+fn throttles_api_errors_429s_and_deliveries_not_taken_each_raise_an_alarm() {
+    let template = Template::load();
+    // Metric math over every function (the reconciler's only when it exists).
+    let throttles = &template.resource("FunctionThrottlesAlarm")["Properties"];
+    let mut functions: Vec<String> = Vec::new();
+    for metric in one_or_many(&throttles["Metrics"]) {
+        let metric = intrinsic(metric, "Fn::If")
             .and_then(Value::as_sequence)
-            .unwrap_or_else(|| panic!("{id}: AlarmActions must depend on a condition"));
-        assert_eq!(branches.len(), 3, "{id}: Fn::If takes three arguments");
-        let condition = branches[0].as_str().unwrap_or_default();
-        assert!(
-            template.root["Conditions"].get(condition).is_some(),
-            "{id}: unknown condition {condition}"
-        );
-        let topics: Vec<_> = one_or_many(&branches[1])
-            .into_iter()
-            .filter_map(ref_target)
-            .collect();
-        assert_eq!(
-            topics,
-            ["AlarmTopicArn"],
-            "{id}: notifies the AlarmTopicArn topic"
-        );
-        assert_eq!(
-            ref_target(&branches[2]),
-            Some("AWS::NoValue"),
-            "{id}: otherwise no actions"
-        );
+            .map_or(metric, |branches| &branches[1]);
+        if let Some(stat) = metric.get("MetricStat") {
+            assert_eq!(stat["Metric"]["MetricName"].as_str(), Some("Throttles"));
+            let dimension = &one_or_many(&stat["Metric"]["Dimensions"])[0];
+            functions.push(
+                ref_target(&dimension["Value"])
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+    }
+    let mut every: Vec<String> = template
+        .functions()
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    functions.sort();
+    every.sort();
+    assert_eq!(functions, every, "every function's throttles are counted");
+    assert_eq!(
+        ref_target(&throttles["Threshold"]),
+        Some("FunctionThrottlesAlarmThreshold")
+    );
+
+    let unavailable = &template.resource("ReceiversUnavailableAlarm")["Properties"];
+    let providers: BTreeSet<String> = one_or_many(&unavailable["Metrics"])
+        .into_iter()
+        .filter_map(|metric| metric.get("MetricStat"))
+        .map(|stat| {
+            assert_eq!(stat["Metric"]["MetricName"].as_str(), Some("Unavailable"));
+            assert!(is_stack_namespace(&stat["Metric"]["Namespace"]));
+            let dimensions = dimension_pairs(&one_or_many(&stat["Metric"]["Dimensions"]));
+            assert_eq!(dimensions[0].1, format!("receiver-{}", dimensions[1].1));
+            dimensions[1].1.clone()
+        })
+        .collect();
+    assert_eq!(providers, PROVIDERS.iter().map(|p| p.to_string()).collect());
+
+    let api = &template.resource("ApiServerErrorsAlarm")["Properties"];
+    assert_eq!(api["Namespace"].as_str(), Some("AWS/ApiGateway"));
+    assert_eq!(api["MetricName"].as_str(), Some("5xx"));
+    assert_eq!(
+        ref_target(&one_or_many(&api["Dimensions"])[0]["Value"]),
+        Some("HttpApi")
+    );
+
+    // 429s: counted from the access log, whose format writes the status as text.
+    let filter = &template.resource("ApiThrottledMetricFilter")["Properties"];
+    assert_eq!(
+        ref_target(&filter["LogGroupName"]),
+        Some("ApiAccessLogGroup")
+    );
+    assert_eq!(
+        filter["FilterPattern"].as_str(),
+        Some(r#"{ $.status = "429" }"#)
+    );
+    let format = template.resource("HttpApi")["Properties"]["AccessLogSettings"]["Format"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(format.contains(r#""status":"$context.status""#), "{format}");
+    let transformation = &one_or_many(&filter["MetricTransformations"])[0];
+    let throttled = &template.resource("ApiThrottledAlarm")["Properties"];
+    assert_eq!(
+        throttled["MetricName"].as_str(),
+        transformation["MetricName"].as_str()
+    );
+    assert!(is_stack_namespace(&throttled["Namespace"]));
+    assert!(is_stack_namespace(&transformation["MetricNamespace"]));
+}
+
+#[test]
+fn the_dashboard_is_valid_json_and_shows_only_metrics_that_exist() {
+    let template = Template::load();
+    let body = sub_text(&template.resource("Dashboard")["Properties"]["DashboardBody"])
+        .expect("a Sub of the body");
+    // What !Sub replaces, with values of the right shape.
+    let mut substituted = body.to_owned();
+    for (placeholder, value) in [
+        ("${AWS::StackName}", "hookgate"),
+        ("${AWS::Region}", "us-east-1"),
+        ("${Queue.QueueName}", "hookgate-envelopes"),
+        ("${DeadLetterQueue.QueueName}", "hookgate-envelopes-dlq"),
+        ("${HttpApi}", "a1b2c3"),
+    ] {
+        substituted = substituted.replace(placeholder, value);
+    }
+    for function in template.functions().into_iter().map(|(id, _, _)| id) {
+        substituted = substituted.replace(&format!("${{{function}}}"), "hookgate-function");
+    }
+    assert!(
+        !substituted.contains("${"),
+        "every placeholder is one the stack has"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&substituted).expect("the dashboard body is JSON");
+    let widgets = dashboard["widgets"].as_array().expect("widgets");
+    assert!(widgets.len() >= 8);
+    let sources = rust_sources(&repo_root().join("shared"));
+    let filters: Vec<String> = template
+        .resources_of_type("AWS::Logs::MetricFilter")
+        .into_iter()
+        .flat_map(|(_, filter)| {
+            one_or_many(&filter["Properties"]["MetricTransformations"])
+                .into_iter()
+                .filter_map(|t| t["MetricName"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for widget in widgets {
+        let title = widget["properties"]["title"].as_str().expect("a title");
+        for metric in widget["properties"]["metrics"].as_array().expect("metrics") {
+            let metric = metric.as_array().expect("a metric row");
+            let names: Vec<String> = match metric[0].get("expression").and_then(|e| e.as_str()) {
+                Some(expression) => {
+                    assert!(
+                        expression.starts_with("SEARCH('{hookgate/hookgate,Service"),
+                        "{title}: searches the stack's namespace by Service: {expression}"
+                    );
+                    expression
+                        .split('"')
+                        .skip(1)
+                        .step_by(2)
+                        .filter(|name| name.chars().next().is_some_and(char::is_uppercase))
+                        .filter(|name| *name != "processor")
+                        .map(str::to_owned)
+                        .collect()
+                }
+                None if metric[0] == "hookgate/hookgate" => {
+                    vec![metric[1].as_str().unwrap_or_default().to_owned()]
+                }
+                None => continue,
+            };
+            for name in names {
+                let quoted = format!("\"{name}\"");
+                assert!(
+                    sources.iter().any(|code| code.contains(&quoted)) || filters.contains(&name),
+                    "{title}: nothing emits {name}"
+                );
+            }
+        }
     }
 }
 
@@ -1818,6 +1985,18 @@ fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
             continue;
         }
         custom += 1;
+        let metric = p["MetricName"].as_str().unwrap_or_default();
+        let from_a_log_filter = template
+            .resources_of_type("AWS::Logs::MetricFilter")
+            .into_iter()
+            .any(|(_, filter)| {
+                one_or_many(&filter["Properties"]["MetricTransformations"])
+                    .into_iter()
+                    .any(|t| t["MetricName"].as_str() == Some(metric))
+            });
+        if from_a_log_filter {
+            continue;
+        }
         let dimensions = dimension_pairs(&one_or_many(&p["Dimensions"]));
         assert!(
             dimensions
@@ -1825,7 +2004,6 @@ fn every_custom_metric_an_alarm_watches_is_one_the_code_emits() {
                 .is_some_and(|(name, function)| *name == "Service" && functions.contains(function)),
             "{id}: the first dimension names the function that emits it: {dimensions:?}"
         );
-        let metric = p["MetricName"].as_str().unwrap_or_default();
         let quoted = format!("\"{metric}\"");
         assert!(
             sources.iter().any(|code| code.contains(&quoted)),

@@ -216,18 +216,22 @@ impl Receiver {
             }
             Err(refusal) => {
                 let reason = refusal.reason();
-                match refusal {
+                // A genuine delivery hookgate could not take (answered 503) is an incident of
+                // its own, counted apart from deliveries it refused.
+                let metric = match refusal {
                     ReceiveError::SecretsUnavailable(_)
                     | ReceiveError::BodyStoreUnavailable(_)
                     | ReceiveError::QueueUnavailable(_) => {
                         error!(provider, outcome = "unavailable", reason, error = %refusal, "webhook not accepted");
+                        "Unavailable"
                     }
                     _ => {
-                        warn!(provider, outcome = "rejected", reason, error = %refusal, "webhook rejected")
+                        warn!(provider, outcome = "rejected", reason, error = %refusal, "webhook rejected");
+                        "Rejected"
                     }
-                }
+                };
                 self.metrics.count(
-                    "Rejected",
+                    metric,
                     &[("Provider", provider), ("Reason", reason)],
                     &[&["Provider"], &["Provider", "Reason"]],
                 );

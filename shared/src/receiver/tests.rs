@@ -370,6 +370,35 @@ async fn a_queue_that_does_not_accept_the_message_is_503_so_the_provider_retries
 }
 
 #[tokio::test]
+async fn a_delivery_that_could_not_be_taken_is_counted_unavailable_not_rejected() {
+    let fixture = github(ReceiverSettings::default());
+    fixture.queue.set_unavailable(true);
+
+    fixture.receiver.answer(github_delivery("{}")).await;
+
+    let counted: Vec<&str> = fixture
+        .metrics
+        .captured()
+        .iter()
+        .filter(|document| document.get("Received").is_none())
+        .filter_map(|document| {
+            ["Unavailable", "Rejected"]
+                .into_iter()
+                .find(|name| document.get(*name).is_some())
+        })
+        .collect();
+    assert_eq!(counted, ["Unavailable"]);
+    let document = fixture
+        .metrics
+        .captured()
+        .into_iter()
+        .find(|document| document.get("Unavailable").is_some())
+        .unwrap();
+    assert_eq!(document["Reason"], "queue_unavailable");
+    assert_eq!(document["Provider"], "github");
+}
+
+#[tokio::test]
 async fn a_slack_url_verification_is_answered_200_with_its_challenge_and_not_queued() {
     let fixture = fixture_with(Box::new(Slack), ReceiverSettings::default());
     let body = r#"{"token":"t","challenge":"c-123","type":"url_verification"}"#;
