@@ -857,6 +857,45 @@ fn every_function_writes_json_lines_at_the_level_the_log_level_parameter_sets() 
 }
 
 #[test]
+fn every_stateful_resource_says_what_happens_to_it_and_the_data_outlives_the_stack() {
+    let template = Template::load();
+    let stateful = [
+        "AWS::Logs::LogGroup",
+        "AWS::SQS::Queue",
+        "AWS::DynamoDB::Table",
+        "AWS::S3::Bucket",
+        "AWS::SecretsManager::Secret",
+    ];
+    for kind in stateful {
+        for (id, resource) in template.resources_of_type(kind) {
+            for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+                assert!(
+                    resource[policy].as_str().is_some(),
+                    "{id}: {policy} is explicit"
+                );
+            }
+            let kept = resource["DeletionPolicy"].as_str() == Some("Retain")
+                && resource["UpdateReplacePolicy"].as_str() == Some("Retain");
+            let data = matches!(
+                kind,
+                "AWS::DynamoDB::Table" | "AWS::S3::Bucket" | "AWS::SecretsManager::Secret"
+            ) || id == "DeadLetterQueue";
+            assert_eq!(kept, data, "{id}: retained exactly when it holds data");
+            if kept {
+                // A retained resource with a fixed name would stop the stack from being
+                // created again under the same name.
+                for name in ["QueueName", "TableName", "BucketName", "Name"] {
+                    assert!(
+                        resource["Properties"].get(name).is_none(),
+                        "{id}: retained, so unnamed"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn every_function_is_traced_by_x_ray_unless_tracing_is_turned_off() {
     let template = Template::load();
     assert_eq!(
