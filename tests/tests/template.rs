@@ -895,6 +895,172 @@ fn every_stateful_resource_says_what_happens_to_it_and_the_data_outlives_the_sta
     }
 }
 
+/// A condition's or a value's result for the given parameter values (others at their
+/// defaults): the intrinsics the template's conditions use.
+fn evaluate(template: &Template, value: &Value, parameters: &BTreeMap<&str, &str>) -> Value {
+    let parameter = |name: &str| -> String {
+        parameters
+            .get(name)
+            .map(|v| (*v).to_owned())
+            .unwrap_or_else(|| {
+                scalar_text(&template.parameter(name)["Default"]).unwrap_or_default()
+            })
+    };
+    let eval = |value: &Value| evaluate(template, value, parameters);
+    let args = |name: &str| intrinsic(value, name).and_then(Value::as_sequence).cloned();
+    if let Value::String(text) = value {
+        return Value::String(text.clone());
+    }
+    if let Some(target) = ref_target(value) {
+        return Value::String(parameter(target));
+    }
+    if let Some(name) = intrinsic(value, "Condition").and_then(Value::as_str) {
+        return eval(&template.root["Conditions"][name]);
+    }
+    if let Some(text) = sub_text(value) {
+        let mut text = text.to_owned();
+        for name in parameters
+            .keys()
+            .chain(["EnabledProviders", "GithubHooks"].iter())
+        {
+            text = text.replace(&format!("${{{name}}}"), &parameter(name));
+        }
+        return Value::String(text);
+    }
+    let truth = |value: &Value| eval(value).as_bool().expect("a condition");
+    if let Some(items) = args("Fn::Or") {
+        return Value::Bool(items.iter().any(truth));
+    }
+    if let Some(items) = args("Fn::And") {
+        return Value::Bool(items.iter().all(truth));
+    }
+    if let Some(items) = args("Fn::Not") {
+        return Value::Bool(!truth(&items[0]));
+    }
+    if let Some(items) = args("Fn::Equals") {
+        return Value::Bool(eval(&items[0]) == eval(&items[1]));
+    }
+    if let Some(items) = args("Fn::Split") {
+        let separator = eval(&items[0]);
+        let text = eval(&items[1]);
+        return Value::Sequence(
+            text.as_str()
+                .unwrap_or_default()
+                .split(separator.as_str().unwrap_or_default())
+                .map(|part| Value::String(part.to_owned()))
+                .collect(),
+        );
+    }
+    if let Some(items) = args("Fn::Select") {
+        let index = integer(&items[0]).expect("an index") as usize;
+        return eval(&items[1]).as_sequence().expect("a list")[index].clone();
+    }
+    panic!("an intrinsic the conditions do not use: {value:?}")
+}
+
+#[test]
+fn enabled_providers_keeps_exactly_the_providers_it_names_and_all_by_default() {
+    let template = Template::load();
+    assert_eq!(
+        template.parameter("EnabledProviders")["Default"].as_str(),
+        Some("all")
+    );
+    let enabled = |value: &str| -> Vec<&str> {
+        let parameters: BTreeMap<&str, &str> = [("EnabledProviders", value)].into();
+        PROVIDERS
+            .into_iter()
+            .filter(|provider| {
+                let condition = format!("{}Enabled", capitalised(provider));
+                evaluate(
+                    &template,
+                    &template.root["Conditions"][condition.as_str()],
+                    &parameters,
+                )
+                .as_bool()
+                .expect("a condition")
+            })
+            .collect()
+    };
+    assert_eq!(enabled("all"), PROVIDERS);
+    assert_eq!(enabled("github"), ["github"]);
+    assert_eq!(enabled("slack,github"), ["github", "slack"]);
+    assert_eq!(enabled("standard,generic"), ["standard", "generic"]);
+
+    for provider in PROVIDERS {
+        let condition = format!("{}Enabled", capitalised(provider));
+        let prefix = capitalised(provider);
+        let of_provider: Vec<String> = template
+            .resources()
+            .keys()
+            .filter_map(|id| id.as_str())
+            .filter(|id| id.starts_with(prefix.as_str()))
+            .filter(|id| {
+                !["GithubReconciler", "GithubToken", "GithubRedeliveries"]
+                    .iter()
+                    .any(|reconciler| id.starts_with(reconciler))
+            })
+            .map(str::to_owned)
+            .collect();
+        assert!(of_provider.len() >= 5, "{provider}: {of_provider:?}");
+        for id in of_provider {
+            assert_eq!(
+                template.resource(&id)["Condition"].as_str(),
+                Some(condition.as_str()),
+                "{id} exists only with {provider} enabled"
+            );
+        }
+    }
+    // The reconciler watches GitHub hooks only for a stack that receives from GitHub.
+    let parameters: BTreeMap<&str, &str> = [
+        ("EnabledProviders", "stripe"),
+        ("GithubHooks", "repo:o/r:1"),
+    ]
+    .into();
+    assert_eq!(
+        evaluate(
+            &template,
+            &template.root["Conditions"]["HasGithubHooks"],
+            &parameters
+        ),
+        Value::Bool(false)
+    );
+}
+
+#[test]
+fn a_custom_domain_maps_the_api_with_its_certificate_and_optionally_its_dns_record() {
+    let template = Template::load();
+    for parameter in ["DomainName", "CertificateArn", "HostedZoneId"] {
+        assert_eq!(template.parameter(parameter)["Default"].as_str(), Some(""));
+    }
+    let domain = template.resource("ApiDomain");
+    assert_eq!(domain["Condition"].as_str(), Some("HasCustomDomain"));
+    let configuration = &one_or_many(&domain["Properties"]["DomainNameConfigurations"])[0];
+    assert_eq!(
+        ref_target(&configuration["CertificateArn"]),
+        Some("CertificateArn")
+    );
+    assert_eq!(configuration["SecurityPolicy"].as_str(), Some("TLS_1_2"));
+    let mapping = template.resource("ApiDomainMapping");
+    assert_eq!(ref_target(&mapping["Properties"]["ApiId"]), Some("HttpApi"));
+    assert_eq!(mapping["Properties"]["Stage"].as_str(), Some("$default"));
+    let record = template.resource("ApiDomainRecord");
+    assert_eq!(record["Condition"].as_str(), Some("ManagesDnsRecord"));
+    let rule = &template.root["Rules"]["CustomDomainNeedsCertificate"];
+    assert!(rule["Assertions"]
+        .as_sequence()
+        .is_some_and(|a| !a.is_empty()));
+    let with_domain: BTreeMap<&str, &str> = [("DomainName", "hooks.example.com")].into();
+    assert_eq!(
+        evaluate(
+            &template,
+            &template.root["Conditions"]["ManagesDnsRecord"],
+            &with_domain
+        ),
+        Value::Bool(false),
+        "no record without a hosted zone"
+    );
+}
+
 #[test]
 fn every_function_is_traced_by_x_ray_unless_tracing_is_turned_off() {
     let template = Template::load();
@@ -1319,8 +1485,35 @@ fn throttles_api_errors_429s_and_deliveries_not_taken_each_raise_an_alarm() {
 #[test]
 fn the_dashboard_is_valid_json_and_shows_only_metrics_that_exist() {
     let template = Template::load();
-    let body = sub_text(&template.resource("Dashboard")["Properties"]["DashboardBody"])
-        .expect("a Sub of the body");
+    let body = &template.resource("Dashboard")["Properties"]["DashboardBody"];
+    check_dashboard(&template, &joined(body, false));
+    check_dashboard(&template, &joined(body, true));
+}
+
+/// The text a `!Join ["", [...]]` of strings, `!Sub`s and `!If`s makes, with every
+/// condition true or every one false.
+fn joined(value: &Value, conditions: bool) -> String {
+    if let Some(text) = value.as_str() {
+        return text.to_owned();
+    }
+    if let Some(text) = sub_text(value) {
+        return text.to_owned();
+    }
+    if let Some(branches) = intrinsic(value, "Fn::If").and_then(Value::as_sequence) {
+        return joined(&branches[if conditions { 1 } else { 2 }], conditions);
+    }
+    let parts = intrinsic(value, "Fn::Join")
+        .and_then(Value::as_sequence)
+        .unwrap_or_else(|| panic!("a string, Sub, If or Join: {value:?}"));
+    assert_eq!(parts[0].as_str(), Some(""), "joined without a separator");
+    one_or_many(&parts[1])
+        .into_iter()
+        .map(|part| joined(part, conditions))
+        .collect()
+}
+
+/// Checks a dashboard body, once `!Sub` has replaced its placeholders.
+fn check_dashboard(template: &Template, body: &str) {
     // What !Sub replaces, with values of the right shape.
     let mut substituted = body.to_owned();
     for (placeholder, value) in [
@@ -1339,8 +1532,8 @@ fn the_dashboard_is_valid_json_and_shows_only_metrics_that_exist() {
         !substituted.contains("${"),
         "every placeholder is one the stack has"
     );
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&substituted).expect("the dashboard body is JSON");
+    let dashboard: serde_json::Value = serde_json::from_str(&substituted)
+        .unwrap_or_else(|error| panic!("the dashboard body is JSON: {error}\n{substituted}"));
     let widgets = dashboard["widgets"].as_array().expect("widgets");
     assert!(widgets.len() >= 8);
     let sources = rust_sources(&repo_root().join("shared"));
@@ -1398,11 +1591,27 @@ fn every_provider_has_a_webhook_url_output() {
         let output = outputs
             .get(name.as_str())
             .unwrap_or_else(|| panic!("no output {name}"));
-        let url = sub_text(&output["Value"]).unwrap_or_else(|| panic!("{name} is not a !Sub"));
         assert_eq!(
-            url,
-            format!("https://${{HttpApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/webhooks/{provider}"),
+            output["Condition"].as_str(),
+            Some(format!("{}Enabled", capitalised(provider)).as_str()),
+            "{name}: only for an enabled provider"
+        );
+        let parts = intrinsic(&output["Value"], "Fn::Sub")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{name} is a !Sub with a variable"));
+        assert_eq!(
+            parts[0].as_str(),
+            Some(format!("${{Base}}/webhooks/{provider}").as_str()),
             "{name}"
+        );
+        let base = intrinsic(&parts[1]["Base"], "Fn::If")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{name}: the base depends on the custom domain"));
+        assert_eq!(base[0].as_str(), Some("HasCustomDomain"));
+        assert_eq!(sub_text(&base[1]), Some("https://${DomainName}"));
+        assert_eq!(
+            sub_text(&base[2]),
+            Some("https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}")
         );
     }
 }
