@@ -1,11 +1,12 @@
 //! `hookgate dlq list | show | redrive`: the dead-letter queue, on the embedded queue of
-//! `hookgate dev` or, with `--aws`, on SQS (redriven with SQS's message move task).
+//! `hookgate dev` or on SQS (redriven with SQS's message move task): a deployed stack's with
+//! `--stack NAME`, or the queues `DLQ_URL` and `QUEUE_URL` name with `--aws`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookgate::aws::{self, SqsDeadLetterQueue};
+use hookgate::aws::SqsDeadLetterQueue;
 use hookgate::config::{required, ConfigError, ProcessEnv};
 use hookgate::dead_letters::{DeadLetter, DeadLetterQueue, Redrive};
 use hookgate::envelope::Envelope;
@@ -14,6 +15,7 @@ use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use time::format_description::well_known::Rfc3339;
 
 use crate::dev::DATABASE_FILE;
+use crate::stack::{AwsOptions, Stack, StackError};
 
 /// How long `redrive --wait` follows an SQS move task before giving up on watching it (the
 /// task itself carries on).
@@ -29,9 +31,16 @@ pub struct DlqArgs {
     pub data_dir: PathBuf,
 
     /// Work on SQS instead: DLQ_URL and QUEUE_URL name the queues, and the standard AWS
-    /// variables (AWS_REGION, AWS_ENDPOINT_URL, credentials) say where.
+    /// variables (AWS_REGION, AWS_ENDPOINT_URL, credentials) say where. Implied by --stack.
     #[arg(long, global = true)]
     pub aws: bool,
+
+    #[command(flatten)]
+    pub stack: AwsOptions,
+
+    /// Print the result as JSON (`show` always does).
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -68,6 +77,8 @@ pub enum DlqError {
     NotFound(String),
     #[error("the move task ended {status}: {failure}")]
     MoveFailed { status: String, failure: String },
+    #[error(transparent)]
+    Stack(#[from] StackError),
 }
 
 pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
@@ -75,7 +86,12 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
     match &args.command {
         DlqCommand::List { max } => {
             let letters = queue.list(*max).await?;
-            print!("{}", list(&letters));
+            if args.json {
+                let letters: Vec<serde_json::Value> = letters.iter().map(described).collect();
+                println!("{}", serde_json::Value::Array(letters));
+            } else {
+                print!("{}", list(&letters));
+            }
         }
         DlqCommand::Show { id } => {
             let letter = queue
@@ -85,7 +101,23 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
             println!("{}", show(&letter));
         }
         DlqCommand::Redrive { wait } => match queue.redrive().await? {
+            Redrive::Moved { count } if args.json => {
+                println!("{}", serde_json::json!({ "moved": count }));
+            }
             Redrive::Moved { count } => println!("moved {count} message(s) back to the queue"),
+            Redrive::Started {
+                task,
+                approximate_count,
+            } if args.json => {
+                if let (true, Some(sqs)) = (*wait, sqs) {
+                    wait_for_move_task(&sqs, true).await?;
+                } else {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "move_task": task, "approximate_count": approximate_count })
+                    );
+                }
+            }
             Redrive::Started {
                 task,
                 approximate_count,
@@ -94,7 +126,7 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
                     approximate_count.map_or("the".to_owned(), |count| format!("about {count}"));
                 println!("started an SQS message move task for {count} message(s): {task}");
                 if let (true, Some(sqs)) = (*wait, sqs) {
-                    wait_for_move_task(&sqs).await?;
+                    wait_for_move_task(&sqs, false).await?;
                 }
             }
         },
@@ -106,10 +138,21 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
 async fn open(
     args: &DlqArgs,
 ) -> Result<(Arc<dyn DeadLetterQueue>, Option<SqsDeadLetterQueue>), DlqError> {
+    if let Some(name) = &args.stack.stack {
+        let config = args.stack.sdk_config().await;
+        let stack = Stack::describe(&config, name).await?;
+        let queue = SqsDeadLetterQueue::connect(
+            aws_sdk_sqs::Client::new(&config),
+            stack.output("DeadLetterQueueUrl")?.to_owned(),
+            stack.output("QueueUrl")?.to_owned(),
+        )
+        .await?;
+        return Ok((Arc::new(queue.clone()), Some(queue)));
+    }
     if args.aws {
         let dlq_url = required(&ProcessEnv, "DLQ_URL")?;
         let queue_url = required(&ProcessEnv, "QUEUE_URL")?;
-        let config = aws::sdk_config((Duration::from_secs(5), Duration::from_secs(20))).await;
+        let config = args.stack.sdk_config().await;
         let queue =
             SqsDeadLetterQueue::connect(aws_sdk_sqs::Client::new(&config), dlq_url, queue_url)
                 .await?;
@@ -125,11 +168,18 @@ async fn open(
     Ok((Arc::new(queue), None))
 }
 
-async fn wait_for_move_task(queue: &SqsDeadLetterQueue) -> Result<(), DlqError> {
+async fn wait_for_move_task(queue: &SqsDeadLetterQueue, as_json: bool) -> Result<(), DlqError> {
     let started = Instant::now();
     while started.elapsed() < MOVE_TASK_WAIT {
         if let Some(status) = queue.move_task_status().await? {
             match status.status.as_str() {
+                "COMPLETED" if as_json => {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "move_task": "completed", "moved": status.moved })
+                    );
+                    return Ok(());
+                }
                 "COMPLETED" => {
                     println!("the move task completed: {} message(s) moved", status.moved);
                     return Ok(());
@@ -145,7 +195,11 @@ async fn wait_for_move_task(queue: &SqsDeadLetterQueue) -> Result<(), DlqError> 
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    println!("the move task is still running; `hookgate dlq list --aws` shows what is left");
+    if as_json {
+        println!("{}", serde_json::json!({ "move_task": "running" }));
+    } else {
+        println!("the move task is still running; `hookgate dlq list --aws` shows what is left");
+    }
     Ok(())
 }
 
@@ -178,15 +232,20 @@ fn list(letters: &[DeadLetter]) -> String {
 
 /// The dead letter as JSON: its envelope parsed when it parses, else as the text it is.
 fn show(letter: &DeadLetter) -> String {
+    let json = described(letter);
+    serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+}
+
+/// A dead letter as a JSON object: what `show` prints, and each item `list --json` prints.
+fn described(letter: &DeadLetter) -> serde_json::Value {
     let envelope = serde_json::from_str::<serde_json::Value>(&letter.body)
         .unwrap_or_else(|_| serde_json::Value::String(letter.body.clone()));
-    let json = serde_json::json!({
+    serde_json::json!({
         "message_id": letter.message_id,
         "dead_lettered_at": letter.dead_lettered_at.and_then(|at| at.format(&Rfc3339).ok()),
         "reason": letter.reason,
         "envelope": envelope,
-    });
-    serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+    })
 }
 
 fn when(letter: &DeadLetter) -> String {

@@ -30,6 +30,9 @@ pub struct EventsArgs {
     /// `Records[0].attributes.SentTimestamp` of an SQS event).
     #[arg(long)]
     check: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Why `hookgate events` failed.
@@ -80,18 +83,36 @@ pub fn run(args: &EventsArgs) -> Result<(), EventsError> {
     }
     if args.check {
         let checked = check(&args.dir)?;
-        println!(
-            "{checked} sample events in {} are as generated",
-            args.dir.display()
-        );
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "dir": args.dir.display().to_string(), "checked": checked })
+            );
+        } else {
+            println!(
+                "{checked} sample events in {} are as generated",
+                args.dir.display()
+            );
+        }
     } else {
         let at = OffsetDateTime::now_utc();
         let written = write(&args.dir, at)?;
-        println!(
-            "signed {written} sample events in {} for {}",
-            args.dir.display(),
-            rfc3339(at)
-        );
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "dir": args.dir.display().to_string(),
+                    "written": written,
+                    "received_at": rfc3339(at),
+                })
+            );
+        } else {
+            println!(
+                "signed {written} sample events in {} for {}",
+                args.dir.display(),
+                rfc3339(at)
+            );
+        }
         for stray in unknown_files(&args.dir)? {
             eprintln!(
                 "hookgate: {} is not a sample event; left as it is",

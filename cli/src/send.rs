@@ -5,6 +5,10 @@
 //! than at the time recorded in the file, so a timestamped signature is fresh). A sample
 //! keeps its delivery id, so sending it twice shows the gateway's idempotency: both are
 //! answered 202, and the second is processed as a duplicate.
+//!
+//! With `--stack NAME`, the delivery goes to that deployed stack's webhook URL for the
+//! provider, signed with the secret the stack's receiver checks (read from Secrets Manager):
+//! a real end-to-end test of a deployment.
 
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use hookgate_samples::{SampleDelivery, SampleEvent, UnknownSample};
 use time::OffsetDateTime;
 
 use crate::dev::secret_variable;
+use crate::stack::{AwsOptions, Stack, StackError};
 
 /// How long to wait for the answer: longer than any provider waits, so a slow gateway is
 /// reported as slow rather than cut off.
@@ -35,10 +40,18 @@ pub struct SendArgs {
     #[arg(long)]
     pub url: Option<String>,
 
-    /// The secret to sign with, as the provider shows it (default:
-    /// HOOKGATE_<PROVIDER>_SECRET if set, else the provider's public test secret).
+    /// The secret to sign with, as the provider shows it (default: the stack's, with
+    /// --stack; else HOOKGATE_<PROVIDER>_SECRET if set, else the provider's public test
+    /// secret).
     #[arg(long)]
     pub secret: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsOptions,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +77,14 @@ pub enum SendError {
     },
     #[error("the gateway answered {status}, not 2xx")]
     Refused { status: u16 },
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error("cannot read the stack's {provider} secret {arn}: {reason}")]
+    StackSecret {
+        provider: Provider,
+        arn: String,
+        reason: String,
+    },
 }
 
 pub async fn run(args: &SendArgs) -> Result<(), SendError> {
@@ -76,18 +97,28 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
                 provider: args.provider,
             })?,
     };
-    let delivery = signed_delivery(&sample, args)?;
-    let url = args
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:8080/webhooks/{}", args.provider.as_str()));
+    let deployed = match &args.aws.stack {
+        Some(name) => Some(deployed_endpoint(args, name).await?),
+        None => None,
+    };
+    let (url, stack_secret) = match (&args.url, deployed) {
+        (Some(url), deployed) => (url.clone(), deployed.map(|(_, secret)| secret)),
+        (None, Some((url, secret))) => (url, Some(secret)),
+        (None, None) => (
+            format!("http://127.0.0.1:8080/webhooks/{}", args.provider.as_str()),
+            None,
+        ),
+    };
+    let delivery = signed_delivery(&sample, args, stack_secret)?;
 
-    println!(
-        "POST {url}  ({} sample `{}`, {} bytes)",
-        args.provider,
-        sample.name(),
-        delivery.body.len()
-    );
+    if !args.json {
+        println!(
+            "POST {url}  ({} sample `{}`, {} bytes)",
+            args.provider,
+            sample.name(),
+            delivery.body.len()
+        );
+    }
     let client = reqwest::Client::builder()
         .timeout(ANSWER_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
@@ -100,7 +131,7 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
     let response = request.send().await.map_err(|error| SendError::NoAnswer {
         url: url.clone(),
         reason: error_chain(&error),
-        hint: if error.is_connect() && args.url.is_none() {
+        hint: if error.is_connect() && args.url.is_none() && args.aws.stack.is_none() {
             "; is `hookgate dev` running?"
         } else {
             ""
@@ -108,9 +139,23 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
     })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    println!("{status}");
-    if !body.is_empty() {
-        println!("{body}");
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "url": url,
+                "provider": args.provider.as_str(),
+                "sample": sample.name(),
+                "status": status.as_u16(),
+                "answer": serde_json::from_str::<serde_json::Value>(&body)
+                    .unwrap_or(serde_json::Value::String(body.clone())),
+            })
+        );
+    } else {
+        println!("{status}");
+        if !body.is_empty() {
+            println!("{body}");
+        }
     }
     if status.is_success() {
         Ok(())
@@ -121,9 +166,57 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
     }
 }
 
-/// The delivery, signed now: with `--secret`, with `HOOKGATE_<PROVIDER>_SECRET`, or with the
-/// test secret, in that order. A rejected sample keeps its deliberate flaw.
-fn signed_delivery(sample: &SampleEvent, args: &SendArgs) -> Result<SampleDelivery, SendError> {
+/// The deployed stack's webhook URL for the provider, and the secret its receiver checks
+/// (the current one, when the secret holds `{"current": …, "previous": …}`).
+async fn deployed_endpoint(args: &SendArgs, stack: &str) -> Result<(String, String), SendError> {
+    let config = args.aws.sdk_config().await;
+    let stack = Stack::describe(&config, stack).await?;
+    let name = capitalised(args.provider.as_str());
+    let url = stack.output(&format!("{name}WebhookUrl"))?.to_owned();
+    let arn = stack.output(&format!("{name}SecretArn"))?.to_owned();
+    let unreadable = |reason: String| SendError::StackSecret {
+        provider: args.provider,
+        arn: arn.clone(),
+        reason,
+    };
+    let value = aws_sdk_secretsmanager::Client::new(&config)
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .map_err(|error| {
+            unreadable(aws_sdk_secretsmanager::error::DisplayErrorContext(&error).to_string())
+        })?;
+    let text = value
+        .secret_string()
+        .ok_or_else(|| unreadable("it holds no text".to_owned()))?;
+    Ok((url, current_secret(text)))
+}
+
+/// The current secret of a secret's value: the value itself, or its `current` field.
+fn current_secret(value: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(value)
+        .ok()
+        .and_then(|json| json["current"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| value.trim().to_owned())
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The delivery, signed now: with `--secret`, with the stack's secret, with
+/// `HOOKGATE_<PROVIDER>_SECRET`, or with the test secret, in that order. A rejected sample
+/// keeps its deliberate flaw.
+fn signed_delivery(
+    sample: &SampleEvent,
+    args: &SendArgs,
+    stack_secret: Option<String>,
+) -> Result<SampleDelivery, SendError> {
     let now = OffsetDateTime::now_utc();
     if sample.variant().is_rejected() {
         return match args.secret {
@@ -134,6 +227,7 @@ fn signed_delivery(sample: &SampleEvent, args: &SendArgs) -> Result<SampleDelive
     let secret = args
         .secret
         .clone()
+        .or(stack_secret)
         .or_else(|| ProcessEnv.get(&secret_variable(args.provider)));
     match secret {
         None => Ok(sample.delivery(now)),
@@ -158,4 +252,19 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stacks_secret_is_its_value_or_the_current_one_while_rotating() {
+        assert_eq!(current_secret("s3cr3t\n"), "s3cr3t");
+        assert_eq!(
+            current_secret(r#"{"current": "new", "previous": "old"}"#),
+            "new"
+        );
+        assert_eq!(current_secret("whsec_abc"), "whsec_abc");
+    }
 }

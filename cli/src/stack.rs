@@ -18,15 +18,15 @@ const CALL_TIMEOUTS: (Duration, Duration) = (Duration::from_secs(5), Duration::f
 pub struct AwsOptions {
     /// The deployed stack (the name given to `sam deploy`); its outputs name the queues,
     /// the table and the buckets.
-    #[arg(long, value_name = "NAME", env = "HOOKGATE_STACK")]
+    #[arg(long, global = true, value_name = "NAME", env = "HOOKGATE_STACK")]
     pub stack: Option<String>,
 
     /// The AWS profile to use (otherwise AWS_PROFILE, or the default credentials).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
 
     /// The AWS region (otherwise AWS_REGION, or the profile's).
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
 }
 
@@ -60,8 +60,8 @@ pub enum StackError {
     #[error("the stack {stack} does not exist (in this account and region)")]
     NotFound { stack: String },
     #[error(
-        "the stack {stack} has no output {output}: it was deployed from an older template; \
-         deploy this version's template.yaml"
+        "the stack {stack} has no output {output}: it does not receive from that provider \
+         (EnabledProviders), or it was deployed from an older template.yaml"
     )]
     MissingOutput { stack: String, output: String },
 }
@@ -172,8 +172,8 @@ mod tests {
         let error = stack().output("RoutesLocation").unwrap_err().to_string();
         assert_eq!(
             error,
-            "the stack hookgate has no output RoutesLocation: it was deployed from an older \
-             template; deploy this version's template.yaml"
+            "the stack hookgate has no output RoutesLocation: it does not receive from that \
+             provider (EnabledProviders), or it was deployed from an older template.yaml"
         );
         assert_eq!(stack().output("QueueUrl").unwrap(), "https://sqs/q");
     }
