@@ -395,6 +395,7 @@ mod tests {
         let args = EventsArgs {
             dir: std::env::temp_dir().join("hookgate-no-such-directory"),
             check: true,
+            json: false,
         };
         assert!(matches!(run(&args), Err(EventsError::NoDirectory(_))));
     }
