@@ -185,3 +185,80 @@ fn the_hookgate_tool_does_carry_the_samples() {
         assert!(contains(&bytes, material), "hookgate lacks `{material}`");
     }
 }
+
+/// The crates and features in `function`'s build as `sam build` makes it: cargo run in the
+/// function's own folder (its CodeUri), which resolves its features alone.
+fn build_graph(function: &str) -> std::collections::BTreeSet<String> {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions")
+        .join(function);
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--edges",
+            "normal,features",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .current_dir(&folder)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim_end_matches(" (*)").to_owned())
+        .collect()
+}
+
+/// Whether the graph has the crate `name`, at any version.
+fn has_crate(graph: &std::collections::BTreeSet<String>, name: &str) -> bool {
+    graph
+        .iter()
+        .any(|line| line.starts_with(&format!("{name} v")))
+}
+
+#[test]
+fn every_function_links_only_what_it_runs_on() {
+    let functions: Vec<String> = function_binaries()
+        .iter()
+        .filter_map(|binary| binary.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(functions.len(), 8, "{functions:?}");
+    for function in &functions {
+        let graph = build_graph(function);
+        assert!(
+            has_crate(&graph, "hookgate-shared"),
+            "{function}: {graph:?}"
+        );
+        assert!(
+            !has_crate(&graph, "rusqlite"),
+            "{function} links SQLite, which only hookgate dev runs on"
+        );
+        assert!(
+            !graph.contains(r#"hookgate-shared feature "sqlite""#),
+            "{function}"
+        );
+        if function.starts_with("receiver-") {
+            for unused in ["aws-sdk-dynamodb", "aws-sdk-lambda", "reqwest"] {
+                assert!(
+                    !has_crate(&graph, unused),
+                    "{function} links {unused}, which no receiver calls"
+                );
+            }
+            assert!(graph.contains(r#"hookgate-shared feature "receiver""#));
+        }
+        if function == "reconciler-github" {
+            assert!(!has_crate(&graph, "aws-sdk-lambda"), "{function}");
+            assert!(!has_crate(&graph, "lambda_http"), "{function}");
+        }
+        if function == "processor" {
+            assert!(!has_crate(&graph, "lambda_http"), "{function}");
+        }
+    }
+}

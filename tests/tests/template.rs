@@ -407,10 +407,13 @@ fn every_function_uses_provided_al2023_on_arm64_with_cargo_lambda() {
             Some("bootstrap"),
             "{id}: Handler"
         );
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
         assert_eq!(
-            property("CodeUri").as_str(),
-            Some("."),
-            "{id}: CodeUri is the workspace root"
+            function["Properties"]["CodeUri"].as_str(),
+            Some(format!("functions/{binary}").as_str()),
+            "{id}: CodeUri is the function's own crate, built alone with its own features"
         );
         assert_eq!(
             function["Metadata"]["BuildMethod"].as_str(),

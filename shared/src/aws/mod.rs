@@ -6,7 +6,9 @@
 //! that the first webhook after a cold start does not pay for a handshake inside the
 //! provider's deadline, and a wrong queue URL or secret fails the init, not a request.
 
+#[cfg(feature = "dynamodb")]
 mod dynamodb;
+#[cfg(feature = "processor")]
 mod lambda_action;
 mod s3_bodies;
 mod s3_routes;
@@ -19,7 +21,9 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 
+#[cfg(feature = "dynamodb")]
 pub use dynamodb::{update_conditionally, DynamoStore, Written};
+#[cfg(feature = "processor")]
 pub use lambda_action::LambdaActions;
 pub use s3_bodies::S3BodyStore;
 pub use s3_routes::{parse_s3_uri, NotAnS3Uri, S3RoutesSource};
@@ -30,8 +34,11 @@ pub use sqs::{
 };
 
 use crate::config::{ConfigError, Env};
+#[cfg(feature = "processor")]
 use crate::processor::actions::{ActionDispatcher, DispatcherFactory};
-use crate::processor::{Processor, ProcessorConfig, Routing, RoutingError};
+use crate::processor::RoutingError;
+#[cfg(feature = "processor")]
+use crate::processor::{Processor, ProcessorConfig, Routing};
 use crate::provider::Provider;
 use crate::queue::QueueError;
 use crate::receiver::{Receiver, ReceiverConfig, SecretsConfig};
@@ -79,6 +86,7 @@ impl std::fmt::Debug for InitError {
 
 /// The processor's SDK calls (claims, visibility changes, dead letters) have the function's
 /// 60 s to work in; a stuck call must still end well before that so the batch can answer.
+#[cfg(feature = "processor")]
 const PROCESSOR_TIMEOUTS: (Duration, Duration) =
     (Duration::from_millis(3_000), Duration::from_millis(10_000));
 
@@ -160,6 +168,7 @@ async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, I
 /// Builds the processor from the environment: its routes, the DynamoDB store, the queue
 /// controls and the actions (with their signing secrets), each checked and warmed. A failure
 /// is logged as JSON before it is returned.
+#[cfg(feature = "processor")]
 pub async fn processor_from_env(env: &dyn Env) -> Result<Processor, InitError> {
     let processor = build_processor(env).await;
     if let Err(error) = &processor {
@@ -168,6 +177,7 @@ pub async fn processor_from_env(env: &dyn Env) -> Result<Processor, InitError> {
     processor
 }
 
+#[cfg(feature = "processor")]
 async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
     let config = ProcessorConfig::from_env(env)?;
     let sdk_config = sdk_config(PROCESSOR_TIMEOUTS).await;

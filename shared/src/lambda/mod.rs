@@ -1,9 +1,12 @@
 //! Lambda adapters: the events each kind of function receives, turned into calls on the
 //! services, and the services' answers turned back into what Lambda expects.
 
+#[cfg(feature = "processor")]
 pub mod processor;
+#[cfg(feature = "receiver")]
 pub mod receiver;
 
+#[cfg(feature = "receiver")]
 pub use receiver::{handle, inbound_request, into_response, receiver_service};
 
 use std::time::{Duration, SystemTime};

@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 
-use super::{ActionError, ActionInvoker, HttpActions, LogActions, NormalizedEvent};
+use super::{
+    ActionError, ActionInvoker, ActionSetupError, HttpActions, LogActions, NormalizedEvent,
+};
 use crate::aws::{LambdaActions, SecretsManagerSource};
 use crate::config::Env;
 use crate::processor::ActionsFactory;
@@ -24,26 +26,6 @@ use crate::secret::{KeyEncoding, KeyRing, SecretError, SecretSource, StaticSecre
 /// How long an `http` action's Secrets Manager value is cached before it is read again, so
 /// that a rotation reaches the signer without a restart; the receivers' default too.
 pub const ACTION_SECRET_REFRESH: Duration = Duration::from_secs(300);
-
-/// An action cannot be set up. The message names the action and what to fix; it never
-/// includes a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionSetupError {
-    #[error("action `{action}`: its signing secret variable {variable} is not set")]
-    MissingSecretVariable { action: String, variable: String },
-    #[error("action `{action}`: the signing secret in {origin}: {source}")]
-    Secret {
-        action: String,
-        /// Where the secret was read: the variable or the Secrets Manager secret.
-        origin: String,
-        #[source]
-        source: SecretError,
-    },
-    #[error("action `{action}`: {what} needs AWS, and this processor runs without it")]
-    NeedsAws { action: String, what: &'static str },
-    #[error("the HTTP client for http actions cannot be built: {0}")]
-    HttpClient(String),
-}
 
 /// Routes each action to the adapter of its kind: [`HttpActions`], [`LambdaActions`] or
 /// [`LogActions`]. An adapter is only built when some action needs it.

@@ -8,7 +8,12 @@
 //!   routes at init (resolving every signing secret there, so a bad action fails the init),
 //!   which hands each action to the adapter of its kind.
 
+// The adapters that reach agents (HTTP, Lambda) and set them up from the routes: only in
+// the builds that run actions (the processor's feature), so that a receiver links no HTTP
+// client and no Lambda SDK.
+#[cfg(feature = "processor")]
 mod dispatch;
+#[cfg(feature = "processor")]
 mod http;
 mod log;
 
@@ -23,10 +28,11 @@ use crate::envelope::{EnvelopeV1, RawBody};
 use crate::idempotency::IdempotencyKey;
 use crate::provider::Provider;
 use crate::routes::ActionSpec;
+use crate::secret::SecretError;
 
-pub use self::dispatch::{
-    ActionDispatcher, ActionSetupError, DispatcherFactory, ACTION_SECRET_REFRESH,
-};
+#[cfg(feature = "processor")]
+pub use self::dispatch::{ActionDispatcher, DispatcherFactory, ACTION_SECRET_REFRESH};
+#[cfg(feature = "processor")]
 pub use self::http::{HttpActions, MAX_RETRY_AFTER, USER_AGENT};
 pub use self::log::LogActions;
 
@@ -112,10 +118,12 @@ pub trait ActionInvoker: Send + Sync + fmt::Debug {
 /// The most of an agent's answer (an error body, a function's error payload) that a failure
 /// reason quotes: enough to recognise the error, short enough for a log line and a
 /// dead-letter message attribute.
+#[cfg(feature = "processor")]
 pub(crate) const EXCERPT_CHARS: usize = 200;
 
 /// At most [`EXCERPT_CHARS`] characters of `text`, on one line (an answer's line breaks would
 /// split a log line), marked with `…` when cut.
+#[cfg(feature = "processor")]
 pub(crate) fn excerpt(text: &str) -> String {
     let mut words = text.split_whitespace();
     let mut out = String::new();
@@ -140,11 +148,32 @@ pub(crate) fn excerpt(text: &str) -> String {
     out
 }
 
+/// An action cannot be set up. The message names the action and what to fix; it never
+/// includes a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionSetupError {
+    #[error("action `{action}`: its signing secret variable {variable} is not set")]
+    MissingSecretVariable { action: String, variable: String },
+    #[error("action `{action}`: the signing secret in {origin}: {source}")]
+    Secret {
+        action: String,
+        /// Where the secret was read: the variable or the Secrets Manager secret.
+        origin: String,
+        #[source]
+        source: SecretError,
+    },
+    #[error("action `{action}`: {what} needs AWS, and this processor runs without it")]
+    NeedsAws { action: String, what: &'static str },
+    #[error("the HTTP client for http actions cannot be built: {0}")]
+    HttpClient(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "processor")]
     fn an_excerpt_keeps_a_short_answer_whole_on_one_line() {
         assert_eq!(
             excerpt("  missing field\n`type`\r\n"),
@@ -154,6 +183,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "processor")]
     fn an_excerpt_cuts_a_long_answer_at_a_character_boundary() {
         let long = "é".repeat(1_000);
         let cut = excerpt(&long);
