@@ -213,6 +213,26 @@ pub async fn s3_client() -> aws_sdk_s3::Client {
     hookgate::aws::s3_client(&sdk_config().await)
 }
 
+/// Creates a fresh bucket that keeps every version of its objects, as the stack's routes
+/// bucket does, and returns its name.
+pub async fn create_versioned_bucket(
+    client: &aws_sdk_s3::Client,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    let bucket = create_bucket(client, prefix).await?;
+    client
+        .put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(bucket)
+}
+
 /// Creates a fresh bucket and returns its name (lowercase, as S3 requires).
 pub async fn create_bucket(client: &aws_sdk_s3::Client, prefix: &str) -> anyhow::Result<String> {
     let bucket = unique_name(prefix).to_lowercase();

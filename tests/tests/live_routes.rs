@@ -21,20 +21,9 @@ const REFRESH: Duration = Duration::from_secs(1);
 /// A fresh versioned bucket, and the source of `routes.toml` in it.
 async fn routes_bucket() -> (String, S3RoutesSource) {
     let client = emulator::s3_client().await;
-    let bucket = emulator::create_bucket(&client, "routes")
+    let bucket = emulator::create_versioned_bucket(&client, "routes")
         .await
-        .expect("the emulator creates a bucket");
-    client
-        .put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("the emulator versions the bucket");
+        .expect("the emulator creates a versioned bucket");
     let source = S3RoutesSource::new(client, bucket.clone(), "routes.toml".to_owned());
     (bucket, source)
 }

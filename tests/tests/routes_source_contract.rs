@@ -50,20 +50,9 @@ impl S3 {
     /// The adapter on a fresh versioned bucket of its own, as the stack's is.
     async fn new() -> Self {
         let client = emulator::s3_client().await;
-        let bucket = emulator::create_bucket(&client, "routes")
+        let bucket = emulator::create_versioned_bucket(&client, "routes")
             .await
-            .expect("the emulator creates a bucket");
-        client
-            .put_bucket_versioning()
-            .bucket(&bucket)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("the emulator versions the bucket");
+            .expect("the emulator creates a versioned bucket");
         Self { client, bucket }
     }
 }

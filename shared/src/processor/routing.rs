@@ -396,6 +396,20 @@ mod tests {
         .unwrap()
     }
 
+    /// Why a processor with `lease` cannot start on `source`.
+    async fn refused_start(source: &Arc<MemoryRoutesSource>, lease: Duration) -> RoutingError {
+        Routing::from_source(
+            Arc::clone(source) as Arc<dyn RoutesSource>,
+            bundled(),
+            Arc::new(Factory),
+            REFRESH,
+            lease,
+            Metrics::in_memory(),
+        )
+        .await
+        .expect_err("the start is refused")
+    }
+
     fn counted(metrics: &Metrics, name: &str) -> usize {
         metrics
             .captured()
@@ -484,16 +498,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        let error = Routing::from_source(
-            Arc::clone(&source) as Arc<dyn RoutesSource>,
-            bundled(),
-            Arc::new(Factory),
-            REFRESH,
-            Duration::from_secs(30),
-            Metrics::in_memory(),
-        )
-        .await
-        .unwrap_err();
+        let error = refused_start(&source, Duration::from_secs(30)).await;
         assert!(
             error
                 .to_string()
@@ -537,16 +542,7 @@ mod tests {
             .publish(&routes_for("push", "unsettable"))
             .await
             .unwrap();
-        let error = Routing::from_source(
-            Arc::clone(&source) as Arc<dyn RoutesSource>,
-            bundled(),
-            Arc::new(Factory),
-            REFRESH,
-            LEASE,
-            Metrics::in_memory(),
-        )
-        .await
-        .unwrap_err();
+        let error = refused_start(&source, LEASE).await;
         let error = error.to_string();
         assert!(
             error.starts_with("the routes in memory:routes.toml"),
@@ -582,16 +578,7 @@ mod tests {
     async fn a_source_unreachable_at_start_stops_the_start() {
         let source = Arc::new(MemoryRoutesSource::new());
         source.set_unavailable(true);
-        let error = Routing::from_source(
-            Arc::clone(&source) as Arc<dyn RoutesSource>,
-            bundled(),
-            Arc::new(Factory),
-            REFRESH,
-            LEASE,
-            Metrics::in_memory(),
-        )
-        .await
-        .unwrap_err();
+        let error = refused_start(&source, LEASE).await;
         assert!(matches!(
             error,
             RoutingError::Source(RoutesSourceError::Unavailable { .. })
