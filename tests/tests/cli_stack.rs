@@ -149,3 +149,89 @@ async fn a_provider_the_stack_does_not_receive_from_is_named_in_the_error() {
     let error = String::from_utf8_lossy(&sent.stderr);
     assert!(error.contains("has no output StripeWebhookUrl"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_a_stack_uses_its_queue_table_bucket_and_published_routes() {
+    use hookgate::routes_source::RoutesSource;
+    use hookgate_tests::agent::standard_webhooks_verifier;
+    use hookgate_tests::hookgate_cli::{scratch_directory, send_accepted, DevServer, AGENT_SECRET};
+
+    let sdk = emulator::sdk_config().await;
+    let queues =
+        emulator::create_queue_with_dead_letters(&aws_sdk_sqs::Client::new(&sdk), "dev-stack", 5)
+            .await
+            .expect("the emulator creates the queues");
+    let table =
+        emulator::create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), "dev-stack")
+            .await
+            .expect("the emulator creates the table");
+    let s3 = emulator::s3_client().await;
+    let bodies = emulator::create_bucket(&s3, "dev-bodies")
+        .await
+        .expect("a bucket");
+    let routes_bucket = emulator::create_versioned_bucket(&s3, "dev-routes")
+        .await
+        .expect("a versioned bucket");
+    let agent = Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    hookgate::aws::S3RoutesSource::new(s3.clone(), routes_bucket.clone(), "routes.toml".to_owned())
+        .publish(&format!(
+            "[[route]]\nname = \"all\"\nprovider = \"*\"\nevents = [\"*\"]\nactions = [\"agent\"]\n\n\
+             [action.agent]\ntype = \"http\"\nurl = \"{}\"\nsecret_env = \"AGENT_SECRET\"\n",
+            agent.url("/hooks")
+        ))
+        .await
+        .expect("the routes are published");
+    let name = emulator::unique_name("hookgate-dev");
+    let template = format!(
+        r#"
+Resources:
+  Placeholder:
+    Type: AWS::SQS::Queue
+Outputs:
+  QueueUrl:
+    Value: "{queue}"
+  DeadLetterQueueUrl:
+    Value: "{dlq}"
+  IdempotencyTableName:
+    Value: "{table}"
+  BodyBucketName:
+    Value: "{bodies}"
+  RoutesLocation:
+    Value: "s3://{routes_bucket}/routes.toml"
+"#,
+        queue = queues.queue_url,
+        dlq = queues.dlq_url,
+    );
+    aws_sdk_cloudformation::Client::new(&sdk)
+        .create_stack()
+        .stack_name(&name)
+        .template_body(template)
+        .send()
+        .await
+        .expect("the emulator creates the stack");
+    let mut env: Vec<(&str, String)> = emulator::function_environment();
+    env.push(("AGENT_SECRET", AGENT_SECRET.to_owned()));
+    let directory = scratch_directory("dev-stack");
+
+    let dev = DevServer::start(&directory.join("unused"), &["--stack", &name], env).await;
+    send_accepted("github", &dev.webhook_url("github")).await;
+
+    assert_eq!(
+        agent
+            .wait_for_calls(1, std::time::Duration::from_secs(30))
+            .await
+            .len(),
+        1,
+        "{}",
+        dev.log()
+    );
+    assert!(
+        !directory.join("unused").join("hookgate.sqlite").exists(),
+        "--stack must not use the embedded database"
+    );
+}

@@ -69,6 +69,13 @@ pub struct DevArgs {
     /// credentials) say where.
     #[arg(long)]
     pub aws: bool,
+
+    /// Use a deployed stack's queue, table, body bucket and routes (a stack of your own for
+    /// development: this process consumes its queue beside the stack's processor). Implies
+    /// --aws; the standard AWS variables say where. Never read from HOOKGATE_STACK: only
+    /// asked for by name.
+    #[arg(long, value_name = "NAME", conflicts_with = "max_receive_count")]
+    pub stack: Option<String>,
 }
 
 /// Why `hookgate dev` cannot start.
@@ -96,6 +103,8 @@ pub enum DevError {
     Listen { port: u16, source: std::io::Error },
     #[error("{part} {reason}; stopping, with everything accepted kept in the queue")]
     Stopped { part: &'static str, reason: String },
+    #[error(transparent)]
+    Stack(#[from] crate::stack::StackError),
 }
 
 /// The queue, the consumer, the body store and the processor, on one backend.
@@ -111,16 +120,19 @@ struct Pipeline {
 
 /// Runs until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> Result<(), DevError> {
-    let overrides: Vec<(&str, String)> = args
+    let mut overrides: Vec<(&str, String)> = args
         .routes
         .iter()
         .map(|path| ("ROUTES_FILE", path.display().to_string()))
         .collect();
+    if let Some(name) = &args.stack {
+        overrides.extend(stack_variables(name, args.routes.is_some()).await?);
+    }
     let env = Overridden {
         overrides: &overrides,
         base: &ProcessEnv,
     };
-    let pipeline = if args.aws {
+    let pipeline = if args.aws || args.stack.is_some() {
         aws_pipeline(&env).await?
     } else {
         embedded_pipeline(&args, &env).await?
@@ -224,6 +236,31 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
     })
 }
 
+/// The variables `--aws` reads, from a deployed stack's outputs; its routes too, unless
+/// `--routes` names a file.
+async fn stack_variables(
+    name: &str,
+    routes_given: bool,
+) -> Result<Vec<(&'static str, String)>, DevError> {
+    let config = crate::stack::AwsOptions::default().sdk_config().await;
+    let stack = crate::stack::Stack::describe(&config, name).await?;
+    let mut variables = vec![
+        ("QUEUE_URL", stack.output("QueueUrl")?.to_owned()),
+        ("DLQ_URL", stack.output("DeadLetterQueueUrl")?.to_owned()),
+        (
+            "TABLE_NAME",
+            stack.output("IdempotencyTableName")?.to_owned(),
+        ),
+        ("BODY_BUCKET", stack.output("BodyBucketName")?.to_owned()),
+    ];
+    match stack.output("RoutesLocation")? {
+        "bundled" => {}
+        _ if routes_given => {}
+        location => variables.push(("ROUTES_SOURCE", location.to_owned())),
+    }
+    Ok(variables)
+}
+
 async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
     let queue_url = required(env, "QUEUE_URL")?;
     let table_name = required(env, "TABLE_NAME")?;
@@ -258,9 +295,10 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
 }
 
 fn routes_line(env: &dyn Env, count: usize) -> String {
-    match env.get("ROUTES_FILE") {
-        Some(path) => format!("routes: {path} ({count} routes)"),
-        None => "routes: the bundled routes.toml (every event to the log)".to_owned(),
+    match (env.get("ROUTES_SOURCE"), env.get("ROUTES_FILE")) {
+        (Some(source), _) => format!("routes: {source}, read while running ({count} routes now)"),
+        (None, Some(path)) => format!("routes: {path} ({count} routes)"),
+        (None, None) => "routes: the bundled routes.toml (every event to the log)".to_owned(),
     }
 }
 
