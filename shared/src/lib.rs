@@ -9,10 +9,19 @@
 //!   [`routes_source::RoutesSource`];
 //! - the receiver service, [`receiver`], which turns an inbound request into exactly one
 //!   answer and maps every refusal to its HTTP status in one place;
-//! - adapters: [`aws`] (SQS, Secrets Manager) and [`lambda`] (API Gateway events in, HTTP
-//!   answers out), plus [`telemetry`] (JSON logs and CloudWatch EMF metrics).
+//! - the processor service, [`processor`], which claims each event and runs its routes'
+//!   actions once;
+//! - adapters: [`aws`] (SQS, S3, Secrets Manager, DynamoDB, Lambda) and [`lambda`] (API
+//!   Gateway events and SQS batches in, answers out), plus [`telemetry`] (log lines that join
+//!   Lambda's, EMF metrics, X-Ray subsegments).
 //!
-//! Nothing in the domain or the receiver service names an AWS type.
+//! Nothing in the domain or the services names an AWS type.
+//!
+//! Features choose the adapters a build links, so that each function carries only what it
+//! runs on: `receiver` (API Gateway events), `dynamodb` (the idempotency table), `processor`
+//! (the table, SQS events, and actions over HTTP and Lambda) and `sqlite` (`hookgate dev`'s
+//! embedded backends). The defaults are `receiver` and `processor`, for the library's own
+//! tests; the workspace turns them off, and each crate names its own.
 
 pub mod aws;
 pub mod bodies;
