@@ -377,30 +377,54 @@ impl SampleEvent {
         at: OffsetDateTime,
         secret: &str,
     ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
-        let provider = self.provider();
-        let scheme = sample_scheme(provider);
-        let key = SigningKey::parse(secret, scheme.key_encoding())?;
         let signed_at = match self.variant {
             Variant::StaleTimestamp => at - time::Duration::seconds(STALE_BY_SECS),
             _ => at,
         };
+        let mut delivery = self.signed(self.payload.body(), signed_at, secret)?;
+        if self.variant == Variant::TamperedBody {
+            delivery.body = with_first_digit_changed(&delivery.body);
+        }
+        Ok(delivery)
+    }
+
+    /// The sample's headers with `body` instead of its own, signed at `at` with the test
+    /// secret: a delivery of any size the provider's scheme accepts, for benchmarks.
+    pub fn delivery_with_body(&self, at: OffsetDateTime, body: &str) -> SampleDelivery {
+        self.signed(body, at, test_secret(self.provider()))
+            .expect("the sample secrets are valid for their schemes")
+    }
+
+    /// The sample's headers and `body`, signed at `signed_at` with `secret`.
+    fn signed(
+        &self,
+        body: &str,
+        signed_at: OffsetDateTime,
+        secret: &str,
+    ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
+        let provider = self.provider();
+        let scheme = sample_scheme(provider);
+        let key = SigningKey::parse(secret, scheme.key_encoding())?;
         let mut headers = self.payload.headers(signed_at);
         let id = delivery_id_header(provider)
             .and_then(|name| headers.get(name))
             .cloned()
             .unwrap_or_default();
-        let body = self.payload.body();
         let outgoing = OutgoingDelivery {
             body: body.as_bytes(),
             signed_at,
             id: &id,
         };
         headers.extend(scheme.sign(&outgoing, &key));
-        let body = match self.variant {
-            Variant::TamperedBody => with_first_digit_changed(body),
-            _ => body.to_owned(),
-        };
-        Ok(SampleDelivery { headers, body })
+        Ok(SampleDelivery {
+            headers,
+            body: body.to_owned(),
+        })
+    }
+
+    /// The sample's own body.
+    pub fn body(&self) -> &'static str {
+        self.payload.body()
     }
 
     /// The complete API Gateway HTTP API (payload format 2.0) event for the delivery
