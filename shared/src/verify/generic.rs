@@ -22,7 +22,7 @@ use http::HeaderName;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, encode_base64, header, hmac_sha256, json_str,
+    any_signature_matches, check_window, encode_base64, header, hmac_sha256, json_strings,
     unix_timestamp, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::config::{ConfigError, Env};
@@ -285,13 +285,10 @@ impl SignatureScheme for Generic {
             .map(str::to_owned);
         let event_type = match (from_header, &self.event_type_field) {
             (Some(event_type), _) => event_type,
-            (None, Some(field)) => {
-                let body = serde_json::from_slice::<serde_json::Value>(&request.body).ok();
-                body.as_ref()
-                    .and_then(|body| json_str(body, field))
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| UNTYPED_EVENT.to_owned())
-            }
+            (None, Some(field)) => json_strings(&request.body, [field.as_str()])
+                .ok()
+                .and_then(|[event_type]| event_type)
+                .unwrap_or_else(|| UNTYPED_EVENT.to_owned()),
             (None, None) => UNTYPED_EVENT.to_owned(),
         };
         Ok(Delivery::event(stable_id.map(str::to_owned), event_type))

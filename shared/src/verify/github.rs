@@ -9,7 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_lowercase_hex, header, hmac_sha256, json_str, AuthFailure,
+    any_signature_matches, decode_lowercase_hex, header, hmac_sha256, json_strings, AuthFailure,
     Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
@@ -67,8 +67,7 @@ impl SignatureScheme for Github {
             .ok_or_else(|| MalformedRequest::MissingHeader {
                 header: EVENT.to_owned(),
             })?;
-        let payload = payload_json(request);
-        let event_type = match payload.as_ref().and_then(|json| json_str(json, "action")) {
+        let event_type = match payload_action(request) {
             Some(action) => format!("{event}.{action}"),
             None => event.to_owned(),
         };
@@ -103,14 +102,15 @@ impl SignatureScheme for Github {
     }
 }
 
-fn payload_json(request: &InboundRequest) -> Option<serde_json::Value> {
-    if request.is_form_encoded() {
+fn payload_action(request: &InboundRequest) -> Option<String> {
+    let [action] = if request.is_form_encoded() {
         form_urlencoded::parse(&request.body)
             .find(|(name, _)| name == "payload")
-            .and_then(|(_, payload)| serde_json::from_str(&payload).ok())
+            .and_then(|(_, payload)| json_strings(payload.as_bytes(), ["action"]).ok())?
     } else {
-        serde_json::from_slice(&request.body).ok()
-    }
+        json_strings(&request.body, ["action"]).ok()?
+    };
+    action
 }
 
 #[cfg(test)]

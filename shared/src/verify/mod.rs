@@ -13,6 +13,7 @@
 
 pub mod generic;
 pub mod github;
+mod json_fields;
 #[cfg(test)]
 mod properties;
 pub mod shopify;
@@ -409,13 +410,21 @@ pub(crate) fn check_window(
     Ok(())
 }
 
-/// The body as JSON, for schemes that read the id or type from it.
-pub(crate) fn json_body(request: &InboundRequest) -> Result<serde_json::Value, MalformedRequest> {
-    serde_json::from_slice(&request.body)
+/// The strings at `paths` of the body, read as JSON in one pass ([`json_fields`]), for
+/// schemes that read the id or type from it; a body that is not JSON is malformed.
+pub(crate) fn json_body_strings<const N: usize>(
+    request: &InboundRequest,
+    paths: [&str; N],
+) -> Result<[Option<String>; N], MalformedRequest> {
+    json_fields::json_strings(&request.body, paths)
         .map_err(|error| MalformedRequest::BodyNotJson(error.to_string()))
 }
 
-/// A string at a dot-separated path (`event.type`) in a JSON document.
+pub(crate) use json_fields::json_strings;
+
+/// A string at a dot-separated path (`event.type`) in a parsed JSON document: what the
+/// one-pass reader ([`json_fields`]) is checked against.
+#[cfg(test)]
 pub(crate) fn json_str<'a>(document: &'a serde_json::Value, path: &str) -> Option<&'a str> {
     path.split('.')
         .try_fold(document, |node, field| node.get(field))
@@ -629,11 +638,8 @@ mod tests {
             Ok(())
         }
         fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
-            let body = json_body(request)?;
-            Ok(Delivery::event(
-                None,
-                json_str(&body, "type").unwrap_or_default(),
-            ))
+            let [event_type] = json_body_strings(request, ["type"])?;
+            Ok(Delivery::event(None, event_type.unwrap_or_default()))
         }
         fn forwarded_headers(&self) -> Vec<String> {
             Vec::new()

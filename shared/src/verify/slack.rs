@@ -12,9 +12,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256, json_body,
-    json_str, unix_timestamp, AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery,
-    SignatureScheme,
+    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256,
+    json_body_strings, json_strings, unix_timestamp, AuthFailure, Delivery, Handshake,
+    MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -64,24 +64,22 @@ impl SignatureScheme for Slack {
         if request.is_form_encoded() {
             return Ok(describe_form(request));
         }
-        let body = json_body(request)?;
-        let kind =
-            json_str(&body, "type").ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
+        let [kind, challenge, event_type, event_id] =
+            json_body_strings(request, ["type", "challenge", "event.type", "event_id"])?;
+        let kind = kind.ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
         if kind == "url_verification" {
-            let challenge = json_str(&body, "challenge")
-                .ok_or_else(|| MalformedRequest::MissingField("challenge".into()))?;
+            let challenge =
+                challenge.ok_or_else(|| MalformedRequest::MissingField("challenge".into()))?;
             return Ok(Delivery {
                 stable_id: None,
-                event_type: kind.to_owned(),
+                event_type: kind,
                 handshake: Some(Handshake {
                     content_type: "application/json",
                     body: serde_json::json!({ "challenge": challenge }).to_string(),
                 }),
             });
         }
-        let event_type = json_str(&body, "event.type").unwrap_or(kind);
-        let event_id = json_str(&body, "event_id").map(str::to_owned);
-        Ok(Delivery::event(event_id, event_type))
+        Ok(Delivery::event(event_id, event_type.unwrap_or(kind)))
     }
 
     fn forwarded_headers(&self) -> Vec<String> {
@@ -106,9 +104,9 @@ fn describe_form(request: &InboundRequest) -> Delivery {
     let mut fields = form_urlencoded::parse(&request.body);
     let event_type = fields
         .find_map(|(name, value)| match name.as_ref() {
-            "payload" => serde_json::from_str::<serde_json::Value>(&value)
+            "payload" => json_strings(value.as_bytes(), ["type"])
                 .ok()
-                .and_then(|payload| json_str(&payload, "type").map(str::to_owned)),
+                .and_then(|[event_type]| event_type),
             "command" => Some("slash_command".to_owned()),
             _ => None,
         })

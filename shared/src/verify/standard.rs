@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::{
     any_signature_matches, check_window, decode_base64, encode_base64, header, hmac_sha256,
-    json_str, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
+    json_strings, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
     SignatureScheme,
 };
 use crate::provider::Provider;
@@ -95,9 +95,9 @@ impl SignatureScheme for StandardWebhooks {
         let id = first_header(request, ID).ok_or_else(|| MalformedRequest::MissingHeader {
             header: ID[0].to_owned(),
         })?;
-        let event_type = serde_json::from_slice::<serde_json::Value>(&request.body)
+        let event_type = json_strings(&request.body, ["type"])
             .ok()
-            .and_then(|body| json_str(&body, "type").map(str::to_owned))
+            .and_then(|[event_type]| event_type)
             .unwrap_or_else(|| UNTYPED_EVENT.to_owned());
         Ok(Delivery::event(Some(id.to_owned()), event_type))
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256, json_body,
-    json_str, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
-    SignatureScheme,
+    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256,
+    json_body_strings, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest,
+    OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -88,12 +88,10 @@ impl SignatureScheme for Stripe {
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
-        let event = json_body(request)?;
-        let id =
-            json_str(&event, "id").ok_or_else(|| MalformedRequest::MissingField("id".into()))?;
-        let event_type = json_str(&event, "type")
-            .ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
-        Ok(Delivery::event(Some(id.to_owned()), event_type))
+        let [id, event_type] = json_body_strings(request, ["id", "type"])?;
+        let id = id.ok_or_else(|| MalformedRequest::MissingField("id".into()))?;
+        let event_type = event_type.ok_or_else(|| MalformedRequest::MissingField("type".into()))?;
+        Ok(Delivery::event(Some(id), event_type))
     }
 
     fn forwarded_headers(&self) -> Vec<String> {
