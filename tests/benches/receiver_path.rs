@@ -24,15 +24,6 @@ use time::OffsetDateTime;
 
 const SIZES: [(usize, &str); 3] = [(1_024, "1KB"), (16_384, "16KB"), (1_048_576, "1MB")];
 
-const PROVIDERS: [Provider; 6] = [
-    Provider::Github,
-    Provider::Stripe,
-    Provider::Shopify,
-    Provider::Slack,
-    Provider::Standard,
-    Provider::Generic,
-];
-
 const TOLERANCE: Duration = Duration::from_secs(300);
 
 /// A provider's delivery of `size` bytes, signed, with everything verification needs.
@@ -95,7 +86,7 @@ fn padded(body: &str, size: usize) -> String {
 }
 
 fn receiver_path(c: &mut Criterion) {
-    for provider in PROVIDERS {
+    for provider in Provider::ALL {
         for (size, label) in SIZES {
             let case = Case::new(provider, size);
             let webhook = case.verify();
