@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 use super::actions::{ActionInvoker, ActionSetupError};
 use crate::routes::RouteTable;
 use crate::routes_source::{Fetched, RoutesSource, RoutesSourceError, RoutesVersion};
+use crate::secret::SecretError;
 use crate::telemetry::Metrics;
 
 /// How long one check of the source may take before the batch goes on with the routes it
@@ -72,6 +73,20 @@ pub enum RoutesRefused {
     Actions(#[from] ActionSetupError),
 }
 
+impl RoutesRefused {
+    /// Whether the version itself may be fine, and only reading a secret it names failed
+    /// for now: it is tried again rather than refused.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RoutesRefused::Actions(ActionSetupError::Secret {
+                source: SecretError::Unavailable(_),
+                ..
+            })
+        )
+    }
+}
+
 /// A processor could not find routes to start with.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutingError {
@@ -86,6 +101,12 @@ pub enum RoutingError {
     },
     #[error("the bundled routes are refused: {0}")]
     Bundled(RoutesRefused),
+    #[error("the routes in {location} ({version}) cannot be set up for now: {reason}")]
+    NotYet {
+        location: String,
+        version: String,
+        reason: RoutesRefused,
+    },
 }
 
 /// The routes a processor acts on: fixed, or refreshed from a source.
@@ -207,6 +228,15 @@ impl LiveSource {
                 info!(routes = %location, version = %newest.version, routes_count = table.routes.route_count(), "routes read");
                 return Ok(table);
             }
+            // Serving an older version because a secret could not be read this once would
+            // act on routes nobody meant any more: the start fails, and is tried again.
+            Err(reason) if reason.is_transient() => {
+                return Err(RoutingError::NotYet {
+                    location,
+                    version: newest.version,
+                    reason,
+                })
+            }
             Err(reason) => reason,
         };
         self.refused(&location, &newest.version, &reason);
@@ -275,14 +305,21 @@ impl LiveSource {
                 None
             }
             Fetched::Newer(newest) => {
-                checks.seen = Some(newest.version.clone());
                 match self.accept(&newest).await {
                     Ok(table) => {
+                        checks.seen = Some(newest.version.clone());
                         checks.refused = None;
                         info!(routes = %location, version = %newest.version, routes_count = table.routes.route_count(), "new routes in force");
                         Some(table)
                     }
+                    // Not marked as seen: the next check reads the version again.
+                    Err(reason) if reason.is_transient() => {
+                        warn!(routes = %location, version = %newest.version, %reason, "the new routes cannot be set up for now: the routes in force stay, and they are tried again at the next check");
+                        self.count("RoutesUnreadable");
+                        None
+                    }
                     Err(reason) => {
+                        checks.seen = Some(newest.version.clone());
                         self.refused(&location, &newest.version, &reason);
                         checks.refused = Some(reason.to_string());
                         None
@@ -359,6 +396,85 @@ mod tests {
                 None => Ok(Arc::new(LogActions)),
             }
         }
+    }
+
+    /// [`Factory`], but an action named `flaky` cannot have its secret read while the flag
+    /// is up, as when Secrets Manager does not answer.
+    struct FlakyFactory(Arc<std::sync::atomic::AtomicBool>);
+
+    #[async_trait]
+    impl ActionsFactory for FlakyFactory {
+        async fn actions_for(
+            &self,
+            routes: &RouteTable,
+        ) -> Result<Arc<dyn ActionInvoker>, ActionSetupError> {
+            let down = self.0.load(std::sync::atomic::Ordering::SeqCst);
+            match routes.actions().find(|action| action.name == "flaky") {
+                Some(action) if down => Err(ActionSetupError::Secret {
+                    action: action.name.clone(),
+                    origin: "Secrets Manager secret arn:aws:secretsmanager:…".to_owned(),
+                    source: SecretError::Unavailable("timed out".to_owned()),
+                }),
+                _ => Factory.actions_for(routes).await,
+            }
+        }
+    }
+
+    async fn flaky_routing(
+        source: &Arc<MemoryRoutesSource>,
+        down: &Arc<std::sync::atomic::AtomicBool>,
+        metrics: &Metrics,
+    ) -> Result<Routing, RoutingError> {
+        Routing::from_source(
+            Arc::clone(source) as Arc<dyn RoutesSource>,
+            bundled(),
+            Arc::new(FlakyFactory(Arc::clone(down))),
+            REFRESH,
+            LEASE,
+            metrics.clone(),
+        )
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_version_whose_secret_cannot_be_read_for_now_is_tried_again_not_refused() {
+        let source = Arc::new(MemoryRoutesSource::new());
+        source.publish(&routes_for("push", "first")).await.unwrap();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let metrics = Metrics::in_memory();
+        let routing = flaky_routing(&source, &down, &metrics).await.unwrap();
+
+        source.publish(&routes_for("push", "flaky")).await.unwrap();
+        tokio::time::advance(REFRESH).await;
+        assert_eq!(routed(&routing.current().await, "push"), ["first"]);
+        assert_eq!(counted(&metrics, "RoutesUnreadable"), 1);
+        assert_eq!(counted(&metrics, "InvalidRoutes"), 0, "not refused");
+
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::advance(REFRESH).await;
+        assert_eq!(
+            routed(&routing.current().await, "push"),
+            ["flaky"],
+            "read again, and in force once its secret can be read"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_while_a_secret_cannot_be_read_fails_rather_than_serve_older_routes() {
+        let source = Arc::new(MemoryRoutesSource::new());
+        source.publish(&routes_for("push", "older")).await.unwrap();
+        source.publish(&routes_for("push", "flaky")).await.unwrap();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+
+        let error = flaky_routing(&source, &down, &Metrics::in_memory())
+            .await
+            .expect_err("the start fails, to be tried again");
+
+        assert!(matches!(error, RoutingError::NotYet { .. }), "{error}");
+        assert!(
+            error.to_string().contains("cannot be set up for now"),
+            "{error}"
+        );
     }
 
     /// Routes sending `event` from GitHub to the action `action`.
