@@ -171,7 +171,7 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
 async fn deployed_endpoint(args: &SendArgs, stack: &str) -> Result<(String, String), SendError> {
     let config = args.aws.sdk_config().await;
     let stack = Stack::describe(&config, stack).await?;
-    let name = capitalised(args.provider.as_str());
+    let name = args.provider.title();
     let url = stack.output(&format!("{name}WebhookUrl"))?.to_owned();
     let arn = stack.output(&format!("{name}SecretArn"))?.to_owned();
     let unreadable = |reason: String| SendError::StackSecret {
@@ -190,23 +190,15 @@ async fn deployed_endpoint(args: &SendArgs, stack: &str) -> Result<(String, Stri
     let text = value
         .secret_string()
         .ok_or_else(|| unreadable("it holds no text".to_owned()))?;
-    Ok((url, current_secret(text)))
+    let current = current_secret(text).map_err(|error| unreadable(error.to_string()))?;
+    Ok((url, current))
 }
 
-/// The current secret of a secret's value: the value itself, or its `current` field.
-fn current_secret(value: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(value)
-        .ok()
-        .and_then(|json| json["current"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| value.trim().to_owned())
-}
-
-fn capitalised(word: &str) -> String {
-    let mut chars = word.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+/// The current secret of a secret's value, read as the receivers read it: the value
+/// itself, or the `current` of `{"current": …, "previous": …}`.
+fn current_secret(value: &str) -> Result<String, SecretError> {
+    let (current, _) = hookgate::secret::rotating_parts(value)?;
+    Ok(current.trim().to_owned())
 }
 
 /// The delivery, signed now: with `--secret`, with the stack's secret, with
@@ -260,11 +252,11 @@ mod tests {
 
     #[test]
     fn a_stacks_secret_is_its_value_or_the_current_one_while_rotating() {
-        assert_eq!(current_secret("s3cr3t\n"), "s3cr3t");
+        assert_eq!(current_secret("s3cr3t\n").unwrap(), "s3cr3t");
         assert_eq!(
-            current_secret(r#"{"current": "new", "previous": "old"}"#),
+            current_secret(r#"{"current": "new", "previous": "old"}"#).unwrap(),
             "new"
         );
-        assert_eq!(current_secret("whsec_abc"), "whsec_abc");
+        assert_eq!(current_secret("whsec_abc").unwrap(), "whsec_abc");
     }
 }

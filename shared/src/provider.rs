@@ -43,6 +43,19 @@ impl Provider {
             Provider::Generic => "generic",
         }
     }
+
+    /// The name capitalised, as the template's logical ids and outputs spell it
+    /// (`GithubReceiver`, `GithubWebhookUrl`).
+    pub const fn title(self) -> &'static str {
+        match self {
+            Provider::Github => "Github",
+            Provider::Stripe => "Stripe",
+            Provider::Shopify => "Shopify",
+            Provider::Slack => "Slack",
+            Provider::Standard => "Standard",
+            Provider::Generic => "Generic",
+        }
+    }
 }
 
 impl fmt::Display for Provider {

@@ -102,25 +102,31 @@ impl KeyRing {
     /// Parses a Secrets Manager value: the plain secret, or
     /// `{"current": "...", "previous": "..."}`.
     pub fn from_secret_value(value: &str, encoding: KeyEncoding) -> Result<Self, SecretError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Rotating {
-            current: String,
-            previous: Option<String>,
-        }
-        if value.trim_start().starts_with('{') {
-            let rotating: Rotating = serde_json::from_str(value)
-                .map_err(|error| SecretError::InvalidJson(error.to_string()))?;
-            Self::from_secrets(&rotating.current, rotating.previous.as_deref(), encoding)
-        } else {
-            Self::from_secrets(value, None, encoding)
-        }
+        let (current, previous) = rotating_parts(value)?;
+        Self::from_secrets(&current, previous.as_deref(), encoding)
     }
 
     /// The keys to try, current first.
     pub fn keys(&self) -> impl Iterator<Item = &SigningKey> {
         std::iter::once(&self.current).chain(self.previous.as_ref())
     }
+}
+
+/// The current and, while rotating, the previous secret of a stored value: the plain
+/// secret, or JSON `{"current": "…", "previous": "…"}`.
+pub fn rotating_parts(value: &str) -> Result<(String, Option<String>), SecretError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rotating {
+        current: String,
+        previous: Option<String>,
+    }
+    if !value.trim_start().starts_with('{') {
+        return Ok((value.to_owned(), None));
+    }
+    let rotating: Rotating =
+        serde_json::from_str(value).map_err(|error| SecretError::InvalidJson(error.to_string()))?;
+    Ok((rotating.current, rotating.previous))
 }
 
 /// A secret cannot be read or used. Messages never include the secret itself.

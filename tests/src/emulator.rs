@@ -213,6 +213,33 @@ pub async fn s3_client() -> aws_sdk_s3::Client {
     hookgate::aws::s3_client(&sdk_config().await)
 }
 
+/// The environment the processor runs with on fresh emulator queues (`prefix`, with a
+/// dead-letter queue after 5 receives) and a fresh idempotency table: what the template
+/// gives it, less the routes.
+pub async fn processor_environment(prefix: &str) -> Vec<(&'static str, String)> {
+    let sdk = sdk_config().await;
+    let queues = create_queue_with_dead_letters(&aws_sdk_sqs::Client::new(&sdk), prefix, 5)
+        .await
+        .expect("the emulator creates the queues");
+    let table = create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), prefix)
+        .await
+        .expect("the emulator creates the table");
+    let mut env = function_environment();
+    env.extend([
+        ("QUEUE_URL", queues.queue_url),
+        ("DLQ_URL", queues.dlq_url),
+        ("TABLE_NAME", table),
+    ]);
+    env
+}
+
+/// The sample event `events/{path}.json` of the repository.
+pub fn sample_event(path: &str) -> serde_json::Value {
+    let path = format!("{}/../events/{path}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    serde_json::from_str(&text).expect("a sample event")
+}
+
 /// Creates a fresh bucket that keeps every version of its objects, as the stack's routes
 /// bucket does, and returns its name.
 pub async fn create_versioned_bucket(

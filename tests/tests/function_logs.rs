@@ -14,13 +14,6 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// A sample API Gateway event of `events/`.
-fn sample(path: &str) -> Value {
-    let path = format!("{}/../events/{path}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
-    serde_json::from_str(&text).expect("a sample event")
-}
-
 /// `receiver-github` on a fresh emulator queue, with `extra` variables.
 async fn receiver(extra: &[(&str, &str)]) -> LambdaFunction {
     let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
@@ -71,7 +64,7 @@ fn line<'a>(lines: &'a [Value], message: &str, request_id: &str) -> &'a Value {
 #[tokio::test]
 async fn each_line_is_json_with_time_level_message_request_trace_service_and_cold_start() {
     let receiver = receiver(&[]).await;
-    let event = sample("github/pull_request.opened");
+    let event = emulator::sample_event("github/pull_request.opened");
     for _ in 0..2 {
         assert_eq!(invoke(&receiver, &event).await["statusCode"], 202);
     }
@@ -125,11 +118,19 @@ async fn lambdas_log_level_keeps_only_lines_at_or_above_it_whatever_rust_log_say
     let receiver = receiver(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "debug")]).await;
 
     assert_eq!(
-        invoke(&receiver, &sample("github/pull_request.opened")).await["statusCode"],
+        invoke(
+            &receiver,
+            &emulator::sample_event("github/pull_request.opened")
+        )
+        .await["statusCode"],
         202
     );
     assert_eq!(
-        invoke(&receiver, &sample("github/rejected-wrong-secret")).await["statusCode"],
+        invoke(
+            &receiver,
+            &emulator::sample_event("github/rejected-wrong-secret")
+        )
+        .await["statusCode"],
         401
     );
 
@@ -148,7 +149,11 @@ async fn lambdas_log_level_keeps_only_lines_at_or_above_it_whatever_rust_log_say
 async fn rust_log_sets_the_level_when_lambda_does_not() {
     let receiver = receiver(&[("RUST_LOG", "warn")]).await;
 
-    invoke(&receiver, &sample("github/pull_request.opened")).await;
+    invoke(
+        &receiver,
+        &emulator::sample_event("github/pull_request.opened"),
+    )
+    .await;
 
     assert!(
         log_lines(&receiver)
@@ -163,7 +168,11 @@ async fn rust_log_sets_the_level_when_lambda_does_not() {
 async fn lambdas_text_format_writes_text_lines_that_still_name_the_request() {
     let receiver = receiver(&[("AWS_LAMBDA_LOG_FORMAT", "Text")]).await;
 
-    invoke(&receiver, &sample("github/pull_request.opened")).await;
+    invoke(
+        &receiver,
+        &emulator::sample_event("github/pull_request.opened"),
+    )
+    .await;
 
     let output = receiver.output();
     let enqueued = output
@@ -181,20 +190,7 @@ async fn lambdas_text_format_writes_text_lines_that_still_name_the_request() {
 /// `processor` with the bundled routes (every event to the log) on fresh emulator queues
 /// and table, with `extra` variables.
 async fn processor(extra: &[(&str, &str)]) -> LambdaFunction {
-    let sdk = emulator::sdk_config().await;
-    let queues =
-        emulator::create_queue_with_dead_letters(&aws_sdk_sqs::Client::new(&sdk), "logs", 5)
-            .await
-            .expect("the emulator creates the queues");
-    let table = emulator::create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), "logs")
-        .await
-        .expect("the emulator creates the table");
-    let mut env = emulator::function_environment();
-    env.extend([
-        ("QUEUE_URL", queues.queue_url),
-        ("DLQ_URL", queues.dlq_url),
-        ("TABLE_NAME", table),
-    ]);
+    let mut env = emulator::processor_environment("logs").await;
     env.extend(
         extra
             .iter()
@@ -216,7 +212,7 @@ fn metric_lines(function: &LambdaFunction) -> Vec<Value> {
 #[tokio::test]
 async fn the_processors_lines_name_the_message_the_event_and_the_request() {
     let processor = processor(&[]).await;
-    let event = sample("processor/github-pull_request.opened");
+    let event = emulator::sample_event("processor/github-pull_request.opened");
 
     let answer = invoke(&processor, &event).await;
 
@@ -238,7 +234,7 @@ async fn the_processors_lines_name_the_message_the_event_and_the_request() {
 #[tokio::test]
 async fn metrics_are_written_once_per_invocation_summed_by_service_and_provider() {
     let processor = processor(&[("METRICS_NAMESPACE", "hookgate/staging")]).await;
-    let batch = sample("processor/batch");
+    let batch = emulator::sample_event("processor/batch");
     let records = batch["Records"].as_array().expect("records").len();
 
     invoke(&processor, &batch).await;
@@ -294,7 +290,11 @@ async fn metrics_are_written_once_per_invocation_summed_by_service_and_provider(
         "one action (the log), one line: {lines:#?}"
     );
 
-    invoke(&processor, &sample("processor/github-pull_request.opened")).await;
+    invoke(
+        &processor,
+        &emulator::sample_event("processor/github-pull_request.opened"),
+    )
+    .await;
     let duplicates: Vec<Value> = metric_lines(&processor)
         .into_iter()
         .filter(|line| line.get("Duplicates").is_some())
@@ -360,7 +360,11 @@ async fn with_tracing_on_each_sdk_call_is_a_subsegment_of_the_invocations_segmen
     let daemon = Daemon::start().await;
     let receiver = receiver(&[("AWS_XRAY_DAEMON_ADDRESS", &daemon.address())]).await;
 
-    invoke(&receiver, &sample("github/pull_request.opened")).await;
+    invoke(
+        &receiver,
+        &emulator::sample_event("github/pull_request.opened"),
+    )
+    .await;
 
     let documents = daemon.received().await;
     let (root, parent) = root_and_parent(&trace_id(&receiver.request_ids()[0]));
@@ -384,7 +388,11 @@ async fn with_tracing_on_each_action_and_each_table_write_is_a_subsegment() {
     let daemon = Daemon::start().await;
     let processor = processor(&[("AWS_XRAY_DAEMON_ADDRESS", &daemon.address())]).await;
 
-    invoke(&processor, &sample("processor/github-pull_request.opened")).await;
+    invoke(
+        &processor,
+        &emulator::sample_event("processor/github-pull_request.opened"),
+    )
+    .await;
 
     let documents = daemon.received().await;
     let (root, _) = root_and_parent(&trace_id(&processor.request_ids()[0]));

@@ -38,19 +38,8 @@ fn route(provider: &str, name: &str, url: &str) -> String {
 
 /// `processor` reading its routes from `s3://{bucket}/routes.toml`.
 async fn processor(bucket: &str) -> LambdaFunction {
-    let sdk = emulator::sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queues = emulator::create_queue_with_dead_letters(&sqs, "live-routes", 5)
-        .await
-        .expect("the emulator creates the queues");
-    let table = emulator::create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), "live")
-        .await
-        .expect("the emulator creates the table");
-    let mut env = emulator::function_environment();
+    let mut env = emulator::processor_environment("live-routes").await;
     env.extend([
-        ("QUEUE_URL", queues.queue_url),
-        ("DLQ_URL", queues.dlq_url),
-        ("TABLE_NAME", table),
         ("ROUTES_SOURCE", format!("s3://{bucket}/routes.toml")),
         ("ROUTES_REFRESH_SECS", REFRESH.as_secs().to_string()),
         ("AGENT_SECRET", AGENT_SECRET.to_owned()),
@@ -60,12 +49,17 @@ async fn processor(bucket: &str) -> LambdaFunction {
 
 /// The sample SQS event `events/processor/{name}.json`.
 fn sample(name: &str) -> Value {
-    let path = format!(
-        "{}/../events/processor/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
-    serde_json::from_str(&text).expect("a sample SQS event")
+    emulator::sample_event(&format!("processor/{name}"))
+}
+
+/// An agent that checks hookgate's signature and accepts everything.
+async fn agent() -> Agent {
+    Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts")
 }
 
 /// Hands `event` to the processor and expects every message done.
@@ -89,12 +83,7 @@ fn paths(agent: &Agent) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_published_while_the_processor_runs_is_used_without_a_restart() {
-    let agent = Agent::builder()
-        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok())
-        .start()
-        .await
-        .expect("the agent starts");
+    let agent = agent().await;
     let (bucket, source) = routes_bucket().await;
     source
         .publish(&route("github", "coding", &agent.url("/coding")))
@@ -132,12 +121,7 @@ async fn a_route_published_while_the_processor_runs_is_used_without_a_restart() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_update_is_refused_and_counted_and_the_last_valid_routes_keep_working() {
-    let agent = Agent::builder()
-        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok())
-        .start()
-        .await
-        .expect("the agent starts");
+    let agent = agent().await;
     let (bucket, source) = routes_bucket().await;
     source
         .publish(&route("*", "everything", &agent.url("/everything")))
@@ -194,12 +178,7 @@ async fn an_invalid_update_is_refused_and_counted_and_the_last_valid_routes_keep
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_starting_on_an_invalid_upload_serves_the_newest_valid_version() {
-    let agent = Agent::builder()
-        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok())
-        .start()
-        .await
-        .expect("the agent starts");
+    let agent = agent().await;
     let (bucket, source) = routes_bucket().await;
     source
         .publish(&route("*", "valid", &agent.url("/valid")))

@@ -786,7 +786,7 @@ impl SqsSampleEvent {
         // `<stack>-<logical id>-<suffix>`.
         let sender = format!(
             "AROAHOOKGATEEXAMPLE01:hookgate-{}Receiver-EXAMPLE",
-            capitalised(sample.provider().as_str())
+            sample.provider().title()
         );
         self.record(message.body().to_owned(), attributes, sender, at, index)
     }
@@ -911,14 +911,6 @@ impl SampleFile {
 fn whole_second(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(UtcOffset::UTC);
     at.replace_nanosecond(0).unwrap_or(at)
-}
-
-fn capitalised(word: &str) -> String {
-    let mut chars = word.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// SQS's `md5OfMessageAttributes`: attributes sorted by name (a `BTreeMap` already is),

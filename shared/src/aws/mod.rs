@@ -114,6 +114,21 @@ pub fn s3_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// Whether a GetObject error is S3 saying the key holds nothing. Without s3:ListBucket a
+/// missing key reads as AccessDenied instead: the stack grants it, so an AccessDenied is a
+/// permission to fix, not a missing object.
+pub(crate) fn is_no_such_key(
+    error: Option<&aws_sdk_s3::operation::get_object::GetObjectError>,
+) -> bool {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    match error {
+        Some(GetObjectError::NoSuchKey(_)) => true,
+        Some(other) => other.code() == Some("NoSuchKey"),
+        None => false,
+    }
+}
+
 /// The body store in `bucket`, checked and warmed, with timeouts of its own: an upload of
 /// several MB needs longer than a receiver's SQS call.
 pub async fn body_store(bucket: String) -> Result<S3BodyStore, InitError> {

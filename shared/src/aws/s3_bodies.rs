@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use bytes::Bytes;
@@ -111,20 +110,16 @@ impl BodyStore for S3BodyStore {
             .key(key)
             .send()
             .await
-            .map_err(|error| match error.as_service_error() {
-                Some(GetObjectError::NoSuchKey(_)) => {
-                    BodyStoreError::Missing(reference.location.clone())
+            .map_err(|error| {
+                if super::is_no_such_key(error.as_service_error()) {
+                    return BodyStoreError::Missing(reference.location.clone());
                 }
-                // Without s3:ListBucket a missing key reads as AccessDenied; the stack grants
-                // it, so AccessDenied here is a permission to fix, and is retried meanwhile.
-                Some(other) if other.code() == Some("NoSuchKey") => {
-                    BodyStoreError::Missing(reference.location.clone())
-                }
-                _ => BodyStoreError::Unavailable(format!(
+                // AccessDenied included: a permission to fix, retried meanwhile.
+                BodyStoreError::Unavailable(format!(
                     "GetObject {} failed: {}",
                     reference.location,
                     DisplayErrorContext(&error)
-                )),
+                ))
             })?;
         let body = output.body.collect().await.map_err(|error| {
             BodyStoreError::Unavailable(format!("reading {} failed: {error}", reference.location))

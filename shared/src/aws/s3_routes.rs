@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::routes_source::{
@@ -86,16 +86,6 @@ impl S3RoutesSource {
     }
 }
 
-/// Whether a GetObject error is S3 saying the key holds nothing. Without s3:ListBucket a
-/// missing key reads as AccessDenied instead; the stack grants it.
-fn is_missing(error: Option<&GetObjectError>) -> bool {
-    match error {
-        Some(GetObjectError::NoSuchKey(_)) => true,
-        Some(other) => other.code() == Some("NoSuchKey"),
-        None => false,
-    }
-}
-
 #[async_trait]
 impl RoutesSource for S3RoutesSource {
     fn location(&self) -> String {
@@ -117,7 +107,7 @@ impl RoutesSource for S3RoutesSource {
             Err(error) if error.raw_response().map(|raw| raw.status().as_u16()) == Some(304) => {
                 Ok(Fetched::Unchanged)
             }
-            Err(error) if is_missing(error.as_service_error()) => Ok(Fetched::Absent),
+            Err(error) if super::is_no_such_key(error.as_service_error()) => Ok(Fetched::Absent),
             Err(error) => Err(self.unavailable("GetObject", &error)),
         }
     }
