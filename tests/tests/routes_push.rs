@@ -186,3 +186,63 @@ async fn push_without_a_stack_or_an_object_says_what_it_needs() {
     assert!(!pushed.status.success(), "{}", printed(&pushed));
     assert!(String::from_utf8_lossy(&pushed.stderr).contains("push needs --stack NAME"));
 }
+
+#[tokio::test]
+async fn push_to_an_object_publishes_there_without_a_stack() {
+    let s3 = emulator::s3_client().await;
+    let bucket = emulator::create_versioned_bucket(&s3, "own-routes")
+        .await
+        .expect("a versioned bucket");
+    let location = format!("s3://{bucket}/hookgate/routes.toml");
+    let directory = scratch_directory("routes-push-to");
+    let file = directory.join("routes.toml");
+    std::fs::write(&file, routes_invoking("billing")).unwrap();
+
+    let pushed = push(&[file.to_str().unwrap(), "--to", &location]).await;
+
+    assert!(pushed.status.success(), "{}", printed(&pushed));
+    assert_eq!(
+        published(&location).await.as_deref(),
+        Some(routes_invoking("billing").as_str())
+    );
+    let refused = push(&[
+        file.to_str().unwrap(),
+        "--to",
+        "https://example.com/routes.toml",
+    ])
+    .await;
+    assert!(!refused.status.success(), "{}", printed(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not an S3 object's URI"),
+        "{}",
+        printed(&refused)
+    );
+}
+
+#[tokio::test]
+async fn a_stack_serving_only_its_bundled_routes_is_named_with_what_to_change() {
+    let client = aws_sdk_cloudformation::Client::new(&emulator::sdk_config().await);
+    let name = emulator::unique_name("hookgate-bundled");
+    client
+        .create_stack()
+        .stack_name(&name)
+        .template_body(
+            "Resources:\n  Placeholder:\n    Type: AWS::SQS::Queue\nOutputs:\n  RoutesLocation:\n    Value: bundled\n",
+        )
+        .send()
+        .await
+        .expect("the emulator creates the stack");
+    let directory = scratch_directory("routes-push-bundled");
+    let file = directory.join("routes.toml");
+    std::fs::write(&file, routes_invoking("billing")).unwrap();
+
+    let pushed = push(&[file.to_str().unwrap(), "--stack", &name]).await;
+
+    assert!(!pushed.status.success(), "{}", printed(&pushed));
+    let error = String::from_utf8_lossy(&pushed.stderr);
+    assert!(
+        error.contains("serves only the routes built into its processor")
+            && error.contains("RoutesSource empty"),
+        "{error}"
+    );
+}

@@ -315,6 +315,30 @@ async fn a_binary_body_too_large_for_a_message_is_stored_first_and_queued_by_ref
 }
 
 #[tokio::test]
+async fn a_body_stored_in_the_bucket_is_counted_as_a_large_body_and_an_inline_one_is_not() {
+    let (fixture, _) = github_on_a_small_queue(Some(MemoryBodyStore::new()));
+    let large = |metrics: &Metrics| {
+        metrics
+            .captured()
+            .into_iter()
+            .filter(|document| document.get("LargeBodies").is_some())
+            .collect::<Vec<_>>()
+    };
+
+    fixture.receiver.answer(github_delivery("{}")).await;
+    assert!(large(&fixture.metrics).is_empty(), "an inline body");
+
+    let answer = fixture
+        .receiver
+        .answer(github_delivery(&"a".repeat(ENVELOPE_LIMIT * 2)))
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let counted = large(&fixture.metrics);
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0]["Provider"], "github");
+}
+
+#[tokio::test]
 async fn a_body_store_that_cannot_store_is_503_and_nothing_is_queued() {
     let bodies = MemoryBodyStore::new();
     bodies.set_unavailable(true);
