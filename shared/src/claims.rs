@@ -121,10 +121,12 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     /// Records that `action` succeeded, so a retry skips it.
     async fn mark_action_done(&self, claim: &HeldClaim, action: &str) -> Result<(), StoreError>;
 
-    /// Marks the event completed; later deliveries are duplicates until the record expires.
+    /// Marks the event completed, recording `finishing_action` (if any) as done in the same
+    /// write; later deliveries are duplicates until the record expires.
     async fn complete(
         &self,
         claim: &HeldClaim,
+        finishing_action: Option<&str>,
         now: OffsetDateTime,
         retention: Duration,
     ) -> Result<(), StoreError>;
@@ -263,6 +265,7 @@ fn instant_after(start: OffsetDateTime, duration: Duration) -> OffsetDateTime {
 pub(crate) enum HeldWrite {
     ActionDone(String),
     Complete {
+        finishing_action: Option<String>,
         now: OffsetDateTime,
         retention: Duration,
     },
@@ -294,7 +297,12 @@ impl HeldWrite {
             HeldWrite::ActionDone(action) => {
                 record.done_actions.insert(action.clone());
             }
-            HeldWrite::Complete { now, retention } => {
+            HeldWrite::Complete {
+                finishing_action,
+                now,
+                retention,
+            } => {
+                record.done_actions.extend(finishing_action.iter().cloned());
                 record.status = Status::Completed;
                 record.expires_at = instant_after(*now, *retention);
             }
@@ -351,6 +359,9 @@ struct MemoryState {
     records: HashMap<IdempotencyKey, ClaimRecord>,
     sightings: HashMap<String, SightingRecord>,
     unavailable: bool,
+    /// Every write asked for, each of which the DynamoDB adapter makes as one conditional
+    /// write request, whether its condition holds or not.
+    writes: usize,
 }
 
 impl MemoryStore {
@@ -361,6 +372,12 @@ impl MemoryStore {
     /// From now on, fail (`true`) or answer (`false`) every call.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.lock().unavailable = unavailable;
+    }
+
+    /// How many writes the store was asked for (claims, sightings, progress, completions,
+    /// releases): what the DynamoDB adapter would pay for as write requests.
+    pub fn writes(&self) -> usize {
+        self.lock().writes
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
@@ -379,8 +396,15 @@ impl MemoryStore {
         Ok(state)
     }
 
-    fn write_held(&self, claim: &HeldClaim, write: HeldWrite) -> Result<(), StoreError> {
+    /// [`Self::available`], counting a write.
+    fn writable(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, StoreError> {
         let mut state = self.available()?;
+        state.writes += 1;
+        Ok(state)
+    }
+
+    fn write_held(&self, claim: &HeldClaim, write: HeldWrite) -> Result<(), StoreError> {
+        let mut state = self.writable()?;
         write.apply(state.records.get_mut(&claim.key), claim)
     }
 }
@@ -388,7 +412,7 @@ impl MemoryStore {
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError> {
-        let mut state = self.available()?;
+        let mut state = self.writable()?;
         match decide_claim(state.records.get(request.key), &request, new_holder()) {
             ClaimDecision::Refuse(claim) => Ok(claim),
             ClaimDecision::Take(record) => {
@@ -400,7 +424,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     async fn record_body(&self, sighting: BodySighting<'_>) -> Result<FirstSeen, StoreError> {
-        let mut state = self.available()?;
+        let mut state = self.writable()?;
         let name = sighting.record_name();
         let (first, write) = decide_sighting(state.sightings.get(&name), &sighting);
         if let Some(record) = write {
@@ -428,10 +452,18 @@ impl IdempotencyStore for MemoryStore {
     async fn complete(
         &self,
         claim: &HeldClaim,
+        finishing_action: Option<&str>,
         now: OffsetDateTime,
         retention: Duration,
     ) -> Result<(), StoreError> {
-        self.write_held(claim, HeldWrite::Complete { now, retention })
+        self.write_held(
+            claim,
+            HeldWrite::Complete {
+                finishing_action: finishing_action.map(str::to_owned),
+                now,
+                retention,
+            },
+        )
     }
 
     async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError> {
@@ -541,12 +573,19 @@ mod tests {
             Err(StoreError::ClaimLost { .. })
         ));
         HeldWrite::Complete {
+            finishing_action: Some("ticket".to_owned()),
             now: at(1),
             retention: RETENTION,
         }
         .apply(Some(&mut record), &holder)
         .expect("the holder completes");
         assert_eq!(record.expires_at, at(3_601));
+        assert_eq!(record.status, Status::Completed);
+        assert_eq!(
+            record.done_actions,
+            BTreeSet::from(["notify".to_owned(), "ticket".to_owned()]),
+            "the completing write records the action that finished the event"
+        );
         assert!(matches!(
             HeldWrite::ActionDone("late".to_owned()).apply(Some(&mut record), &holder),
             Err(StoreError::ClaimLost { .. })

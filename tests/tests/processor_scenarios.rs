@@ -979,7 +979,7 @@ async fn an_abandoned_claim_is_taken_over_once_its_lease_expires_and_its_late_ho
             "complete",
             scenario
                 .store
-                .complete(&abandoned, OffsetDateTime::now_utc(), RETENTION)
+                .complete(&abandoned, None, OffsetDateTime::now_utc(), RETENTION)
                 .await,
         ),
         ("release", scenario.store.release(&abandoned).await),

@@ -227,7 +227,7 @@ async fn a_claim_after_completion_is_a_duplicate(adapter: impl Adapter) {
     let t0 = start();
     let held = acquire(store.as_ref(), request(&key, FIRST_HASH, t0)).await;
     store
-        .complete(&held, t0 + Duration::from_secs(5), RETENTION)
+        .complete(&held, None, t0 + Duration::from_secs(5), RETENTION)
         .await
         .expect("the holder completes");
 
@@ -240,7 +240,7 @@ async fn a_claim_after_completion_is_a_duplicate(adapter: impl Adapter) {
     assert_claim_lost(store.mark_action_done(&held, "notify").await, "marking");
     assert_claim_lost(store.release(&held).await, "releasing");
     assert_claim_lost(
-        store.complete(&held, t0, RETENTION).await,
+        store.complete(&held, None, t0, RETENTION).await,
         "completing again",
     );
 }
@@ -315,7 +315,7 @@ async fn a_holder_whose_lease_was_taken_over_can_no_longer_write(adapter: impl A
     assert_claim_lost(store.mark_action_done(&late, "late").await, "marking");
     assert_claim_lost(store.release(&late).await, "releasing");
     assert_claim_lost(
-        store.complete(&late, t0 + LEASE, RETENTION).await,
+        store.complete(&late, None, t0 + LEASE, RETENTION).await,
         "completing",
     );
 
@@ -346,7 +346,7 @@ async fn a_holder_whose_lease_was_taken_over_can_no_longer_write(adapter: impl A
     assert_eq!(third.attempt, 3);
     assert_eq!(third.done_actions, actions(&["notify"]));
     store
-        .complete(&third, t0 + LEASE + Duration::from_secs(3), RETENTION)
+        .complete(&third, None, t0 + LEASE + Duration::from_secs(3), RETENTION)
         .await
         .expect("the current holder completes");
     assert_eq!(
@@ -384,7 +384,7 @@ async fn a_completed_record_past_its_retention_counts_as_absent(adapter: impl Ad
         .await
         .expect("the holder records its progress");
     store
-        .complete(&held, t0, RETENTION)
+        .complete(&held, None, t0, RETENTION)
         .await
         .expect("the holder completes");
 
@@ -496,7 +496,7 @@ async fn fifty_concurrent_claims_on_a_record_past_its_retention_start_it_afresh_
     let store = adapter.store();
     let held = acquire(store.as_ref(), request(&key, FIRST_HASH, t0)).await;
     store
-        .complete(&held, t0, RETENTION)
+        .complete(&held, None, t0, RETENTION)
         .await
         .expect("the holder completes");
 
@@ -524,7 +524,10 @@ async fn an_unavailable_store_answers_with_an_error_not_an_outcome(adapter: impl
     for (what, outcome) in [
         ("marking", store.mark_action_done(&held, "notify").await),
         ("releasing", store.release(&held).await),
-        ("completing", store.complete(&held, t0, RETENTION).await),
+        (
+            "completing",
+            store.complete(&held, None, t0, RETENTION).await,
+        ),
     ] {
         assert!(
             matches!(outcome, Err(StoreError::Unavailable(_))),
@@ -561,7 +564,7 @@ async fn a_key_is_recorded_from_its_first_claim_until_its_retention_ends(adapter
         "in progress"
     );
     store
-        .complete(&held, t0, RETENTION)
+        .complete(&held, None, t0, RETENTION)
         .await
         .expect("the holder completes");
 
@@ -1003,17 +1006,19 @@ mod dynamo_store_only {
             .mark_action_done(&held, "notify")
             .await
             .expect("the holder records its progress");
+        // The last action is recorded by the completing write itself.
         store
-            .complete(&held, t0, RETENTION)
+            .complete(&held, Some("ticket"), t0, RETENTION)
             .await
             .expect("the holder completes");
 
         let item = adapter.item(&key).await;
-        assert_eq!(
-            item.get("done_actions")
-                .and_then(|value| value.as_ss().ok()),
-            Some(&vec!["notify".to_owned()])
-        );
+        let done: BTreeSet<&str> = item
+            .get("done_actions")
+            .and_then(|value| value.as_ss().ok())
+            .map(|actions| actions.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(done, BTreeSet::from(["notify", "ticket"]));
         assert_eq!(
             item.get("status")
                 .and_then(|value| value.as_s().ok())

@@ -721,6 +721,23 @@ fn the_processor_reads_routes_from_the_stack_bucket_by_default_and_from_what_rou
 }
 
 #[test]
+fn the_processor_warms_as_many_connections_as_its_batches_claim_events() {
+    let template = Template::load();
+    let (_, processor) = template.processor();
+    let batch_size =
+        integer(&processor["Properties"]["Events"]["Envelopes"]["Properties"]["BatchSize"]);
+    assert_eq!(
+        integer(&processor["Properties"]["Environment"]["Variables"]["BATCH_SIZE"]),
+        batch_size
+    );
+    assert_eq!(
+        batch_size,
+        Some(hookgate::processor::DEFAULT_BATCH_SIZE as i64),
+        "the processor's default is the template's batch size"
+    );
+}
+
+#[test]
 fn both_queues_take_messages_of_a_mebibyte() {
     let template = Template::load();
     for id in ["Queue", "DeadLetterQueue"] {

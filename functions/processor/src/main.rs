@@ -4,7 +4,8 @@
 use hookgate::config::ProcessEnv;
 use hookgate::{aws, lambda, telemetry};
 
-#[tokio::main]
+// One thread: Lambda hands a function one event at a time (see `hookgate::lambda`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(env!("CARGO_BIN_NAME"));
     let processor = aws::processor_from_env(&ProcessEnv).await?;

@@ -5,7 +5,8 @@ use hookgate::config::ProcessEnv;
 use hookgate::telemetry;
 use hookgate_reconciler::{handle_run, reconciler_from_env};
 
-#[tokio::main]
+// One thread: Lambda hands a function one event at a time (see `hookgate::lambda`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(env!("CARGO_BIN_NAME"));
     let reconciler = reconciler_from_env(&ProcessEnv).await?;

@@ -126,6 +126,35 @@ impl DynamoStore {
         Self { client, table_name }
     }
 
+    /// Opens `connections` connections to the table, at once, so that a batch whose events
+    /// all claim at the same moment finds them open instead of paying a TLS handshake each.
+    /// Each is a `GetItem` of a key no event can have (keys begin with a provider), an
+    /// eventually consistent read of nothing: half a read unit, no write. A failure here
+    /// is no reason not to start; the claim that needs the connection will open it.
+    pub async fn warm(&self, connections: usize) {
+        let reads = (0..connections).map(|_| {
+            self.client
+                .get_item()
+                .table_name(&self.table_name)
+                .key(attribute::KEY, AttributeValue::S(" warm-up".to_owned()))
+                .projection_expression("#key")
+                .expression_attribute_names("#key", attribute::KEY)
+                .send()
+        });
+        let failures = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .filter(Result::is_err)
+            .count();
+        if failures > 0 {
+            tracing::warn!(
+                failures,
+                connections,
+                "some of the table's connections could not be opened at init"
+            );
+        }
+    }
+
     /// Checks with one `DescribeTable` call that the table exists and is keyed by
     /// `idempotency_key`, which also warms the connection: a wrong table fails the init, and
     /// the first claim after a cold start does not pay for a TLS handshake.
@@ -352,23 +381,30 @@ impl IdempotencyStore for DynamoStore {
     async fn complete(
         &self,
         claim: &HeldClaim,
+        finishing_action: Option<&str>,
         now: OffsetDateTime,
         retention: Duration,
     ) -> Result<(), StoreError> {
-        self.update_held(
-            claim,
-            "SET #status = :completed, #expires = :ttl, #updated = :updated \
-             REMOVE #holder, #lease",
-            vec![
-                (":completed", string(Status::Completed.as_str())),
-                (
-                    ":ttl",
-                    number(ceil_div(nanos_after(now, retention), NANOS_PER_S)),
-                ),
-                (":updated", number(wall_clock_ms())),
-            ],
-        )
-        .await
+        let mut values = vec![
+            (":completed", string(Status::Completed.as_str())),
+            (
+                ":ttl",
+                number(ceil_div(nanos_after(now, retention), NANOS_PER_S)),
+            ),
+            (":updated", number(wall_clock_ms())),
+        ];
+        let update = match finishing_action {
+            None => {
+                "SET #status = :completed, #expires = :ttl, #updated = :updated \
+                 REMOVE #holder, #lease"
+            }
+            Some(action) => {
+                values.push((":action", AttributeValue::Ss(vec![action.to_owned()])));
+                "SET #status = :completed, #expires = :ttl, #updated = :updated \
+                 ADD #done :action REMOVE #holder, #lease"
+            }
+        };
+        self.update_held(claim, update, values).await
     }
 
     async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError> {

@@ -201,6 +201,7 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
         config.table_name,
     )
     .await?;
+    store.warm(config.warm_connections).await;
     let control = SqsQueueControl::connect(
         aws_sdk_sqs::Client::new(&sdk_config),
         config.queue_url,

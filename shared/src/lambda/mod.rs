@@ -1,5 +1,12 @@
 //! Lambda adapters: the events each kind of function receives, turned into calls on the
 //! services, and the services' answers turned back into what Lambda expects.
+//!
+//! Every function runs on tokio's current-thread runtime. Lambda hands an execution
+//! environment one event at a time, and below 1,769 MB of memory gives it less than one
+//! vCPU: a multi-threaded runtime's workers only hand each wake-up from thread to thread.
+//! A batch's concurrent work (the processor's claims and actions) is I/O, which one thread
+//! interleaves; background refreshes (secrets, routes) run while the runtime loop waits for
+//! the next event. Measured by `scripts/bench` (see the README's Performance section).
 
 #[cfg(feature = "processor")]
 pub mod processor;

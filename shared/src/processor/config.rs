@@ -13,6 +13,7 @@
 //! | `LEASE_SECS` | how long a claim is exclusive; must exceed every action timeout | longest action timeout + 30; with `ROUTES_SOURCE`, the longest allowed (30) + 30 |
 //! | `BACKOFF_BASE_SECS` | the first retry's delay step | 10 |
 //! | `BACKOFF_CAP_SECS` | the largest delay step | 900 |
+//! | `BATCH_SIZE` | the most messages an invocation brings (the event source's `BatchSize`): init opens as many connections to the table, since a batch claims its events at once | 10 |
 
 use std::time::Duration;
 
@@ -23,6 +24,13 @@ use crate::routes::{RouteTable, MAX_ACTION_TIMEOUT};
 
 /// The routes compiled into the processor, used unless `ROUTES_FILE` names another file.
 pub const BUNDLED_ROUTES: &str = include_str!("../../../functions/processor/routes.toml");
+
+/// SQS event sources' default batch size, which the template sets.
+pub const DEFAULT_BATCH_SIZE: usize = 10;
+
+/// The largest batch connections are warmed for: SQS's largest batch without a batching
+/// window. Larger batches (up to 10,000 with a window) open the rest on demand.
+const MAX_WARMED_BATCH: usize = 10;
 
 /// The margin a lease keeps over the longest action timeout, for recording the outcome.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
@@ -85,6 +93,8 @@ pub struct ProcessorConfig {
     pub routes: RouteTable,
     pub routes_source: Option<RoutesSourceConfig>,
     pub settings: ProcessorSettings,
+    /// How many connections to the table init opens: one per event a batch claims at once.
+    pub warm_connections: usize,
 }
 
 impl ProcessorConfig {
@@ -101,7 +111,15 @@ impl ProcessorConfig {
             None => routes.longest_action_timeout(),
         };
         let settings = settings_from_env(env, longest)?;
+        let batch_size: usize = parsed_or(env, "BATCH_SIZE", DEFAULT_BATCH_SIZE)?;
+        if !(1..=10_000).contains(&batch_size) {
+            return Err(ConfigError::invalid(
+                "BATCH_SIZE",
+                format!("{batch_size} is not between 1 and 10000, the SQS event source's range"),
+            ));
+        }
         Ok(Self {
+            warm_connections: batch_size.min(MAX_WARMED_BATCH),
             table_name,
             queue_url,
             dlq_url,
@@ -221,6 +239,23 @@ mod tests {
             .expect("the default retention covers a redrive from the stack's dead-letter queue");
         assert!(config.settings.lease > config.routes.longest_action_timeout());
         assert_eq!(config.settings.backoff.base, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn init_warms_a_connection_per_event_of_a_batch_up_to_ten() {
+        assert_eq!(config(&[]).unwrap().warm_connections, 10);
+        assert_eq!(config(&[("BATCH_SIZE", "3")]).unwrap().warm_connections, 3);
+        assert_eq!(
+            config(&[("BATCH_SIZE", "500")]).unwrap().warm_connections,
+            10
+        );
+        for bad in ["0", "10001", "ten"] {
+            let error = config(&[("BATCH_SIZE", bad)]).unwrap_err();
+            assert!(
+                error.to_string().starts_with("BATCH_SIZE is invalid"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -36,8 +36,8 @@ use tracing::{error, info, warn, Instrument};
 
 pub use config::{
     check_redrive_retention, routes_from_env, routes_source_from_env, settings_from_env,
-    ProcessorConfig, RoutesSourceConfig, BUNDLED_ROUTES, DEFAULT_RETENTION_DAYS,
-    DEFAULT_ROUTES_REFRESH,
+    ProcessorConfig, RoutesSourceConfig, BUNDLED_ROUTES, DEFAULT_BATCH_SIZE,
+    DEFAULT_RETENTION_DAYS, DEFAULT_ROUTES_REFRESH,
 };
 pub use consumer::QueueConsumer;
 pub use control::{ControlCall, MemoryQueueControl, QueueControl};
@@ -464,16 +464,6 @@ impl Processor {
         }
 
         let now = (self.clock)();
-        if !envelope.id_signed {
-            match self.first_with_body(envelope, now).await {
-                Ok(FirstSeen::ThisEvent) => {}
-                Ok(FirstSeen::Another(first)) => {
-                    warn!(idempotency_key = %key, first_idempotency_key = %first, provider, event_type, outcome = "suspected_replay", "this body was received before under another id, which its provider does not sign: a replayed delivery; acknowledged as a duplicate");
-                    return Decision::Done(Outcome::SuspectedReplay { first });
-                }
-                Err(error) => return self.store_unavailable(delivery, key, &error),
-            }
-        }
         let claim = self
             .store
             .claim(ClaimRequest {
@@ -504,6 +494,30 @@ impl Processor {
             }
             Err(error) => return self.store_unavailable(delivery, key, &error),
         };
+        // After the claim, not before: a duplicate, the commonest redelivery, then costs the
+        // claim's one conditional write and nothing more.
+        if !envelope.id_signed {
+            match self.first_with_body(envelope, now).await {
+                Ok(FirstSeen::ThisEvent) => {}
+                Ok(FirstSeen::Another(first)) => {
+                    warn!(idempotency_key = %key, first_idempotency_key = %first, provider, event_type, outcome = "suspected_replay", "this body was received before under another id, which its provider does not sign: a replayed delivery; acknowledged as a duplicate");
+                    // Completed with nothing run, so that the replay's own redeliveries are
+                    // plain duplicates.
+                    if let Err(error) = self
+                        .store
+                        .complete(&held, None, (self.clock)(), self.settings.retention)
+                        .await
+                    {
+                        return self.lost_progress(delivery, &held, error, None).await;
+                    }
+                    return Decision::Done(Outcome::SuspectedReplay { first });
+                }
+                Err(error) => {
+                    self.release(&held).await;
+                    return self.store_unavailable(delivery, key, &error);
+                }
+            }
+        }
         if held.first_payload_hash != envelope.body_sha256 {
             warn!(idempotency_key = %key, provider, event_type, "the same key arrived with a different payload; the first one's actions stand");
         }
@@ -522,6 +536,14 @@ impl Processor {
         let event = NormalizedEvent::new(envelope, body);
         // Each success is recorded as soon as its action ends, not once the slowest action
         // of the event has: a crash in between must not make a finished action run again.
+        // A lone action is the exception: its success is recorded by the write that completes
+        // the event, which follows at once, so a new event with one action costs two writes
+        // (the claim and the completion). A crash between the action and that write runs
+        // the action again, exactly as a crash before a separate write would.
+        let lone_action = match pending.as_slice() {
+            [action] => Some(action.name.as_str()),
+            _ => None,
+        };
         let outcomes = join_all(pending.iter().map(|action| async {
             let done = self
                 .run_action(&*table.actions, action, &event, actions_deadline)
@@ -529,7 +551,11 @@ impl Processor {
             let recorded = match &done.result {
                 Ok(()) => {
                     info!(idempotency_key = %key, action = %action.name, attempt = held.attempt, "action succeeded");
-                    self.store.mark_action_done(&held, &action.name).await
+                    if lone_action.is_some() {
+                        Ok(())
+                    } else {
+                        self.store.mark_action_done(&held, &action.name).await
+                    }
                 }
                 Err(error) => {
                     warn!(idempotency_key = %key, action = %action.name, attempt = held.attempt, %error, "action failed");
@@ -611,7 +637,7 @@ impl Processor {
 
         if let Err(error) = self
             .store
-            .complete(&held, (self.clock)(), self.settings.retention)
+            .complete(&held, lone_action, (self.clock)(), self.settings.retention)
             .await
         {
             return self.lost_progress(delivery, &held, error, None).await;

@@ -116,9 +116,18 @@ fn fixture_with_max_receive_count(actions: ScriptedActions, max_receive_count: u
 }
 
 fn fixture_on(actions: ScriptedActions, control: MemoryQueueControl) -> Fixture {
+    fixture_routed(ROUTES, actions, control)
+}
+
+fn fixture_routed(routes: &str, actions: ScriptedActions, control: MemoryQueueControl) -> Fixture {
     let store = MemoryStore::new();
     let actions = Arc::new(actions);
-    let processor = processor_on(Arc::new(store.clone()), actions.clone(), control.clone());
+    let processor = processor_routed(
+        routes,
+        Arc::new(store.clone()),
+        actions.clone(),
+        control.clone(),
+    );
     Fixture {
         processor,
         store,
@@ -135,8 +144,17 @@ fn processor_on(
     actions: Arc<ScriptedActions>,
     control: MemoryQueueControl,
 ) -> Processor {
+    processor_routed(ROUTES, store, actions, control)
+}
+
+fn processor_routed(
+    routes: &str,
+    store: Arc<dyn IdempotencyStore>,
+    actions: Arc<ScriptedActions>,
+    control: MemoryQueueControl,
+) -> Processor {
     Processor::new(
-        RouteTable::parse(ROUTES, "routes.toml").unwrap(),
+        RouteTable::parse(routes, "routes.toml").unwrap(),
         store,
         actions,
         Arc::new(control),
@@ -210,6 +228,99 @@ async fn an_event_runs_its_actions_once_and_a_redelivery_is_a_duplicate() {
         .map(|(name, _)| name)
         .collect();
     assert_eq!(names, ["agent", "audit"]);
+}
+
+/// Routes with one action for GitHub's pull requests and two for its issues.
+const ONE_AND_TWO_ACTIONS: &str = r#"
+    [[route]]
+    provider = "github"
+    events = ["pull_request.*"]
+    actions = ["agent"]
+
+    [[route]]
+    provider = "github"
+    events = ["issues.*"]
+    actions = ["agent", "audit"]
+
+    [action.agent]
+    type = "log"
+
+    [action.audit]
+    type = "log"
+"#;
+
+/// `envelope`, as from a provider that signs its ids (no body sighting is recorded).
+fn signed_envelope(id: &str, event_type: &str) -> String {
+    let mut envelope = Envelope::from_json(&envelope(id, event_type))
+        .unwrap()
+        .v1()
+        .clone();
+    envelope.id_signed = true;
+    Envelope::V1(envelope).to_json()
+}
+
+/// The store writes `process` makes for `delivery`.
+async fn writes_for(fixture: &Fixture, delivery: &QueuedDelivery) -> (Disposition, usize) {
+    let before = fixture.store.writes();
+    let disposition = fixture.processor.process(delivery, None).await;
+    (disposition, fixture.store.writes() - before)
+}
+
+#[tokio::test]
+async fn a_new_event_with_one_action_costs_two_writes_and_a_duplicate_one() {
+    let fixture = fixture_routed(
+        ONE_AND_TWO_ACTIONS,
+        ScriptedActions::default(),
+        MemoryQueueControl::new(),
+    );
+    let new = delivery("m-1", signed_envelope("d-1", "pull_request.opened"), 1);
+
+    assert_eq!(
+        writes_for(&fixture, &new).await,
+        (Disposition::Acknowledge(Outcome::Completed), 2),
+        "the claim, and the completion that records the action done"
+    );
+    assert_eq!(
+        writes_for(&fixture, &new).await,
+        (Disposition::Acknowledge(Outcome::Duplicate), 1),
+        "the claim that finds the event completed"
+    );
+    assert_eq!(fixture.actions.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unsigned_id_adds_the_body_sighting_and_a_duplicate_still_costs_one_write() {
+    let fixture = fixture_routed(
+        ONE_AND_TWO_ACTIONS,
+        ScriptedActions::default(),
+        MemoryQueueControl::new(),
+    );
+
+    assert_eq!(
+        writes_for(&fixture, &pr("d-1")).await,
+        (Disposition::Acknowledge(Outcome::Completed), 3),
+        "the claim, the body's sighting and the completion"
+    );
+    assert_eq!(
+        writes_for(&fixture, &pr("d-1")).await,
+        (Disposition::Acknowledge(Outcome::Duplicate), 1)
+    );
+}
+
+#[tokio::test]
+async fn each_of_several_actions_is_recorded_as_it_ends_and_the_event_then_completed() {
+    let fixture = fixture_routed(
+        ONE_AND_TWO_ACTIONS,
+        ScriptedActions::default(),
+        MemoryQueueControl::new(),
+    );
+    let new = delivery("m-1", signed_envelope("d-1", "issues.opened"), 1);
+
+    assert_eq!(
+        writes_for(&fixture, &new).await,
+        (Disposition::Acknowledge(Outcome::Completed), 4),
+        "the claim, one write per action, and the completion"
+    );
 }
 
 #[tokio::test]
@@ -444,11 +555,13 @@ async fn a_late_worker_whose_claim_was_taken_over_cannot_complete_it() {
         panic!("the expired lease is taken over")
     };
     assert!(matches!(
-        store.complete(&late, start, Duration::from_secs(60)).await,
+        store
+            .complete(&late, None, start, Duration::from_secs(60))
+            .await,
         Err(StoreError::ClaimLost { .. })
     ));
     assert!(store
-        .complete(&new_holder, start, Duration::from_secs(60))
+        .complete(&new_holder, None, start, Duration::from_secs(60))
         .await
         .is_ok());
 }
@@ -667,6 +780,7 @@ impl IdempotencyStore for StuckStore {
     async fn complete(
         &self,
         _: &HeldClaim,
+        _: Option<&str>,
         _: OffsetDateTime,
         _: Duration,
     ) -> Result<(), StoreError> {
@@ -719,6 +833,11 @@ async fn a_body_replayed_under_a_fresh_unsigned_id_is_a_suspected_replay_and_act
     assert_eq!(
         outcome,
         Disposition::Acknowledge(Outcome::SuspectedReplay { first })
+    );
+    assert_eq!(
+        fixture.processor.process(&replayed, None).await,
+        Disposition::Acknowledge(Outcome::Duplicate),
+        "the replay's key was completed with nothing run: its redeliveries are duplicates"
     );
     assert_eq!(
         fixture.actions.calls().len(),

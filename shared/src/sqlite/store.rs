@@ -201,13 +201,18 @@ impl IdempotencyStore for SqliteStore {
     async fn complete(
         &self,
         claim: &HeldClaim,
+        finishing_action: Option<&str>,
         now: OffsetDateTime,
         retention: Duration,
     ) -> Result<(), StoreError> {
         self.write_held(
             "completing a claim",
             claim,
-            HeldWrite::Complete { now, retention },
+            HeldWrite::Complete {
+                finishing_action: finishing_action.map(str::to_owned),
+                now,
+                retention,
+            },
         )
         .await
     }
@@ -380,7 +385,10 @@ mod tests {
             .mark_action_done(&held, "ticket")
             .await
             .expect("recorded");
-        store.complete(&held, t0(), RETENTION).await.expect("done");
+        store
+            .complete(&held, None, t0(), RETENTION)
+            .await
+            .expect("done");
 
         let connection = rusqlite::Connection::open(scratch.path()).expect("a second look");
         let row = connection
