@@ -151,6 +151,8 @@ pub struct LambdaFunction {
     output: Arc<Mutex<String>>,
     /// The request id of each invocation handed to the binary, in order.
     request_ids: Mutex<Vec<String>>,
+    /// The binary's process id; `None` only if it had exited before it could be read.
+    pid: Option<u32>,
     address: SocketAddr,
     server: JoinHandle<()>,
     supervisor: JoinHandle<()>,
@@ -167,20 +169,24 @@ impl Drop for LambdaFunction {
 
 /// Where `cargo build --workspace --bins` puts the function binaries.
 pub fn binary_directory() -> PathBuf {
+    target_directory().join("debug")
+}
+
+/// The workspace's target directory: `CARGO_TARGET_DIR`, or `target/`.
+pub fn target_directory() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(target) => {
             let target = PathBuf::from(target);
             // A relative target directory is relative to where cargo ran: the workspace.
-            let target = if target.is_relative() {
+            if target.is_relative() {
                 Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("..")
                     .join(target)
             } else {
                 target
-            };
-            target.join("debug")
+            }
         }
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
     }
 }
 
@@ -198,7 +204,20 @@ impl LambdaFunction {
         K: AsRef<std::ffi::OsStr>,
         V: AsRef<std::ffi::OsStr>,
     {
-        let binary = binary_directory().join(function);
+        Self::start_binary(function, binary_directory().join(function), env).await
+    }
+
+    /// [`LambdaFunction::start`] for the binary at `binary` (a release build, say), run as
+    /// the function named `function`.
+    pub async fn start_binary<K, V>(
+        function: &str,
+        binary: PathBuf,
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, InvocationError>
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         if !binary.is_file() {
             return Err(InvocationError::MissingBinary {
                 function: function.to_owned(),
@@ -257,6 +276,7 @@ impl LambdaFunction {
             }
         };
 
+        let pid = child.id();
         let output = Arc::new(Mutex::new(String::new()));
         let mut readers = JoinSet::new();
         if let Some(stdout) = child.stdout.take() {
@@ -280,6 +300,7 @@ impl LambdaFunction {
             exit,
             output,
             request_ids: Mutex::default(),
+            pid,
             address,
             server,
             supervisor,
@@ -306,6 +327,12 @@ impl LambdaFunction {
     /// The Runtime API's address, as given to the binary in `AWS_LAMBDA_RUNTIME_API`.
     pub fn runtime_api(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The binary's process id, for reading what it uses from `/proc`; `None` only if it
+    /// exited as soon as it started.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 
     /// Everything the binary has printed so far, stdout and stderr interleaved by line.
@@ -447,6 +474,10 @@ async fn serve(listener: TcpListener, api: Arc<Api>) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                // Lambda's Runtime API answers at once: with Nagle's algorithm on, a
+                // response written in two parts waits for the binary's delayed ACK (about
+                // 40 ms) on a kept-alive connection.
+                let _ = stream.set_nodelay(true);
                 let api = api.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |request| route(api.clone(), request));
