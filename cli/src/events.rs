@@ -18,7 +18,7 @@ use hookgate_samples::SampleFile;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-const REGENERATE: &str = "cargo run -q -p hookgate-cli -- events";
+const REGENERATE: &str = "cargo run -q --bin hookgate -- events";
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {

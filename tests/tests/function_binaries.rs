@@ -215,6 +215,43 @@ fn build_graph(function: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Each crate of the workspace's build and the features it is compiled with, over the
+/// dependency kinds `edges` names (`normal,build`, or with `dev` too).
+fn workspace_features(edges: &str) -> std::collections::BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--workspace", "--edges", edges, "--prefix", "none"])
+        .args(["--format", "{p} [{f}]", "--offline"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim_end_matches(" (*)").to_owned())
+        .collect()
+}
+
+/// `cargo build --workspace --bins` (what `scripts/test` builds first, and the resolution
+/// `cargo run --bin hookgate` shares) and `cargo test` must compile every dependency with
+/// the same features: one differing feature of tokio or getrandom recompiles the AWS SDK
+/// and everything else above it, doubling the first `scripts/test`. A member that adds a
+/// dev-dependency, or a dev-dependency's feature, names it in hookgate-tests' ordinary
+/// dependencies too.
+#[test]
+fn building_the_binaries_and_the_tests_resolve_every_dependency_alike() {
+    let binaries = workspace_features("normal,build");
+    let tests = workspace_features("normal,build,dev");
+    let differing: Vec<&String> = binaries.symmetric_difference(&tests).collect();
+    assert!(
+        differing.is_empty(),
+        "resolved differently with and without dev-dependencies: {differing:#?}"
+    );
+}
+
 /// Whether the graph has the crate `name`, at any version.
 fn has_crate(graph: &std::collections::BTreeSet<String>, name: &str) -> bool {
     graph
