@@ -65,10 +65,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an async command on a multi-threaded runtime.
+/// The TLS trust of every client the tool builds: the machine's own roots (where a
+/// developer's proxy or company CA is installed) and `HOOKGATE_CA_FILE`'s certificates.
+/// [`async_command`] checks it before any command that connects anywhere runs.
+pub(crate) fn trust() -> &'static hookgate::tls::Trust {
+    hookgate::tls::process_trust().expect("async_command checked the TLS trust")
+}
+
+/// Runs an async command on a multi-threaded runtime, once the TLS trust is known good.
 fn async_command<E: std::fmt::Display>(
     command: impl std::future::Future<Output = Result<(), E>>,
 ) -> Result<(), String> {
+    hookgate::tls::use_platform_roots();
+    hookgate::tls::process_trust().map_err(|error| error.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -120,6 +120,7 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
         );
     }
     let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::trust().rustls_config())
         .timeout(ANSWER_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -35,13 +35,15 @@ impl AwsOptions {
     /// `--profile` and `--region` over it, and a timeout on every call.
     pub async fn sdk_config(&self) -> SdkConfig {
         let (attempt, operation) = CALL_TIMEOUTS;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(attempt)
-                .operation_attempt_timeout(attempt)
-                .operation_timeout(operation)
-                .build(),
-        );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(crate::trust().aws_http_client())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(attempt)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(operation)
+                    .build(),
+            );
         if let Some(profile) = &self.profile {
             loader = loader.profile_name(profile);
         }

@@ -42,4 +42,5 @@ pub mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod telemetry;
+pub mod tls;
 pub mod verify;

@@ -34,6 +34,7 @@ pub fn function_environment() -> Vec<(&'static str, String)> {
 /// SDK configuration pointed at the emulator, with dummy credentials.
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(aws_http_client())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -45,6 +46,13 @@ pub async fn sdk_config() -> SdkConfig {
         ))
         .load()
         .await
+}
+
+/// The HTTP client every function's SDK clients use ([`hookgate::tls`]).
+pub fn aws_http_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    hookgate::tls::process_trust()
+        .expect("HOOKGATE_CA_FILE, if set, is usable")
+        .aws_http_client()
 }
 
 /// A name no other test in this run (or an earlier run against the same emulator) uses.

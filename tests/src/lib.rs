@@ -10,3 +10,11 @@ pub mod emulator;
 pub mod github_api;
 pub mod hookgate_cli;
 pub mod lambda_runtime_api;
+
+/// An HTTP client builder for tests, on the TLS trust the functions use ([`hookgate::tls`]):
+/// reqwest is built without a default crypto provider, so `reqwest::Client::new()` would
+/// refuse to start.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let trust = hookgate::tls::process_trust().expect("HOOKGATE_CA_FILE, if set, is usable");
+    reqwest::Client::builder().tls_backend_preconfigured(trust.rustls_config())
+}

@@ -107,7 +107,7 @@ async fn nothing_answered_202_is_lost_or_acted_on_twice_across_a_kill_9() {
         &agent.url("/hooks"),
         ACTION_TIMEOUT_SECS,
     );
-    let client = reqwest::Client::builder()
+    let client = hookgate_tests::http_client()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("a client");

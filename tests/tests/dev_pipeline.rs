@@ -428,7 +428,11 @@ async fn a_700_kb_json_body_and_a_3_mb_binary_body_reach_the_agent_byte_for_byte
 
 /// Posts `body` with a delivery's headers, and returns the status.
 async fn post_bytes(url: &str, delivery: &SampleDelivery, body: &[u8]) -> u16 {
-    let mut request = reqwest::Client::new().post(url).body(body.to_vec());
+    let mut request = hookgate_tests::http_client()
+        .build()
+        .expect("a client")
+        .post(url)
+        .body(body.to_vec());
     for (name, value) in &delivery.headers {
         request = request.header(name, value);
     }

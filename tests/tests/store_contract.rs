@@ -939,6 +939,7 @@ mod dynamo_store_only {
     async fn an_unreachable_endpoint_makes_the_store_unavailable() {
         // Nothing listens on port 1; no retries and short timeouts keep the test quick.
         let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(emulator::aws_http_client())
             .endpoint_url("http://127.0.0.1:1")
             .region(Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -268,7 +268,11 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
     let processor = aws::processor_from_env(env)
         .await?
         .with_metrics(Metrics::off());
-    let client = aws_sdk_sqs::Client::new(&aws::sdk_config(AWS_TIMEOUTS).await);
+    let client = aws_sdk_sqs::Client::new(
+        &aws::sdk_config(AWS_TIMEOUTS)
+            .await
+            .map_err(InitError::from)?,
+    );
     let queue = SqsEventQueue::connect(client.clone(), queue_url.clone()).await?;
     let consumer = SqsQueueConsumer::connect(client, queue_url.clone()).await?;
     // The processor reads the same bucket, from the same variable.

@@ -48,7 +48,10 @@ impl GithubApi {
     /// A client of the API at `base` (`https://api.github.com`), authenticating with the
     /// tokens `token` gives.
     pub fn new(base: &str, token: Arc<dyn TokenSource>) -> Result<Self, GithubError> {
+        let trust = hookgate::tls::process_trust()
+            .map_err(|error| GithubError::Unavailable(error.to_string()))?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(trust.rustls_config())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             // A redirect could take the bearer token to another host.

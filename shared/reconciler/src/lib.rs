@@ -69,7 +69,7 @@ pub async fn reconciler_from_env(env: &dyn Env) -> Result<Reconciler, StartError
 
 async fn build(env: &dyn Env) -> Result<Reconciler, StartError> {
     let config = ReconcilerConfig::from_env(env)?;
-    let sdk = sdk_config(TIMEOUTS).await;
+    let sdk = sdk_config(TIMEOUTS).await.map_err(InitError::from)?;
     let token: Arc<dyn TokenSource> = match config.token {
         TokenConfig::Fixed(token) => Arc::new(StaticToken::new(token)),
         TokenConfig::SecretsManager { secret_id, refresh } => {

@@ -388,6 +388,11 @@ mod tests {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .http_client(
+                crate::tls::process_trust()
+                    .expect("no CA file")
+                    .aws_http_client(),
+            )
             .endpoint_url(endpoint)
             // One answer per attempt is scripted; the processor does the retrying.
             .retry_config(RetryConfig::disabled())

@@ -91,9 +91,13 @@ const PROCESSOR_TIMEOUTS: (Duration, Duration) =
     (Duration::from_millis(3_000), Duration::from_millis(10_000));
 
 /// The SDK configuration from the standard environment, with an attempt and an overall
-/// timeout on every call.
-pub async fn sdk_config((attempt, operation): (Duration, Duration)) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+/// timeout on every call, on the HTTP client of the process's TLS trust ([`crate::tls`]).
+/// Fails only when `HOOKGATE_CA_FILE` names an unusable file.
+pub async fn sdk_config(
+    (attempt, operation): (Duration, Duration),
+) -> Result<aws_config::SdkConfig, ConfigError> {
+    Ok(aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::process_trust()?.aws_http_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(attempt)
@@ -102,7 +106,7 @@ pub async fn sdk_config((attempt, operation): (Duration, Duration)) -> aws_confi
                 .build(),
         )
         .load()
-        .await
+        .await)
 }
 
 /// An S3 client on `sdk_config`, addressing buckets by path when an endpoint is set (an
@@ -132,7 +136,7 @@ pub(crate) fn is_no_such_key(
 /// The body store in `bucket`, checked and warmed, with timeouts of its own: an upload of
 /// several MB needs longer than a receiver's SQS call.
 pub async fn body_store(bucket: String) -> Result<S3BodyStore, InitError> {
-    let sdk_config = sdk_config(s3_bodies::BODY_STORE_TIMEOUTS).await;
+    let sdk_config = sdk_config(s3_bodies::BODY_STORE_TIMEOUTS).await?;
     Ok(S3BodyStore::connect(s3_client(&sdk_config), bucket).await?)
 }
 
@@ -151,7 +155,7 @@ pub async fn receiver_from_env(provider: Provider, env: &dyn Env) -> Result<Rece
 async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, InitError> {
     let scheme = scheme_for(provider, env)?;
     let config = ReceiverConfig::from_env(env, scheme.key_encoding())?;
-    let sdk_config = sdk_config(RECEIVER_TIMEOUTS).await;
+    let sdk_config = sdk_config(RECEIVER_TIMEOUTS).await?;
     let secrets: Arc<dyn SecretSource> = match config.secrets {
         SecretsConfig::Environment(keys) => Arc::new(StaticSecrets::new(keys)),
         SecretsConfig::SecretsManager { secret_id, refresh } => Arc::new(
@@ -195,7 +199,7 @@ pub async fn processor_from_env(env: &dyn Env) -> Result<Processor, InitError> {
 #[cfg(feature = "processor")]
 async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
     let config = ProcessorConfig::from_env(env)?;
-    let sdk_config = sdk_config(PROCESSOR_TIMEOUTS).await;
+    let sdk_config = sdk_config(PROCESSOR_TIMEOUTS).await?;
     let store = DynamoStore::connect(
         aws_sdk_dynamodb::Client::new(&sdk_config),
         config.table_name,
@@ -216,6 +220,7 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
     // RequestResponse invocation runs the agent twice in one attempt, while the processor
     // already retries with backoff and the claim's progress.
     let actions_sdk_config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::process_trust()?.aws_http_client())
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .load()
         .await;

@@ -71,8 +71,7 @@ impl ActionDispatcher {
                     let source = secrets.resolve(&action.name, secret).await?;
                     let actions = match http.take() {
                         Some(actions) => actions,
-                        None => HttpActions::new()
-                            .map_err(|error| ActionSetupError::HttpClient(error.to_string()))?,
+                        None => HttpActions::new()?,
                     };
                     http = Some(actions.with_signing_secret(action.name.clone(), source));
                 }

@@ -27,7 +27,7 @@ use reqwest::StatusCode;
 use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
-use super::{excerpt, ActionError, ActionInvoker, NormalizedEvent};
+use super::{excerpt, ActionError, ActionInvoker, ActionSetupError, NormalizedEvent};
 use crate::routes::{ActionKind, ActionSpec};
 use crate::secret::SecretSource;
 use crate::verify::standard::StandardWebhooks;
@@ -53,12 +53,17 @@ pub struct HttpActions {
 }
 
 impl HttpActions {
-    /// Builds the HTTP client, with no signing secret yet.
-    pub fn new() -> Result<Self, reqwest::Error> {
+    /// Builds the HTTP client, on the process's TLS trust ([`crate::tls`]), with no signing
+    /// secret yet.
+    pub fn new() -> Result<Self, ActionSetupError> {
+        let trust = crate::tls::process_trust()
+            .map_err(|error| ActionSetupError::HttpClient(error.to_string()))?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(trust.rustls_config())
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .build()
+            .map_err(|error| ActionSetupError::HttpClient(error.to_string()))?;
         Ok(Self {
             client,
             secrets: BTreeMap::new(),
