@@ -57,16 +57,20 @@ pub enum RawBody {
     Stored(BodyReference),
 }
 
+/// Whether UTF-8 `text` holds U+FFFE (`EF BF BE`) or U+FFFF (`EF BF BF`): one vectorised
+/// search for their shared first two bytes, rather than a search per character or one that
+/// decodes every character.
+fn holds_fffe_or_ffff(text: &[u8]) -> bool {
+    memchr::memmem::find_iter(text, b"\xEF\xBF")
+        .any(|at| matches!(text.get(at + 2), Some(0xBE | 0xBF)))
+}
+
 impl RawBody {
     /// UTF-8 text travels as text unless it holds U+FFFE or U+FFFF: JSON leaves those
     /// unescaped and SQS refuses them in a message body, so such text goes as base64 too.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
-            // Substring searches, which the standard library vectorises, rather than one
-            // char-set search that decodes every character.
-            Ok(text) if !text.contains('\u{FFFE}') && !text.contains('\u{FFFF}') => {
-                RawBody::Utf8(text.to_owned())
-            }
+            Ok(text) if !holds_fffe_or_ffff(bytes) => RawBody::Utf8(text.to_owned()),
             _ => RawBody::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
         }
     }
@@ -312,11 +316,25 @@ mod tests {
             assert_eq!(body.to_bytes().unwrap(), text.as_bytes());
         }
         // Their neighbours in UTF-8 are ordinary text.
-        for text in ["\u{FFFD}", "\u{FFEF}", "é\u{10FFFF}"] {
+        for text in [
+            "\u{FFFD}",
+            "\u{FFEF}",
+            "é\u{10FFFF}",
+            "\u{FFC2}",
+            "x\u{FFFD}",
+        ] {
             assert!(
                 matches!(RawBody::from_bytes(text.as_bytes()), RawBody::Utf8(_)),
                 "{text:?}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_byte_search_for_fffe_and_ffff_agrees_with_the_characters(text in "\\PC*[\u{FFF0}-\u{FFFF}]?\\PC*") {
+            let by_chars = text.chars().any(|c| c == '\u{FFFE}' || c == '\u{FFFF}');
+            proptest::prop_assert_eq!(holds_fffe_or_ffff(text.as_bytes()), by_chars);
         }
     }
 
