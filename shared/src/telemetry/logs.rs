@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::span::{Attributes, Id};
 use tracing::{Level, Metadata, Subscriber};
-use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
+use tracing_subscriber::filter::{filter_fn, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::fmt::time::SystemTime;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -64,7 +64,11 @@ impl LogFormat {
 
 /// The filter the variables ask for: `AWS_LAMBDA_LOG_LEVEL` (Lambda's names, `FATAL` being
 /// `ERROR`), or `RUST_LOG`, or `info`. A value that cannot be read is ignored for the next.
-pub fn log_filter(lambda_level: Option<&str>, rust_log: Option<&str>) -> EnvFilter {
+///
+/// `RUST_LOG` takes levels and `target=level` directives (`info,hookgate=debug`), not
+/// `tracing-subscriber`'s span and field filters: those need a regex engine, which would add
+/// half a megabyte to every function for a syntax nobody sets on a Lambda function.
+pub fn log_filter(lambda_level: Option<&str>, rust_log: Option<&str>) -> Targets {
     let lambda_level = lambda_level.and_then(|level| {
         let level = level.trim();
         if level.eq_ignore_ascii_case("fatal") {
@@ -73,11 +77,11 @@ pub fn log_filter(lambda_level: Option<&str>, rust_log: Option<&str>) -> EnvFilt
         LevelFilter::from_str(level).ok()
     });
     if let Some(level) = lambda_level {
-        return EnvFilter::default().add_directive(level.into());
+        return Targets::new().with_default(level);
     }
     rust_log
-        .and_then(|directives| EnvFilter::try_new(directives).ok())
-        .unwrap_or_else(|| EnvFilter::default().add_directive(LevelFilter::INFO.into()))
+        .and_then(|directives| Targets::from_str(directives).ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// Installs the subscriber for the function `service`, as the environment asks. Safe to
@@ -152,14 +156,15 @@ impl<S: Subscriber> Layer<S> for CountInvocations {
 }
 
 /// Installs a human-readable log subscriber on stderr, for a terminal (`hookgate dev`);
-/// `RUST_LOG` filters (default `info`). Safe to call twice.
+/// `RUST_LOG` filters as for the functions (default `info`). Safe to call twice.
 pub fn init_terminal_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
     let _ = tracing_subscriber::fmt()
         .compact()
-        .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        .finish()
+        .with(log_filter(None, rust_log.as_deref()))
         .try_init();
 }
 
