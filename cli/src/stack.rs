@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudformation::error::DisplayErrorContext;
 
 /// How long one call to AWS may take from the command line.
@@ -34,16 +33,7 @@ impl AwsOptions {
     /// The SDK configuration: the standard chain (which also reads AWS_ENDPOINT_URL), with
     /// `--profile` and `--region` over it, and a timeout on every call.
     pub async fn sdk_config(&self) -> SdkConfig {
-        let (attempt, operation) = CALL_TIMEOUTS;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(crate::trust().aws_http_client())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(attempt)
-                    .operation_attempt_timeout(attempt)
-                    .operation_timeout(operation)
-                    .build(),
-            );
+        let mut loader = hookgate::aws::sdk_loader(CALL_TIMEOUTS, crate::trust());
         if let Some(profile) = &self.profile {
             loader = loader.profile_name(profile);
         }

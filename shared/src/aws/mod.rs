@@ -94,10 +94,22 @@ const PROCESSOR_TIMEOUTS: (Duration, Duration) =
 /// timeout on every call, on the HTTP client of the process's TLS trust ([`crate::tls`]).
 /// Fails only when `HOOKGATE_CA_FILE` names an unusable file.
 pub async fn sdk_config(
-    (attempt, operation): (Duration, Duration),
+    timeouts: (Duration, Duration),
 ) -> Result<aws_config::SdkConfig, ConfigError> {
-    Ok(aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::tls::process_trust()?.aws_http_client())
+    Ok(sdk_loader(timeouts, crate::tls::process_trust()?)
+        .load()
+        .await)
+}
+
+/// The loader [`sdk_config`] loads: the standard chain (which also reads
+/// `AWS_ENDPOINT_URL`), an attempt and an overall timeout on every call, and `trust`'s HTTP
+/// client; for a caller that sets more (a profile, a region) before loading.
+pub fn sdk_loader(
+    (attempt, operation): (Duration, Duration),
+    trust: &crate::tls::Trust,
+) -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(trust.aws_http_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(attempt)
@@ -105,8 +117,6 @@ pub async fn sdk_config(
                 .operation_timeout(operation)
                 .build(),
         )
-        .load()
-        .await)
 }
 
 /// An S3 client on `sdk_config`, addressing buckets by path when an endpoint is set (an

@@ -186,22 +186,14 @@ fn the_hookgate_tool_does_carry_the_samples() {
     }
 }
 
-/// The crates and features in `function`'s build as `sam build` makes it: cargo run in the
-/// function's own folder (its CodeUri), which resolves its features alone.
-fn build_graph(function: &str) -> std::collections::BTreeSet<String> {
-    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../functions")
-        .join(function);
+/// The lines `cargo tree --prefix none --offline` prints in `folder` with `arguments`, each
+/// once (a repeated crate's `(*)` mark dropped).
+fn cargo_tree(folder: &std::path::Path, arguments: &[&str]) -> std::collections::BTreeSet<String> {
     let output = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--edges",
-            "normal,features",
-            "--prefix",
-            "none",
-            "--offline",
-        ])
-        .current_dir(&folder)
+        .arg("tree")
+        .args(arguments)
+        .args(["--prefix", "none", "--offline"])
+        .current_dir(folder)
         .output()
         .expect("cargo tree runs");
     assert!(
@@ -215,24 +207,23 @@ fn build_graph(function: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// The crates and features in `function`'s build as `sam build` makes it: cargo run in the
+/// function's own folder (its CodeUri), which resolves its features alone.
+fn build_graph(function: &str) -> std::collections::BTreeSet<String> {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions")
+        .join(function);
+    cargo_tree(&folder, &["--edges", "normal,features"])
+}
+
 /// Each crate of the workspace's build and the features it is compiled with, over the
 /// dependency kinds `edges` names (`normal,build`, or with `dev` too).
 fn workspace_features(edges: &str) -> std::collections::BTreeSet<String> {
-    let output = std::process::Command::new(env!("CARGO"))
-        .args(["tree", "--workspace", "--edges", edges, "--prefix", "none"])
-        .args(["--format", "{p} [{f}]", "--offline"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| line.trim_end_matches(" (*)").to_owned())
-        .collect()
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    cargo_tree(
+        &root,
+        &["--workspace", "--edges", edges, "--format", "{p} [{f}]"],
+    )
 }
 
 /// `cargo build --workspace --bins` (what `scripts/test` builds first, and the resolution
