@@ -794,8 +794,10 @@ async fn an_agent_answering_500_twice_then_200_gets_the_event_once_after_two_bac
             "retry {}: the agent was called again after {gap:?}, before half the {step:?} step",
             retry + 1
         );
+        // Well below the queue's 20 s visibility: the delay is whole seconds, the consumer
+        // polls, and the emulator is shared with the other tests running at the same time.
         assert!(
-            gap < step + Duration::from_secs(3),
+            gap < step + Duration::from_secs(5),
             "retry {}: {gap:?}",
             retry + 1
         );
