@@ -52,6 +52,8 @@ pub struct Trust {
     /// [`CA_FILE_VARIABLE`]'s file, as read, and its certificates, checked.
     extra_pem: Option<Vec<u8>>,
     extra: Vec<CertificateDer<'static>>,
+    /// Built at the first ask and shared by every SDK client after it.
+    aws_http_client: OnceLock<aws_sdk_sqs::config::SharedHttpClient>,
 }
 
 impl Trust {
@@ -65,6 +67,7 @@ impl Trust {
                 roots,
                 extra_pem: None,
                 extra: Vec::new(),
+                aws_http_client: OnceLock::new(),
             });
         };
         let invalid = |reason: String| ConfigError::invalid(CA_FILE_VARIABLE, reason);
@@ -86,12 +89,20 @@ impl Trust {
             roots,
             extra_pem: Some(pem),
             extra,
+            aws_http_client: OnceLock::new(),
         })
     }
 
-    /// The HTTP client for the AWS SDK's clients (`SdkConfig::http_client`): its
-    /// connections, pooled per endpoint, are shared by every client built with it.
+    /// The HTTP client for the AWS SDK's clients (`SdkConfig::http_client`): one for every
+    /// client of the process, so that its connections (pooled per endpoint) and its
+    /// connectors (one per pair of timeouts, each parsing the roots once) are shared.
     pub fn aws_http_client(&self) -> aws_sdk_sqs::config::SharedHttpClient {
+        self.aws_http_client
+            .get_or_init(|| self.build_aws_http_client())
+            .clone()
+    }
+
+    fn build_aws_http_client(&self) -> aws_sdk_sqs::config::SharedHttpClient {
         let mut store = match self.roots {
             Roots::CompiledIn => TrustStore::empty().with_pem_certificate(AWS_ROOTS_PEM),
             Roots::Platform => TrustStore::default(),
