@@ -27,6 +27,7 @@ mod reconciler_github;
 mod reconciler_state_contract;
 mod routes_push;
 mod routes_source_contract;
+mod s3_checksums;
 mod secrets_manager;
 mod store_contract;
 mod template;
