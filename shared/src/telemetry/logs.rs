@@ -88,37 +88,68 @@ pub fn log_filter(lambda_level: Option<&str>, rust_log: Option<&str>) -> Targets
 /// call twice: the second call changes nothing.
 pub fn init_logging(service: &'static str) {
     let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let _ = tracing::subscriber::set_global_default(function_subscriber(service, &|name: &str| {
+        variable(name)
+    }));
+}
+
+/// The subscriber a function logs through, from the variables `variable` reads:
+/// `AWS_LAMBDA_LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL`, `RUST_LOG`, `AWS_XRAY_DAEMON_ADDRESS`.
+///
+/// What no layer wants must cost nothing: the SDK and hyper hit debug and trace callsites
+/// dozens of times per webhook. So every filter tells its most verbose level (a filter
+/// that does not makes the process's maximum TRACE, and every `debug!` past the static
+/// level check), and every layer is filtered by callsite (an unfiltered layer, or an empty
+/// `Option`, makes `tracing-subscriber` enable every callsite, ask each filter again at
+/// every hit, and create every SDK span in the registry). Before both were so, logging
+/// took 6% of a receiver's CPU per webhook.
+pub fn function_subscriber(
+    service: &'static str,
+    variable: &dyn Fn(&str) -> Option<String>,
+) -> Box<dyn Subscriber + Send + Sync> {
     let filter = log_filter(
         variable("AWS_LAMBDA_LOG_LEVEL").as_deref(),
         variable("RUST_LOG").as_deref(),
     );
-    // The level is the lines', not the spans': a line at WARN still carries the fields of
-    // the INFO spans around it (the invocation's request id above all). Spans below INFO
-    // (the SDK's) stay off, so that they cost nothing.
+    // Spans at INFO pass whatever the level, so that a WARN line still carries the
+    // invocation's requestId.
     let lines = filter.or(filter_fn(|metadata: &Metadata<'_>| {
         metadata.is_span() && *metadata.level() <= Level::INFO
-    }));
-    let invocations = CountInvocations.with_filter(filter_fn(|metadata: &Metadata<'_>| {
-        metadata.is_span() && metadata.name() == INVOCATION_SPAN
-    }));
-    // X-Ray subsegments, when Lambda runs the daemon (active tracing).
+    })
+    .with_max_level_hint(Level::INFO));
+    let invocations = CountInvocations.with_filter(
+        filter_fn(|metadata: &Metadata<'_>| {
+            metadata.is_span() && metadata.name() == INVOCATION_SPAN
+        })
+        .with_max_level_hint(Level::INFO),
+    );
     let xray = variable("AWS_XRAY_DAEMON_ADDRESS")
-        .and_then(|daemon| super::xray::XrayLayer::to_daemon(&daemon))
-        .map(|layer| layer.with_filter(filter_fn(super::xray::is_traced)));
+        .and_then(|daemon| super::xray::XrayLayer::to_daemon(&daemon));
+    let tracing_to_xray = xray.is_some();
+    // The Option inside the filter, never outside it: see above.
+    // The SDK's operation spans, which X-Ray draws, are at DEBUG.
+    let xray = xray.with_filter(
+        filter_fn(move |metadata: &Metadata<'_>| {
+            tracing_to_xray && super::xray::is_traced(metadata)
+        })
+        .with_max_level_hint(if tracing_to_xray {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::OFF
+        }),
+    );
     let registry = tracing_subscriber::registry().with(invocations).with(xray);
-    let _ = match LogFormat::from_variable(variable("AWS_LAMBDA_LOG_FORMAT").as_deref()) {
-        LogFormat::Json => registry
-            .with(json_layer(service).with_filter(lines))
-            .try_init(),
-        LogFormat::Text => registry
-            .with(
+    match LogFormat::from_variable(variable("AWS_LAMBDA_LOG_FORMAT").as_deref()) {
+        LogFormat::Json => Box::new(registry.with(json_layer(service).with_filter(lines))),
+        LogFormat::Text => Box::new(
+            registry.with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
                     .with_timer(SystemTime)
                     .with_filter(lines),
-            )
-            .try_init(),
-    };
+            ),
+        ),
+    }
 }
 
 /// The JSON layer: the fields above, on the top level of each line.
@@ -170,7 +201,94 @@ pub fn init_terminal_logging() {
 
 #[cfg(test)]
 mod tests {
+    use tracing::callsite::{Callsite, Identifier};
+    use tracing::subscriber::Interest;
+
     use super::*;
+
+    /// What the subscriber built from `variables` says, once and for all, of a span at
+    /// `level` from `target`: `never` means every later hit of that callsite costs nothing.
+    fn interest(variables: &[(&str, &str)], target: &'static str, level: Level) -> Interest {
+        let subscriber = function_subscriber("test", &|name: &str| {
+            variables
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| value.to_string())
+        });
+        let fields = tracing::field::FieldSet::new(&[], Identifier(&CALLSITE));
+        // Leaked: a callsite's metadata lives as long as the program, as the macros' do.
+        let metadata: &'static Metadata<'static> = Box::leak(Box::new(Metadata::new(
+            "a span",
+            target,
+            level,
+            None,
+            None,
+            None,
+            fields,
+            tracing::metadata::Kind::SPAN,
+        )));
+        subscriber.register_callsite(metadata)
+    }
+
+    struct TestCallsite;
+    static CALLSITE: TestCallsite = TestCallsite;
+    impl Callsite for TestCallsite {
+        fn set_interest(&self, _: Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            unreachable!("the tests hand their metadata to the subscriber themselves")
+        }
+    }
+
+    #[test]
+    fn a_debug_span_of_the_sdk_is_disabled_for_good_at_the_default_level() {
+        let sdk = "aws_smithy_runtime::client::orchestrator";
+        assert!(interest(&[], sdk, Level::DEBUG).is_never());
+        assert!(interest(&[("AWS_LAMBDA_LOG_FORMAT", "Text")], sdk, Level::TRACE).is_never());
+        assert!(!interest(&[], "lambda_runtime::layers::trace", Level::INFO).is_never());
+        assert!(!interest(
+            &[("RUST_LOG", "aws_smithy_runtime=debug")],
+            sdk,
+            Level::DEBUG
+        )
+        .is_never());
+    }
+
+    /// The most verbose level the subscriber built from `variables` may take: `debug!` and
+    /// `trace!` below it end at a static check.
+    fn most_verbose(variables: &[(&str, &str)]) -> Option<LevelFilter> {
+        function_subscriber("test", &|name: &str| {
+            variables
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| value.to_string())
+        })
+        .max_level_hint()
+    }
+
+    #[test]
+    fn the_most_verbose_level_is_the_one_asked_for_and_debug_for_x_ray() {
+        assert_eq!(most_verbose(&[]), Some(LevelFilter::INFO));
+        assert_eq!(
+            most_verbose(&[("AWS_LAMBDA_LOG_LEVEL", "WARN")]),
+            Some(LevelFilter::INFO),
+            "spans at INFO still pass, for the invocation's requestId"
+        );
+        assert_eq!(
+            most_verbose(&[("RUST_LOG", "info,hookgate=trace")]),
+            Some(LevelFilter::TRACE)
+        );
+        assert_eq!(
+            most_verbose(&[("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")]),
+            Some(LevelFilter::DEBUG)
+        );
+    }
+
+    #[test]
+    fn with_x_ray_on_a_span_it_does_not_trace_is_still_disabled_for_good() {
+        let xray = [("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")];
+        assert!(interest(&xray, "hyper_util::client", Level::DEBUG).is_never());
+        assert!(!interest(&xray, "lambda_runtime::layers::trace", Level::INFO).is_never());
+    }
 
     #[test]
     fn the_format_is_text_only_when_lambda_says_text() {
