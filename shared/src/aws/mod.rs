@@ -119,6 +119,16 @@ pub fn sdk_loader(
         )
 }
 
+/// An SQS client on `sdk_config`, without the SDK's stalled-stream protection: a queue's
+/// calls are small and each is bounded by the attempt and operation timeouts already, and the
+/// protection's throughput monitor polled a timer through every request and response.
+pub fn sqs_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::config::Builder::from(sdk_config)
+        .stalled_stream_protection(aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled())
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
 /// An S3 client on `sdk_config`, addressing buckets by path when an endpoint is set (an
 /// emulator on 127.0.0.1 has no `{bucket}.host` names), by virtual host on AWS.
 pub fn s3_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
@@ -179,7 +189,7 @@ async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, I
         ),
     };
     // Warmed side by side: the bucket's handshake costs the cold start no wall time.
-    let queue = SqsEventQueue::connect(aws_sdk_sqs::Client::new(&sdk_config), config.queue_url);
+    let queue = SqsEventQueue::connect(sqs_client(&sdk_config), config.queue_url);
     let (queue, bodies) = match config.body_bucket {
         Some(bucket) => {
             let (queue, bodies) = tokio::join!(queue, body_store(bucket));
