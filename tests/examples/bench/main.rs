@@ -10,7 +10,10 @@
 //! - cold: exec to the harness receiving the first invocation's answer (wall), and the CPU
 //!   time of all the process's threads at that moment;
 //! - warm: CPU time and context switches per invocation over a fixed number of invocations,
-//!   after a few unmeasured ones;
+//!   after a few unmeasured ones. The receivers and floors of a round all keep running and
+//!   take these in turns of a tenth each, so that a slow minute of this machine or of the
+//!   emulator weighs on every one of them alike (measured one after the other, a receiver's
+//!   ratio to the floor swung from 0.61x to 1.0x between rounds; in turns, within 0.1x);
 //! - peak RSS (`VmHWM`) at the end, and the binary zipped as `bootstrap`, as Lambda takes it;
 //! - AWS calls counted on the wire by a proxy in front of the emulator ([`proxy`]).
 //!
@@ -41,7 +44,7 @@ use serde_json::Value;
 
 use proxy::{Calls, CountingProxy};
 use report::{Measured, PhaseFigures, ProcessorFigures, Report};
-use usage::Usage;
+use usage::{ThreadUsage, Usage};
 
 /// The size of every delivery's body.
 const BODY_BYTES: usize = 16 * 1024;
@@ -204,16 +207,10 @@ impl Bench {
         ]
     }
 
-    async fn measure(&self, subject: Subject, round: usize) -> anyhow::Result<Measured> {
-        match subject {
-            Subject::Processor => self.measure_processor(round).await,
-            _ => self.measure_receiver(subject, round).await,
-        }
-    }
-
-    /// A receiver or a floor, on a queue of its own that is deleted afterwards (moto slows
-    /// as a queue fills).
-    async fn measure_receiver(&self, subject: Subject, round: usize) -> anyhow::Result<Measured> {
+    /// A receiver or a floor, started on a queue of its own (moto slows as a queue fills)
+    /// and answered its first and unmeasured invocations; measured warm by [`Self::take_turn`]
+    /// and ended by [`Self::finish`].
+    async fn start_receiver(&self, subject: Subject, round: usize) -> anyhow::Result<Running> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let queue_url = emulator::create_queue(&sqs, "bench").await?;
         let (provider, mut env, answer_status) = match subject {
@@ -228,46 +225,120 @@ impl Bench {
         env.extend(self.aws_environment());
         env.push(("QUEUE_URL", queue_url.clone()));
         let event = events::api_gateway_event(provider, &format!("round-{round}"), BODY_BYTES);
-        let measured = self.run_webhooks(subject, env, &event, answer_status).await;
-        let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
-        measured
+        let (function, pid, cold) = self.cold_start(subject, env, &event).await?;
+        let running = Running {
+            subject,
+            function,
+            pid,
+            event,
+            answer_status,
+            queue_url,
+            figures: cold.figures,
+            warm: ThreadUsage::default(),
+            sqs_calls: 0,
+            sqs_sends: 0,
+        };
+        running.check(&cold.first_answer)?;
+        for _ in 0..self.plan.warm_up {
+            running.check(
+                &running
+                    .function
+                    .invoke_within(&running.event, INVOKE_TIMEOUT)
+                    .await?,
+            )?;
+        }
+        Ok(running)
     }
 
-    async fn run_webhooks(
-        &self,
-        subject: Subject,
-        env: Vec<(&'static str, String)>,
-        event: &Value,
-        answer_status: u64,
-    ) -> anyhow::Result<Measured> {
-        let check = |answer: &Value| -> anyhow::Result<()> {
-            if answer["statusCode"].as_u64() != Some(answer_status) {
-                bail!(
-                    "{} answered {answer} instead of {answer_status}",
-                    subject.name()
-                );
-            }
-            Ok(())
-        };
-        let (function, pid, mut measured) = self.cold_start(subject, env, event).await?;
-        check(&measured.first_answer)?;
-        for _ in 0..self.plan.warm_up {
-            check(&function.invoke_within(event, INVOKE_TIMEOUT).await?)?;
-        }
+    /// `webhooks` measured invocations of `running`, added to its warm figures.
+    async fn take_turn(&self, running: &mut Running, webhooks: usize) -> anyhow::Result<()> {
         let calls = self.proxy.calls();
-        let before = Usage::read(pid)?;
-        for _ in 0..self.plan.webhooks {
-            check(&function.invoke_within(event, INVOKE_TIMEOUT).await?)?;
+        let before = Usage::read(running.pid)?;
+        for _ in 0..webhooks {
+            running.check(
+                &running
+                    .function
+                    .invoke_within(&running.event, INVOKE_TIMEOUT)
+                    .await?,
+            )?;
         }
-        let used = Usage::read(pid)?.since(&before);
+        let used = Usage::read(running.pid)?.since(&before);
         let calls = self.proxy.calls().since(&calls);
+        running.warm.cpu_ns += used.cpu_ns;
+        running.warm.switches += used.switches;
+        running.sqs_calls += calls.sqs_calls();
+        running.sqs_sends += calls.sqs_sends();
+        Ok(())
+    }
+
+    /// The figures of `running` after its turns, its peak memory read before it ends.
+    async fn finish(&self, running: Running) -> anyhow::Result<Measured> {
+        let Running {
+            function,
+            pid,
+            queue_url,
+            mut figures,
+            warm,
+            sqs_calls,
+            sqs_sends,
+            ..
+        } = running;
         let count = self.plan.webhooks as f64;
-        measured.figures.warm_cpu_us = used.cpu_ns as f64 / 1e3 / count;
-        measured.figures.switches = used.switches as f64 / count;
-        measured.figures.sqs_calls = Some(calls.sqs_calls() as f64 / count);
-        measured.figures.sqs_sends = Some(calls.sqs_sends() as f64 / count);
-        measured.figures.peak_rss_bytes = usage::peak_rss_bytes(pid)? as f64;
-        Ok(measured.figures)
+        figures.warm_cpu_us = warm.cpu_ns as f64 / 1e3 / count;
+        figures.switches = warm.switches as f64 / count;
+        figures.sqs_calls = Some(sqs_calls as f64 / count);
+        figures.sqs_sends = Some(sqs_sends as f64 / count);
+        figures.peak_rss_bytes = usage::peak_rss_bytes(pid)? as f64;
+        drop(function);
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+        Ok(figures)
+    }
+
+    /// One round of the receivers and floors among `subjects`: each started in turn (the
+    /// cold figures), then all kept running while they take turns of a few webhooks each,
+    /// so that a slow minute on this machine (or in the emulator) weighs on every one of
+    /// them alike, not on whichever was measured then.
+    async fn receivers_round(
+        &self,
+        subjects: &[Subject],
+        round: usize,
+    ) -> anyhow::Result<Vec<(Subject, Measured)>> {
+        let mut running = Vec::new();
+        for subject in subjects {
+            eprintln!(
+                "bench: round {round}/{}: {} cold",
+                self.plan.rounds,
+                subject.name()
+            );
+            running.push(
+                self.start_receiver(*subject, round)
+                    .await
+                    .with_context(|| format!("round {round}: {}", subject.name()))?,
+            );
+        }
+        let turns = TURNS.min(self.plan.webhooks);
+        eprintln!(
+            "bench: round {round}/{}: {} webhooks each, in {turns} turns",
+            self.plan.rounds, self.plan.webhooks
+        );
+        for turn in 0..turns {
+            // The webhooks spread over the turns, the first turns taking any remainder.
+            let webhooks =
+                self.plan.webhooks / turns + usize::from(turn < self.plan.webhooks % turns);
+            for running in &mut running {
+                let name = running.subject.name();
+                self.take_turn(running, webhooks)
+                    .await
+                    .with_context(|| format!("round {round}: {name}"))?;
+            }
+        }
+        let mut measured = Vec::new();
+        for running in running {
+            let subject = running.subject;
+            measured.push((subject, self.finish(running).await?));
+        }
+        Ok(measured)
     }
 
     /// Starts the subject's binary and hands it `first`; returns once it has answered, with
@@ -451,6 +522,38 @@ impl Bench {
     }
 }
 
+/// A receiver or floor kept running through a round, and what its turns have used.
+struct Running {
+    subject: Subject,
+    function: LambdaFunction,
+    pid: u32,
+    /// The delivery it is handed at every invocation.
+    event: Value,
+    answer_status: u64,
+    queue_url: String,
+    /// The cold figures, then the rest once finished.
+    figures: Measured,
+    warm: ThreadUsage,
+    sqs_calls: u64,
+    sqs_sends: u64,
+}
+
+impl Running {
+    fn check(&self, answer: &Value) -> anyhow::Result<()> {
+        if answer["statusCode"].as_u64() != Some(self.answer_status) {
+            bail!(
+                "{} answered {answer} instead of {}",
+                self.subject.name(),
+                self.answer_status
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Turns per round in which the running receivers and floors take their measured webhooks.
+const TURNS: usize = 10;
+
 /// A binary's first answer, and the cold figures taken with it.
 struct ColdStart {
     first_answer: Value,
@@ -502,18 +605,27 @@ async fn main() -> anyhow::Result<()> {
         }
         report.zipped(*subject, zipped_size(&binary)?);
     }
-    'rounds: for round in 1..=plan.rounds {
-        for subject in &plan.subjects {
-            if started.elapsed() > plan.budget {
-                eprintln!(
-                    "bench: over the budget of {:?}; reporting the rounds done",
-                    plan.budget
-                );
-                break 'rounds;
+    let (processors, receivers): (Vec<Subject>, Vec<Subject>) = plan
+        .subjects
+        .iter()
+        .partition(|subject| **subject == Subject::Processor);
+    for round in 1..=plan.rounds {
+        if started.elapsed() > plan.budget {
+            eprintln!(
+                "bench: over the budget of {:?}; reporting the rounds done",
+                plan.budget
+            );
+            break;
+        }
+        if !receivers.is_empty() {
+            for (subject, measured) in bench.receivers_round(&receivers, round).await? {
+                report.add(subject, measured);
             }
+        }
+        for subject in &processors {
             eprintln!("bench: round {round}/{}: {}", plan.rounds, subject.name());
             let measured = bench
-                .measure(*subject, round)
+                .measure_processor(round)
                 .await
                 .with_context(|| format!("round {round}: {}", subject.name()))?;
             report.add(*subject, measured);
