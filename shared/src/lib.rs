@@ -23,6 +23,7 @@
 //! embedded backends). The defaults are `receiver` and `processor`, for the library's own
 //! tests; the workspace turns them off, and each crate names its own.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod bodies;
 pub mod claims;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod envelope;
 pub mod idempotency;
+#[cfg(feature = "aws")]
 pub mod lambda;
 pub mod processor;
 pub mod provider;
@@ -42,5 +44,6 @@ pub mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod telemetry;
+#[cfg(feature = "aws")]
 pub mod tls;
 pub mod verify;

@@ -173,3 +173,47 @@ impl RoutesSource for MemoryRoutesSource {
         Ok(self.upload_unchecked(text.into_bytes()))
     }
 }
+
+/// `s3://bucket/key` is not a location the routes can be read from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an S3 object's URI: expected s3://BUCKET/KEY")]
+pub struct NotAnS3Uri(pub String);
+
+/// The bucket and key of `s3://bucket/key`.
+pub fn parse_s3_uri(uri: &str) -> Result<(String, String), NotAnS3Uri> {
+    let invalid = || NotAnS3Uri(uri.to_owned());
+    let rest = uri.trim().strip_prefix("s3://").ok_or_else(invalid)?;
+    let (bucket, key) = rest.split_once('/').ok_or_else(invalid)?;
+    if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
+        return Err(invalid());
+    }
+    Ok((bucket.to_owned(), key.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_uri_names_a_bucket_and_a_key() {
+        assert_eq!(
+            parse_s3_uri("s3://my-bucket/config/routes.toml"),
+            Ok(("my-bucket".to_owned(), "config/routes.toml".to_owned()))
+        );
+    }
+
+    #[test]
+    fn anything_but_an_objects_s3_uri_is_refused() {
+        for uri in [
+            "",
+            "routes.toml",
+            "https://my-bucket.s3.amazonaws.com/routes.toml",
+            "s3://my-bucket",
+            "s3://my-bucket/",
+            "s3:///routes.toml",
+            "s3://my-bucket/config/",
+        ] {
+            assert_eq!(parse_s3_uri(uri), Err(NotAnS3Uri(uri.to_owned())), "{uri}");
+        }
+    }
+}

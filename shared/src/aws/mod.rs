@@ -21,12 +21,13 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 
+pub use crate::routes_source::{parse_s3_uri, NotAnS3Uri};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{update_conditionally, DynamoStore, Written};
 #[cfg(feature = "processor")]
 pub use lambda_action::LambdaActions;
 pub use s3_bodies::S3BodyStore;
-pub use s3_routes::{parse_s3_uri, NotAnS3Uri, S3RoutesSource};
+pub use s3_routes::S3RoutesSource;
 pub use secrets_manager::{SecretsManagerSource, SecretsManagerValue};
 pub use sqs::{
     dead_letter_attribute, MoveTaskStatus, SqsDeadLetterQueue, SqsEventQueue, SqsQueueConsumer,

@@ -138,7 +138,7 @@ pub fn routes_source_from_env(env: &dyn Env) -> Result<Option<RoutesSourceConfig
     let Some(uri) = env.get("ROUTES_SOURCE") else {
         return Ok(None);
     };
-    let (bucket, key) = crate::aws::parse_s3_uri(&uri)
+    let (bucket, key) = crate::routes_source::parse_s3_uri(&uri)
         .map_err(|error| ConfigError::invalid("ROUTES_SOURCE", error))?;
     let refresh = parsed_or(env, "ROUTES_REFRESH_SECS", DEFAULT_ROUTES_REFRESH.as_secs())?;
     if !(1..=3_600).contains(&refresh) {

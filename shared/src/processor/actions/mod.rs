@@ -168,12 +168,11 @@ pub enum ActionSetupError {
     HttpClient(String),
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "processor"))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(feature = "processor")]
     fn an_excerpt_keeps_a_short_answer_whole_on_one_line() {
         assert_eq!(
             excerpt("  missing field\n`type`\r\n"),
@@ -183,7 +182,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "processor")]
     fn an_excerpt_cuts_a_long_answer_at_a_character_boundary() {
         let long = "é".repeat(1_000);
         let cut = excerpt(&long);
