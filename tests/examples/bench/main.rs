@@ -240,12 +240,7 @@ impl Bench {
         };
         running.check(&cold.first_answer)?;
         for _ in 0..self.plan.warm_up {
-            running.check(
-                &running
-                    .function
-                    .invoke_within(&running.event, INVOKE_TIMEOUT)
-                    .await?,
-            )?;
+            running.invoke().await?;
         }
         Ok(running)
     }
@@ -255,12 +250,7 @@ impl Bench {
         let calls = self.proxy.calls();
         let before = Usage::read(running.pid)?;
         for _ in 0..webhooks {
-            running.check(
-                &running
-                    .function
-                    .invoke_within(&running.event, INVOKE_TIMEOUT)
-                    .await?,
-            )?;
+            running.invoke().await?;
         }
         let used = Usage::read(running.pid)?.since(&before);
         let calls = self.proxy.calls().since(&calls);
@@ -539,6 +529,15 @@ struct Running {
 }
 
 impl Running {
+    /// Hands it its delivery once, and checks the answer.
+    async fn invoke(&self) -> anyhow::Result<()> {
+        let answer = self
+            .function
+            .invoke_within(&self.event, INVOKE_TIMEOUT)
+            .await?;
+        self.check(&answer)
+    }
+
     fn check(&self, answer: &Value) -> anyhow::Result<()> {
         if answer["statusCode"].as_u64() != Some(self.answer_status) {
             bail!(

@@ -327,11 +327,13 @@ impl fmt::Display for Report {
             f,
             "\nMachine: {cores} cores ({cpu}), Linux {kernel}, {rustc}. Run: {rounds} rounds, \
              interleaved, each binary a fresh process per round: one cold invocation, {} \
-             unmeasured, then {} measured (the processor: {} batches of {PROCESSOR_BATCH} per \
+             unmeasured, then {} measured, which the receivers and floors of a round take in \
+             {} turns, all running (the processor: {} batches of {PROCESSOR_BATCH} per \
              phase); {} KB bodies; AWS calls through a counting keep-alive proxy to moto. \
              MB = 10^6 bytes. Took {} s.",
             self.plan.warm_up,
             self.plan.webhooks,
+            crate::TURNS.min(self.plan.webhooks),
             self.plan.batches,
             crate::BODY_BYTES / 1024,
             self.took.as_secs()
