@@ -7,6 +7,7 @@
 //! SQS and DynamoDB (AWS itself, or an emulator through `AWS_ENDPOINT_URL`).
 
 mod http;
+mod lock;
 mod worker;
 
 use std::io::Write;
@@ -105,6 +106,8 @@ pub enum DevError {
     Stopped { part: &'static str, reason: String },
     #[error(transparent)]
     Stack(#[from] crate::stack::StackError),
+    #[error(transparent)]
+    DataDir(#[from] lock::LockError),
 }
 
 /// The queue, the consumer, the body store and the processor, on one backend.
@@ -116,6 +119,8 @@ struct Pipeline {
     processor: Processor,
     /// What the banner says about the backend.
     description: Vec<String>,
+    /// The embedded backend's data directory, held by this process alone.
+    _data_dir: Option<lock::DataDirLock>,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -192,6 +197,7 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
 }
 
 async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, DevError> {
+    let data_dir = lock::lock_data_dir(&args.data_dir)?;
     let path = args.data_dir.join(DATABASE_FILE);
     let queue = SqliteQueue::open(
         &path,
@@ -233,6 +239,7 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
         bodies: Some(bodies),
         processor,
         description,
+        _data_dir: Some(data_dir),
     })
 }
 
@@ -295,6 +302,7 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
         bodies,
         processor,
         description,
+        _data_dir: None,
     })
 }
 

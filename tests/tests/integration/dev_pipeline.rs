@@ -532,3 +532,39 @@ async fn a_second_dev_on_a_taken_port_fails_naming_the_port() {
         printed(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hookgate_dev_on_the_same_data_directory_is_refused_and_the_first_serves_on() {
+    let directory = scratch_directory("dev-twice");
+    let agent = Agent::builder()
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let data = directory.join("data");
+    let first = start_dev(&data, &routes).await;
+
+    let second = hookgate(
+        &[
+            "dev",
+            "--port",
+            "0",
+            "--data-dir",
+            data.to_str().expect("a UTF-8 path"),
+        ],
+        &[],
+    )
+    .await;
+
+    assert!(!second.status.success(), "{}", printed(&second));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another `hookgate dev`") && stderr.contains("--data-dir"),
+        "{}",
+        printed(&second)
+    );
+    send_accepted("github", &first.webhook_url("github")).await;
+    let calls = agent.wait_for_calls(1, Duration::from_secs(30)).await;
+    assert_eq!(calls.len(), 1, "the first still serves: {}", first.log());
+}
