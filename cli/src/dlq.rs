@@ -88,9 +88,9 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
             let letters = queue.list(*max).await?;
             if args.json {
                 let letters: Vec<serde_json::Value> = letters.iter().map(described).collect();
-                println!("{}", serde_json::Value::Array(letters));
+                outln!("{}", serde_json::Value::Array(letters));
             } else {
-                print!("{}", list(&letters));
+                out!("{}", list(&letters));
             }
         }
         DlqCommand::Show { id } => {
@@ -98,13 +98,13 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
                 .show(id)
                 .await?
                 .ok_or_else(|| DlqError::NotFound(id.clone()))?;
-            println!("{}", show(&letter));
+            outln!("{}", show(&letter));
         }
         DlqCommand::Redrive { wait } => match queue.redrive().await? {
             Redrive::Moved { count } if args.json => {
-                println!("{}", serde_json::json!({ "moved": count }));
+                outln!("{}", serde_json::json!({ "moved": count }));
             }
-            Redrive::Moved { count } => println!("moved {count} message(s) back to the queue"),
+            Redrive::Moved { count } => outln!("moved {count} message(s) back to the queue"),
             Redrive::Started {
                 task,
                 approximate_count,
@@ -112,7 +112,7 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
                 if let (true, Some(sqs)) = (*wait, sqs) {
                     wait_for_move_task(&sqs, true).await?;
                 } else {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({ "move_task": task, "approximate_count": approximate_count })
                     );
@@ -124,7 +124,7 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
             } => {
                 let count =
                     approximate_count.map_or("the".to_owned(), |count| format!("about {count}"));
-                println!("started an SQS message move task for {count} message(s): {task}");
+                outln!("started an SQS message move task for {count} message(s): {task}");
                 if let (true, Some(sqs)) = (*wait, sqs) {
                     wait_for_move_task(&sqs, false).await?;
                 }
@@ -174,14 +174,14 @@ async fn wait_for_move_task(queue: &SqsDeadLetterQueue, as_json: bool) -> Result
         if let Some(status) = queue.move_task_status().await? {
             match status.status.as_str() {
                 "COMPLETED" if as_json => {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({ "move_task": "completed", "moved": status.moved })
                     );
                     return Ok(());
                 }
                 "COMPLETED" => {
-                    println!("the move task completed: {} message(s) moved", status.moved);
+                    outln!("the move task completed: {} message(s) moved", status.moved);
                     return Ok(());
                 }
                 "FAILED" | "CANCELLED" => {
@@ -196,9 +196,9 @@ async fn wait_for_move_task(queue: &SqsDeadLetterQueue, as_json: bool) -> Result
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     if as_json {
-        println!("{}", serde_json::json!({ "move_task": "running" }));
+        outln!("{}", serde_json::json!({ "move_task": "running" }));
     } else {
-        println!("the move task is still running; `hookgate dlq list --aws` shows what is left");
+        outln!("the move task is still running; `hookgate dlq list --aws` shows what is left");
     }
     Ok(())
 }

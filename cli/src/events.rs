@@ -84,12 +84,12 @@ pub fn run(args: &EventsArgs) -> Result<(), EventsError> {
     if args.check {
         let checked = check(&args.dir)?;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "dir": args.dir.display().to_string(), "checked": checked })
             );
         } else {
-            println!(
+            outln!(
                 "{checked} sample events in {} are as generated",
                 args.dir.display()
             );
@@ -98,7 +98,7 @@ pub fn run(args: &EventsArgs) -> Result<(), EventsError> {
         let at = OffsetDateTime::now_utc();
         let written = write(&args.dir, at)?;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "dir": args.dir.display().to_string(),
@@ -107,7 +107,7 @@ pub fn run(args: &EventsArgs) -> Result<(), EventsError> {
                 })
             );
         } else {
-            println!(
+            outln!(
                 "signed {written} sample events in {} for {}",
                 args.dir.display(),
                 rfc3339(at)

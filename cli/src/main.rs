@@ -1,6 +1,9 @@
 //! `hookgate`: the command-line companion to the Lambda functions. Each subcommand lives in
 //! its own module; this file only parses the command line and reports errors.
 
+#[macro_use]
+mod output;
+
 mod dev;
 mod dlq;
 mod events;

@@ -92,9 +92,9 @@ pub enum RoutesCommandError {
 pub fn check(file: &PathBuf, as_json: bool) -> Result<(), RoutesCommandError> {
     let (_, routes) = read(file)?;
     if as_json {
-        println!("{}", describe(&file.display().to_string(), &routes));
+        outln!("{}", describe(&file.display().to_string(), &routes));
     } else {
-        print!("{}", summary(&file.display().to_string(), &routes));
+        out!("{}", summary(&file.display().to_string(), &routes));
     }
     Ok(())
 }
@@ -134,10 +134,10 @@ pub async fn push(args: &PushArgs) -> Result<(), RoutesCommandError> {
     if args.json {
         let mut described = describe(&args.file.display().to_string(), &routes);
         described["published"] = json!({ "location": location, "version": version });
-        println!("{described}");
+        outln!("{described}");
     } else {
-        print!("{}", summary(&args.file.display().to_string(), &routes));
-        println!(
+        out!("{}", summary(&args.file.display().to_string(), &routes));
+        outln!(
             "published to {location} (version {version}); a running processor acts on it \
              within its RoutesRefreshSeconds"
         );

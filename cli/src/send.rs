@@ -112,7 +112,7 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
     let delivery = signed_delivery(&sample, args, stack_secret)?;
 
     if !args.json {
-        println!(
+        outln!(
             "POST {url}  ({} sample `{}`, {} bytes)",
             args.provider,
             sample.name(),
@@ -141,7 +141,7 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "url": url,
@@ -153,9 +153,9 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
             })
         );
     } else {
-        println!("{status}");
+        outln!("{status}");
         if !body.is_empty() {
-            println!("{body}");
+            outln!("{body}");
         }
     }
     if status.is_success() {

@@ -227,6 +227,30 @@ pub async fn hookgate(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("hookgate runs")
 }
 
+/// Runs `hookgate ARGS` with its stdout a pipe whose reader has already gone, as in
+/// `hookgate ARGS | head -0`, and returns its exit status and stderr.
+pub async fn hookgate_into_a_closed_pipe(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut command = clean_command(&binary());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("hookgate runs");
+    // The reader goes before the tool can have written anything (spawn returns once the
+    // new process has started, well before it has parsed its command line).
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("hookgate {args:?} did not finish within 60 s"))
+        .expect("hookgate runs");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Runs `hookgate send PROVIDER --url URL` with the provider's default sample, checks that
 /// it succeeded (the gateway answered 2xx), and returns its output.
 pub async fn send_accepted(provider: &str, url: &str) -> Output {

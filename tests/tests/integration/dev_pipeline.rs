@@ -18,8 +18,8 @@ use hookgate_samples::{SampleDelivery, SampleEvent, GITHUB_TEST_SECRET};
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::contract::look;
 use hookgate_tests::hookgate_cli::{
-    hookgate, printed, routes_to_agent, scratch_directory, send_accepted, wait_until_drained,
-    DevServer, AGENT_SECRET,
+    hookgate, hookgate_into_a_closed_pipe, printed, routes_to_agent, scratch_directory,
+    send_accepted, wait_until_drained, DevServer, AGENT_SECRET,
 };
 
 /// Every event from every provider to the agent.
@@ -219,6 +219,13 @@ async fn a_permanently_failing_action_is_dead_lettered_then_listed_shown_and_red
     assert!(
         shown["reason"].as_str().unwrap_or_default().contains("422"),
         "{shown}"
+    );
+
+    let (status, stderr) =
+        hookgate_into_a_closed_pipe(&["dlq", "show", &id, "--data-dir", data]).await;
+    assert!(
+        status.success() && stderr.is_empty(),
+        "`dlq show | head` ends quietly when head stops reading: {status}, {stderr}"
     );
 
     let unknown = hookgate(&["dlq", "show", "no-such-id", "--data-dir", data], &[]).await;
