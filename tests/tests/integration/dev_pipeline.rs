@@ -59,6 +59,15 @@ async fn a_sample_from_every_provider_sent_with_hookgate_send_reaches_the_agent_
         .wait_for_calls(Provider::ALL.len(), Duration::from_secs(30))
         .await;
     assert_eq!(calls.len(), Provider::ALL.len(), "{}", dev.log());
+    let log = dev.log();
+    let enqueued: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("webhook enqueued"))
+        .collect();
+    assert_eq!(enqueued.len(), Provider::ALL.len(), "{log}");
+    for line in enqueued {
+        assert_eq!(line.matches("provider=").count(), 1, "named once: {line}");
+    }
     let mut providers: Vec<String> = calls
         .iter()
         .map(|call| {

@@ -44,11 +44,40 @@ fn log_lines(function: &LambdaFunction) -> Vec<Value> {
         .output()
         .lines()
         .map(|line| {
+            let keys = top_level_keys(line);
+            let mut unique = keys.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), keys.len(), "a field is repeated: {line}");
             serde_json::from_str::<Value>(line)
                 .unwrap_or_else(|_| panic!("not a JSON line: {line}\n{}", function.output()))
         })
         .filter(|line| line.get("_aws").is_none())
         .collect()
+}
+
+/// The keys of a JSON object, in order and each as often as the text has it (parsing into a
+/// map keeps only the last of a repeated key).
+fn top_level_keys(line: &str) -> Vec<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<String>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut keys = Vec::new();
+            while let Some((key, serde::de::IgnoredAny)) = map.next_entry::<String, _>()? {
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_str(line), Keys)
+        .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"))
 }
 
 /// The one log line whose message is `message`, of the invocation `request_id`.
