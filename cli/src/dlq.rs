@@ -45,7 +45,8 @@ pub struct DlqArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters: id, when, provider, event type and why.
+    /// List dead letters: id (as the processor's log prints it), when, idempotency key,
+    /// provider, event type and why.
     List {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
@@ -53,7 +54,8 @@ pub enum DlqCommand {
     },
     /// Show one dead letter: its envelope and why it was given up on.
     Show {
-        /// The id `list` shows.
+        /// The id `list` shows, which is the `message_id` of the processor's log lines (the
+        /// dead-letter queue's own id works too).
         id: String,
     },
     /// Move every dead letter back to the main queue, for the processor to try again.
@@ -210,16 +212,21 @@ fn list(letters: &[DeadLetter]) -> String {
     }
     let mut out = String::new();
     for letter in letters {
-        let (provider, event_type) = match Envelope::from_json(&letter.body) {
+        let (key, provider, event_type) = match Envelope::from_json(&letter.body) {
             Ok(envelope) => (
+                envelope.v1().idempotency_key.to_string(),
                 envelope.v1().provider.as_str().to_owned(),
                 envelope.v1().event_type.clone(),
             ),
-            Err(_) => ("?".to_owned(), "(unreadable envelope)".to_owned()),
+            Err(_) => (
+                "-".to_owned(),
+                "?".to_owned(),
+                "(unreadable envelope)".to_owned(),
+            ),
         };
         out.push_str(&format!(
-            "{}  {}  {provider} {event_type}  {}\n",
-            letter.message_id,
+            "{}  {}  {key}  {provider} {event_type}  {}\n",
+            letter.id(),
             when(letter),
             letter
                 .reason
@@ -240,8 +247,13 @@ fn show(letter: &DeadLetter) -> String {
 fn described(letter: &DeadLetter) -> serde_json::Value {
     let envelope = serde_json::from_str::<serde_json::Value>(&letter.body)
         .unwrap_or_else(|_| serde_json::Value::String(letter.body.clone()));
+    let idempotency_key = Envelope::from_json(&letter.body)
+        .ok()
+        .map(|envelope| envelope.v1().idempotency_key.to_string());
     serde_json::json!({
-        "message_id": letter.message_id,
+        "message_id": letter.id(),
+        "dead_letter_message_id": letter.message_id,
+        "idempotency_key": idempotency_key,
         "dead_lettered_at": letter.dead_lettered_at.and_then(|at| at.format(&Rfc3339).ok()),
         "reason": letter.reason,
         "envelope": envelope,
@@ -262,6 +274,7 @@ mod tests {
     fn letter(body: &str, reason: Option<&str>) -> DeadLetter {
         DeadLetter {
             message_id: "m-1".into(),
+            source_message_id: None,
             body: body.into(),
             reason: reason.map(str::to_owned),
             dead_lettered_at: None,
@@ -273,7 +286,7 @@ mod tests {
         let out = list(&[letter("not json", Some("unreadable envelope: x"))]);
         assert_eq!(
             out,
-            "m-1  -  ? (unreadable envelope)  unreadable envelope: x\n"
+            "m-1  -  -  ? (unreadable envelope)  unreadable envelope: x\n"
         );
     }
 

@@ -40,6 +40,9 @@ pub fn bounded_reason(reason: &str) -> String {
 pub struct DeadLetter {
     /// The dead-letter queue's id for the message.
     pub message_id: String,
+    /// The id the message had in the main queue, which the processor's log lines carry as
+    /// `message_id`, when it differs from the dead-letter queue's and the queue kept it.
+    pub source_message_id: Option<String>,
     /// The envelope, exactly as it was queued.
     pub body: String,
     /// Why the processor gave up, when it said (the `failure_reason` attribute); a message
@@ -47,6 +50,16 @@ pub struct DeadLetter {
     pub reason: Option<String>,
     /// When the message entered the dead-letter queue, when the queue says.
     pub dead_lettered_at: Option<OffsetDateTime>,
+}
+
+impl DeadLetter {
+    /// The id hookgate's logs know the message by: the main queue's, where the dead-letter
+    /// queue gave it another.
+    pub fn id(&self) -> &str {
+        self.source_message_id
+            .as_deref()
+            .unwrap_or(&self.message_id)
+    }
 }
 
 /// What a redrive did.
@@ -67,8 +80,9 @@ pub trait DeadLetterQueue: Send + Sync + fmt::Debug {
     /// remove them.
     async fn list(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
 
-    /// The dead letter with this id, if the queue holds it.
-    async fn show(&self, message_id: &str) -> Result<Option<DeadLetter>, QueueError>;
+    /// The dead letter with this id, if the queue holds it: the dead-letter queue's own id,
+    /// or the one it had in the main queue ([`DeadLetter::id`], as the processor logged it).
+    async fn show(&self, id: &str) -> Result<Option<DeadLetter>, QueueError>;
 
     /// Moves every dead letter back to the main queue.
     async fn redrive(&self) -> Result<Redrive, QueueError>;

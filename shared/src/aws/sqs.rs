@@ -510,6 +510,7 @@ impl SqsDeadLetterQueue {
             // A short long poll: a receive without one samples only some of SQS's servers.
             .wait_time_seconds(1)
             .message_attribute_names(dead_letter_attribute::REASON)
+            .message_attribute_names(dead_letter_attribute::SOURCE_MESSAGE_ID)
             .message_system_attribute_names(SENT_TIMESTAMP)
             .send()
             .await
@@ -581,13 +582,19 @@ fn dead_letter(message: Message) -> DeadLetter {
         .and_then(|attributes| attributes.get(&SENT_TIMESTAMP))
         .and_then(|millis| millis.parse::<i128>().ok())
         .and_then(|millis| OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000).ok());
-    let reason = message
-        .message_attributes()
-        .and_then(|attributes| attributes.get(dead_letter_attribute::REASON))
-        .and_then(|reason| reason.string_value())
-        .map(str::to_owned);
+    let attribute = |name: &str| {
+        message
+            .message_attributes()
+            .and_then(|attributes| attributes.get(name))
+            .and_then(|value| value.string_value())
+            .map(str::to_owned)
+    };
+    let reason = attribute(dead_letter_attribute::REASON);
+    // A message SQS moved by the maximum receive count keeps its id and has no attribute.
+    let source_message_id = attribute(dead_letter_attribute::SOURCE_MESSAGE_ID);
     DeadLetter {
         message_id: message.message_id.unwrap_or_default(),
+        source_message_id,
         body: message.body.unwrap_or_default(),
         reason,
         dead_lettered_at,
@@ -606,15 +613,12 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
         Ok(letters)
     }
 
-    async fn show(&self, message_id: &str) -> Result<Option<DeadLetter>, QueueError> {
+    async fn show(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
+        let known_as = |letter: &DeadLetter| letter.message_id == id || letter.id() == id;
         let letters = self
-            .peek(SHOW_PAGES, |seen| {
-                seen.iter().any(|letter| letter.message_id == message_id)
-            })
+            .peek(SHOW_PAGES, |seen| seen.iter().any(known_as))
             .await?;
-        Ok(letters
-            .into_iter()
-            .find(|letter| letter.message_id == message_id))
+        Ok(letters.into_iter().find(known_as))
     }
 
     /// Starts SQS's message move task from the dead-letter queue to the main queue. The

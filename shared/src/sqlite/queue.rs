@@ -311,8 +311,8 @@ impl DeadLetterQueue for SqliteQueue {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         self.run("listing the dead letters", move |connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT id, body, reason, dead_lettered_at_ms FROM dead_letters \
-                 ORDER BY seq LIMIT ?1",
+                "SELECT id, body, reason, dead_lettered_at_ms, source_message_id \
+                 FROM dead_letters ORDER BY seq LIMIT ?1",
             )?;
             let letters = statement
                 .query_map(params![limit], dead_letter)?
@@ -322,12 +322,14 @@ impl DeadLetterQueue for SqliteQueue {
         .await
     }
 
-    async fn show(&self, message_id: &str) -> Result<Option<DeadLetter>, QueueError> {
-        let id = message_id.to_owned();
+    async fn show(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
+        let id = id.to_owned();
         self.run("reading a dead letter", move |connection| {
             Ok(connection
                 .prepare_cached(
-                    "SELECT id, body, reason, dead_lettered_at_ms FROM dead_letters WHERE id = ?1",
+                    "SELECT id, body, reason, dead_lettered_at_ms, source_message_id \
+                     FROM dead_letters WHERE id = ?1 OR source_message_id = ?1 \
+                     ORDER BY seq LIMIT 1",
                 )?
                 .query_row(params![id], dead_letter)
                 .optional()?)
@@ -434,8 +436,11 @@ fn move_to_dead_letters(transaction: &Transaction<'_>, seq: i64, now: i64) -> Re
 
 fn dead_letter(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     let dead_lettered_at_ms: i64 = row.get(3)?;
+    let message_id: String = row.get(0)?;
+    let source_message_id: String = row.get(4)?;
     Ok(DeadLetter {
-        message_id: row.get(0)?,
+        source_message_id: (source_message_id != message_id).then_some(source_message_id),
+        message_id,
         body: row.get(1)?,
         reason: row.get(2)?,
         dead_lettered_at: OffsetDateTime::from_unix_timestamp_nanos(

@@ -147,6 +147,18 @@ impl Adapter for ScratchQueue {
 /// Does what the processor does with a message that failed for good: receives it, parks it
 /// with `reason`, and acknowledges it. Returns the envelope's JSON.
 async fn dead_lettered(adapter: &impl Adapter, delivery_id: &str, reason: &str) -> String {
+    dead_lettered_from_the_queue(adapter, delivery_id, reason)
+        .await
+        .0
+}
+
+/// As [`dead_lettered`], and the id the message had in the main queue (the one the
+/// processor's log lines carry).
+async fn dead_lettered_from_the_queue(
+    adapter: &impl Adapter,
+    delivery_id: &str,
+    reason: &str,
+) -> (String, String) {
     let message = verified_github_message(delivery_id, "opened");
     adapter
         .queue()
@@ -172,7 +184,7 @@ async fn dead_lettered(adapter: &impl Adapter, delivery_id: &str, reason: &str) 
         .acknowledge(delivery)
         .await
         .expect("Ok means deleted");
-    message.body().to_owned()
+    (message.body().to_owned(), delivery.message_id.clone())
 }
 
 async fn listed(adapter: &impl Adapter, max: usize) -> Vec<DeadLetter> {
@@ -237,6 +249,33 @@ async fn show_finds_a_dead_letter_by_its_id_and_nothing_for_an_unknown_id(adapte
     assert_eq!(unknown, None);
 }
 
+async fn a_dead_letter_is_known_by_the_id_it_had_in_the_main_queue(adapter: impl Adapter) {
+    let (body, logged) = dead_lettered_from_the_queue(&adapter, "l-5", "failed").await;
+
+    let letters = listed(&adapter, 10).await;
+
+    let [letter] = letters.as_slice() else {
+        panic!("one dead letter: {letters:?}");
+    };
+    assert_eq!(
+        (letter.id(), letter.body.as_str()),
+        (logged.as_str(), body.as_str())
+    );
+    let shown = adapter
+        .dead_letters()
+        .show(&logged)
+        .await
+        .expect("the dead-letter queue answers")
+        .expect("the dead letter is found by the id the processor logged");
+    assert_eq!(shown.body, body);
+    let by_own_id = adapter
+        .dead_letters()
+        .show(&letter.message_id)
+        .await
+        .expect("the dead-letter queue answers");
+    assert_eq!(by_own_id.map(|letter| letter.body), Some(body));
+}
+
 async fn looking_removes_nothing_and_reaches_past_ten_dead_letters(adapter: impl Adapter) {
     let mut bodies = BTreeSet::new();
     for n in 0..12 {
@@ -264,6 +303,7 @@ async fn a_message_received_too_often_is_listed_without_a_reason(adapter: impl A
         .enqueue(&message)
         .await
         .expect("the queue accepts the message");
+    let mut received_as = BTreeSet::new();
     for _ in 0..MAX_RECEIVE_COUNT {
         let deliveries = adapter
             .consumer()
@@ -271,6 +311,7 @@ async fn a_message_received_too_often_is_listed_without_a_reason(adapter: impl A
             .await
             .expect("the queue answers");
         assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+        received_as.insert(deliveries[0].message_id.clone());
         tokio::time::sleep(Duration::from_millis(1_500)).await;
     }
     let after = adapter
@@ -285,6 +326,11 @@ async fn a_message_received_too_often_is_listed_without_a_reason(adapter: impl A
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].body, message.body());
     assert_eq!(letters[0].reason, None);
+    assert_eq!(
+        BTreeSet::from([letters[0].id().to_owned()]),
+        received_as,
+        "known by the id it was received by"
+    );
 }
 
 async fn a_redrive_empties_the_dead_letter_queue_back_into_the_main_queue(adapter: impl Adapter) {
@@ -336,6 +382,11 @@ macro_rules! contract {
             async fn show_finds_a_dead_letter_by_its_id_and_nothing_for_an_unknown_id() {
                 super::show_finds_a_dead_letter_by_its_id_and_nothing_for_an_unknown_id($make)
                     .await;
+            }
+
+            #[tokio::test]
+            async fn a_dead_letter_is_known_by_the_id_it_had_in_the_main_queue() {
+                super::a_dead_letter_is_known_by_the_id_it_had_in_the_main_queue($make).await;
             }
 
             #[tokio::test]

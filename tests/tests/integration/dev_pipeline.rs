@@ -219,11 +219,32 @@ async fn a_permanently_failing_action_is_dead_lettered_then_listed_shown_and_red
     assert!(listing.contains("stripe invoice.paid"), "{listing}");
     assert!(listing.contains("422"), "{listing}");
     let id = listing.split_whitespace().next().expect("an id").to_owned();
+    // The id is the one the processor's log printed as it gave up on the message, and the
+    // line names the event's idempotency key.
+    dev.wait_for_log("sent to the dead-letter queue", Duration::from_secs(10))
+        .await;
+    let log = dev.log();
+    let given_up = log
+        .lines()
+        .find(|line| line.contains("sent to the dead-letter queue"))
+        .expect("the processor logged it");
+    assert!(
+        given_up.contains(&format!("message_id={id}")),
+        "{id} not in: {given_up}"
+    );
+    assert!(listing.contains("  stripe:evt_"), "{listing}");
 
     let shown = hookgate(&["dlq", "show", &id, "--data-dir", data], &[]).await;
     assert!(shown.status.success(), "{}", printed(&shown));
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("show prints JSON");
     assert_eq!(shown["message_id"], id.as_str());
+    assert!(
+        shown["idempotency_key"]
+            .as_str()
+            .is_some_and(|key| key.starts_with("stripe:evt_")),
+        "{shown}"
+    );
+    assert_ne!(shown["dead_letter_message_id"], id.as_str(), "{shown}");
     assert_eq!(shown["envelope"]["provider"], "stripe");
     assert!(
         shown["reason"].as_str().unwrap_or_default().contains("422"),
