@@ -2,9 +2,12 @@
 //! prints the answer.
 //!
 //! The samples are the ones in `events/<provider>/` (the same payloads, signed now rather
-//! than at the time recorded in the file, so a timestamped signature is fresh). A sample
-//! keeps its delivery id, so sending it twice shows the gateway's idempotency: both are
-//! answered 202, and the second is processed as a duplicate.
+//! than at the time recorded in the file, so a timestamped signature is fresh); `--list`
+//! lists them. A sample keeps its delivery id, so sending it twice shows the gateway's
+//! idempotency: both are answered 202, and the second is processed as a duplicate.
+//! `--new-id` gives it an id never sent before (in a header or in the body, where the
+//! provider carries it), and `--data FILE` sends one's own payload with the sample's
+//! headers, signed.
 //!
 //! With `--stack NAME`, the delivery goes to that deployed stack's webhook URL for the
 //! provider, signed with the secret the stack's receiver checks (read from Secrets Manager):
@@ -15,7 +18,7 @@ use std::time::Duration;
 use hookgate::config::{Env, ProcessEnv};
 use hookgate::provider::Provider;
 use hookgate::secret::SecretError;
-use hookgate_samples::{SampleDelivery, SampleEvent, UnknownSample};
+use hookgate_samples::{ChangeError, Changes, SampleDelivery, SampleEvent, UnknownSample};
 use time::OffsetDateTime;
 
 use crate::dev::secret_variable;
@@ -28,7 +31,22 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
     /// The provider: github, stripe, shopify, slack, standard or generic.
-    pub provider: Provider,
+    #[arg(required_unless_present = "list")]
+    pub provider: Option<Provider>,
+
+    /// List the samples (of PROVIDER, or of every provider) instead of sending one.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Give the delivery an id never sent before, so that it is a new event and not a
+    /// duplicate of the last one sent (re-signed; in the body for Stripe and Slack).
+    #[arg(long)]
+    pub new_id: bool,
+
+    /// Send this file's bytes as the body instead of the sample's, with the sample's
+    /// headers, signed. With --new-id, the provider's id field in it is renewed.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<std::path::PathBuf>,
 
     /// The sample to send: a file name in events/<provider>/ without `.json`
     /// (default: the provider's first genuine sample).
@@ -67,6 +85,13 @@ pub enum SendError {
     },
     #[error("--secret only applies to genuine samples; `{0}` is signed wrongly on purpose")]
     SecretForRejectedSample(&'static str),
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error("cannot read {}: {source}", path.display())]
+    Data {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
     #[error("no answer from {url}: {reason}{hint}")]
@@ -88,33 +113,48 @@ pub enum SendError {
 }
 
 pub async fn run(args: &SendArgs) -> Result<(), SendError> {
+    let Some(provider) = args.provider.filter(|_| !args.list) else {
+        out!("{}", sample_list(args.provider));
+        return Ok(());
+    };
     let sample = match &args.event {
-        Some(name) => SampleEvent::find(args.provider, name)?,
+        Some(name) => SampleEvent::find(provider, name)?,
         None => SampleEvent::all()
             .into_iter()
-            .find(|event| event.provider() == args.provider && !event.variant().is_rejected())
-            .ok_or(SendError::NoSample {
-                provider: args.provider,
-            })?,
+            .find(|event| event.provider() == provider && !event.variant().is_rejected())
+            .ok_or(SendError::NoSample { provider })?,
     };
     let deployed = match &args.aws.stack {
-        Some(name) => Some(deployed_endpoint(args, name).await?),
+        Some(name) => Some(deployed_endpoint(args, provider, name).await?),
         None => None,
     };
     let (url, stack_secret) = match (&args.url, deployed) {
         (Some(url), deployed) => (url.clone(), deployed.map(|(_, secret)| secret)),
         (None, Some((url, secret))) => (url, Some(secret)),
         (None, None) => (
-            format!("http://127.0.0.1:8080/webhooks/{}", args.provider.as_str()),
+            format!("http://127.0.0.1:8080/webhooks/{}", provider.as_str()),
             None,
         ),
     };
-    let delivery = signed_delivery(&sample, args, stack_secret)?;
+    let data = match &args.data {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|source| SendError::Data {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let changes = Changes {
+        body: data.as_deref(),
+        new_id: args.new_id,
+    };
+    let delivery = signed_delivery(&sample, args, changes, stack_secret)?;
 
     if !args.json {
         outln!(
             "POST {url}  ({} sample `{}`, {} bytes)",
-            args.provider,
+            provider,
             sample.name(),
             delivery.body.len()
         );
@@ -145,7 +185,7 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
             "{}",
             serde_json::json!({
                 "url": url,
-                "provider": args.provider.as_str(),
+                "provider": provider.as_str(),
                 "sample": sample.name(),
                 "status": status.as_u16(),
                 "answer": serde_json::from_str::<serde_json::Value>(&body)
@@ -169,14 +209,18 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
 
 /// The deployed stack's webhook URL for the provider, and the secret its receiver checks
 /// (the current one, when the secret holds `{"current": …, "previous": …}`).
-async fn deployed_endpoint(args: &SendArgs, stack: &str) -> Result<(String, String), SendError> {
+async fn deployed_endpoint(
+    args: &SendArgs,
+    provider: Provider,
+    stack: &str,
+) -> Result<(String, String), SendError> {
     let config = args.aws.sdk_config().await;
     let stack = Stack::describe(&config, stack).await?;
-    let name = args.provider.title();
+    let name = provider.title();
     let url = stack.output(&format!("{name}WebhookUrl"))?.to_owned();
     let arn = stack.output(&format!("{name}SecretArn"))?.to_owned();
     let unreadable = |reason: String| SendError::StackSecret {
-        provider: args.provider,
+        provider,
         arn: arn.clone(),
         reason,
     };
@@ -208,9 +252,14 @@ fn current_secret(value: &str) -> Result<String, SecretError> {
 fn signed_delivery(
     sample: &SampleEvent,
     args: &SendArgs,
+    changes: Changes<'_>,
     stack_secret: Option<String>,
 ) -> Result<SampleDelivery, SendError> {
     let now = OffsetDateTime::now_utc();
+    let provider = sample.provider();
+    if sample.variant().is_rejected() && (changes.new_id || changes.body.is_some()) {
+        return Err(ChangeError::RejectedSample(sample.name()).into());
+    }
     if sample.variant().is_rejected() {
         return match args.secret {
             Some(_) => Err(SendError::SecretForRejectedSample(sample.name())),
@@ -221,18 +270,41 @@ fn signed_delivery(
         .secret
         .clone()
         .or(stack_secret)
-        .or_else(|| ProcessEnv.get(&secret_variable(args.provider)));
-    match secret {
-        None => Ok(sample.delivery(now)),
-        Some(secret) => {
-            sample
-                .delivery_signed_with(now, &secret)
-                .map_err(|source| SendError::Secret {
-                    provider: args.provider,
-                    source,
-                })
-        }
+        .or_else(|| ProcessEnv.get(&secret_variable(provider)))
+        .unwrap_or_else(|| hookgate_samples::test_secret(provider).to_owned());
+    sample
+        .delivery_changed(now, &secret, changes)
+        .map_err(|error| match error {
+            ChangeError::Secret(source) => SendError::Secret { provider, source },
+            other => SendError::Change(other),
+        })
+}
+
+/// `send --list`: each sample's provider, name and what a receiver answers it.
+fn sample_list(provider: Option<Provider>) -> String {
+    let mut out = String::new();
+    for event in SampleEvent::all()
+        .into_iter()
+        .filter(|event| provider.is_none_or(|provider| event.provider() == provider))
+    {
+        let answer = match event.variant() {
+            hookgate_samples::Variant::Genuine if event.name() == "url_verification" => {
+                "200, a handshake answered at once"
+            }
+            hookgate_samples::Variant::Genuine => "202, queued",
+            _ => "401, signed wrongly on purpose",
+        };
+        out.push_str(&format!(
+            "{:<9} {:<28} {answer}\n",
+            event.provider().as_str(),
+            event.name()
+        ));
     }
+    out.push_str(
+        "\nhookgate send PROVIDER [--event NAME] [--new-id] [--data FILE]; without --event, \
+         the provider's first sample\n",
+    );
+    out
 }
 
 /// reqwest's message names the URL only; the cause (refused, timed out, TLS) is further down.

@@ -260,6 +260,72 @@ fn delivery_id_header(provider: Provider) -> Option<&'static str> {
     }
 }
 
+/// Where the provider carries the id its receiver deduplicates on, as the samples do: the
+/// headers to give a fresh id, or the body's top-level field.
+enum IdPlace {
+    Headers(&'static [&'static str]),
+    BodyField(&'static str),
+}
+
+fn id_place(provider: Provider) -> IdPlace {
+    match provider {
+        Provider::Github => IdPlace::Headers(&["x-github-delivery"]),
+        // Shopify's retries keep both; the receiver takes the event id where it is sent.
+        Provider::Shopify => IdPlace::Headers(&["x-shopify-event-id", "x-shopify-webhook-id"]),
+        Provider::Standard => IdPlace::Headers(&["webhook-id"]),
+        Provider::Generic => IdPlace::Headers(&["x-agentx-delivery"]),
+        Provider::Stripe => IdPlace::BodyField("id"),
+        Provider::Slack => IdPlace::BodyField("event_id"),
+    }
+}
+
+/// An id never used before, shaped as `old` is: a UUID for a UUID, else `old`'s prefix up
+/// to its first `_` (`evt_`, `wh_`, `dlv_`) or its leading capitals (Slack's `Ev`), then
+/// random characters in `old`'s case.
+fn fresh_id_like(old: &str) -> String {
+    let random = uuid::Uuid::new_v4();
+    if uuid::Uuid::parse_str(old).is_ok() {
+        return random.to_string();
+    }
+    let suffix = random.simple().to_string();
+    match old.split_once('_') {
+        Some((prefix, _)) => format!("{prefix}_{suffix}"),
+        None => {
+            let prefix: String = old
+                .chars()
+                .take_while(char::is_ascii_alphabetic)
+                .take(2)
+                .collect();
+            format!("{prefix}{}", suffix[..10].to_ascii_uppercase())
+        }
+    }
+}
+
+/// What `hookgate send` changes in a sample before it signs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Changes<'a> {
+    /// This body instead of the sample's (`--data FILE`).
+    pub body: Option<&'a str>,
+    /// A delivery id never sent before, wherever the provider carries it (`--new-id`).
+    pub new_id: bool,
+}
+
+/// The changes asked for cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{provider} carries its delivery id in the body's top-level `{field}`, which this body has not as a string; add one, or leave out --new-id")]
+    NoIdInBody {
+        provider: Provider,
+        field: &'static str,
+    },
+    #[error(
+        "{0} is signed wrongly on purpose; --data, --new-id and --secret apply to genuine samples"
+    )]
+    RejectedSample(&'static str),
+    #[error(transparent)]
+    Secret(#[from] hookgate::secret::SecretError),
+}
+
 /// Whether the provider's scheme, as the samples configure it, signs a timestamp.
 fn signs_a_timestamp(provider: Provider) -> bool {
     !matches!(provider, Provider::Github | Provider::Shopify)
@@ -388,6 +454,48 @@ impl SampleEvent {
         Ok(delivery)
     }
 
+    /// The sample changed as `changes` says, then signed at `at` with `secret`: what
+    /// `hookgate send --data FILE --new-id` posts. The delivery's id is in
+    /// [`SampleDelivery::headers`] or its body, where the provider carries it.
+    pub fn delivery_changed(
+        &self,
+        at: OffsetDateTime,
+        secret: &str,
+        changes: Changes<'_>,
+    ) -> Result<SampleDelivery, ChangeError> {
+        if self.variant.is_rejected() {
+            return Err(ChangeError::RejectedSample(self.name()));
+        }
+        let provider = self.provider();
+        let mut body = changes.body.unwrap_or(self.payload.body()).to_owned();
+        let mut headers = self.payload.headers(at);
+        if changes.new_id {
+            match id_place(provider) {
+                IdPlace::Headers(names) => {
+                    for name in names {
+                        if let Some(value) = headers.get_mut(*name) {
+                            *value = fresh_id_like(value);
+                        }
+                    }
+                }
+                IdPlace::BodyField(field) => {
+                    let old = serde_json::from_str::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|json| json.get(field)?.as_str().map(str::to_owned))
+                        .filter(|old| !old.is_empty())
+                        .ok_or(ChangeError::NoIdInBody { provider, field })?;
+                    // The id's string, wherever it stands: the body keeps its own layout,
+                    // byte for byte, but for the id.
+                    body = body.replace(
+                        &format!("\"{old}\""),
+                        &format!("\"{}\"", fresh_id_like(&old)),
+                    );
+                }
+            }
+        }
+        Ok(self.signed_with_headers(&body, headers, at, secret)?)
+    }
+
     /// The sample's headers with `body` instead of its own, signed at `at` with the test
     /// secret: a delivery of any size the provider's scheme accepts, for benchmarks.
     pub fn delivery_with_body(&self, at: OffsetDateTime, body: &str) -> SampleDelivery {
@@ -402,10 +510,21 @@ impl SampleEvent {
         signed_at: OffsetDateTime,
         secret: &str,
     ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
+        self.signed_with_headers(body, self.payload.headers(signed_at), signed_at, secret)
+    }
+
+    /// `body` with `headers` (the sample's, perhaps changed), signed at `signed_at` with
+    /// `secret`.
+    fn signed_with_headers(
+        &self,
+        body: &str,
+        mut headers: BTreeMap<String, String>,
+        signed_at: OffsetDateTime,
+        secret: &str,
+    ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
         let provider = self.provider();
         let scheme = sample_scheme(provider);
         let key = SigningKey::parse(secret, scheme.key_encoding())?;
-        let mut headers = self.payload.headers(signed_at);
         let id = delivery_id_header(provider)
             .and_then(|name| headers.get(name))
             .cloned()
@@ -1051,6 +1170,134 @@ mod tests {
             now,
             Duration::from_secs(300),
         )
+    }
+
+    /// The idempotency key a receiver gives `delivery`, which must verify.
+    fn key_of(provider: Provider, delivery: &SampleDelivery) -> String {
+        let scheme = sample_scheme(provider);
+        let keys = hookgate::secret::KeyRing::from_secrets(
+            test_secret(provider),
+            None,
+            scheme.key_encoding(),
+        )
+        .unwrap();
+        match verify(
+            scheme.as_ref(),
+            &inbound(delivery),
+            &keys,
+            at(),
+            Duration::from_secs(300),
+        ) {
+            Ok(Verified::Webhook(webhook)) => webhook.idempotency_key().to_string(),
+            other => panic!("{provider}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_id_gives_every_providers_sample_a_key_of_its_own_and_it_still_verifies() {
+        for event in SampleEvent::all()
+            .into_iter()
+            .filter(|event| !event.variant().is_rejected() && event.name() != "url_verification")
+        {
+            let provider = event.provider();
+            let secret = test_secret(provider);
+            let recorded = event
+                .delivery_changed(at(), secret, Changes::default())
+                .unwrap();
+            let first = event
+                .delivery_changed(
+                    at(),
+                    secret,
+                    Changes {
+                        new_id: true,
+                        ..Changes::default()
+                    },
+                )
+                .unwrap();
+            let second = event
+                .delivery_changed(
+                    at(),
+                    secret,
+                    Changes {
+                        new_id: true,
+                        ..Changes::default()
+                    },
+                )
+                .unwrap();
+
+            let keys = [&recorded, &first, &second].map(|delivery| key_of(provider, delivery));
+            assert_eq!(
+                key_of(provider, &event.delivery(at())),
+                keys[0],
+                "{provider}"
+            );
+            assert!(
+                keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2],
+                "{provider}: {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_id_is_renewed_in_its_providers_shape() {
+        assert!(
+            uuid::Uuid::parse_str(&fresh_id_like("4b8e6f0a-2c7d-4e91-b3a5-8f1d2e6c9b07")).is_ok()
+        );
+        let stripe = fresh_id_like("evt_1RVb4tLkdIwHu7ixwZ9kR2mQ");
+        assert!(stripe.starts_with("evt_") && stripe.len() > 10, "{stripe}");
+        let slack = fresh_id_like("Ev08MFMKH6");
+        assert!(slack.starts_with("Ev") && slack.len() == 12, "{slack}");
+        assert_ne!(fresh_id_like("wh_1"), fresh_id_like("wh_1"));
+    }
+
+    #[test]
+    fn own_data_is_signed_as_given_and_a_new_id_needs_the_providers_id_field() {
+        let stripe = SampleEvent::find(Provider::Stripe, "invoice.paid").unwrap();
+        let data = r#"{"id": "evt_mine", "type": "customer.created", "data": {}}"#;
+        let mine = stripe
+            .delivery_changed(
+                at(),
+                STRIPE_TEST_SECRET,
+                Changes {
+                    body: Some(data),
+                    new_id: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(mine.body, data);
+        assert_eq!(key_of(Provider::Stripe, &mine), "stripe:evt_mine");
+
+        let renewed = stripe
+            .delivery_changed(
+                at(),
+                STRIPE_TEST_SECRET,
+                Changes {
+                    body: Some(data),
+                    new_id: true,
+                },
+            )
+            .unwrap();
+        assert!(!renewed.body.contains("evt_mine"), "{}", renewed.body);
+        assert!(renewed.body.contains(r#""type": "customer.created""#));
+
+        let no_id = stripe.delivery_changed(
+            at(),
+            STRIPE_TEST_SECRET,
+            Changes {
+                body: Some(r#"{"type": "x"}"#),
+                new_id: true,
+            },
+        );
+        assert!(
+            matches!(no_id, Err(ChangeError::NoIdInBody { field: "id", .. })),
+            "{no_id:?}"
+        );
+
+        let rejected = SampleEvent::find(Provider::Stripe, "rejected-wrong-secret").unwrap();
+        assert!(matches!(
+            rejected.delivery_changed(at(), STRIPE_TEST_SECRET, Changes::default()),
+            Err(ChangeError::RejectedSample(_))
+        ));
     }
 
     #[test]

@@ -605,3 +605,65 @@ async fn a_second_hookgate_dev_on_the_same_data_directory_is_refused_and_the_fir
     let calls = agent.wait_for_calls(1, Duration::from_secs(30)).await;
     assert_eq!(calls.len(), 1, "the first still serves: {}", first.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_sent_with_a_new_id_is_a_new_event_and_ones_own_data_arrives_as_given() {
+    let directory = scratch_directory("dev-new-id");
+    let agent = Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    let routes = routes_file(&directory, &agent.url("/hooks"));
+    let dev = start_dev(&directory.join("data"), &routes).await;
+    let stripe = dev.webhook_url("stripe");
+    let own = directory.join("own.json");
+    std::fs::write(
+        &own,
+        r#"{"id": "evt_own_1", "type": "customer.created", "data": {}}"#,
+    )
+    .expect("the payload is written");
+
+    for args in [
+        vec!["send", "stripe", "--url", &stripe],
+        vec!["send", "stripe", "--url", &stripe],
+        vec!["send", "stripe", "--url", &stripe, "--new-id"],
+        vec!["send", "stripe", "--url", &stripe, "--new-id"],
+        vec![
+            "send",
+            "stripe",
+            "--url",
+            &stripe,
+            "--data",
+            own.to_str().expect("UTF-8"),
+        ],
+    ] {
+        let sent = hookgate(&args, &[]).await;
+        assert!(sent.status.success(), "{args:?}: {}", printed(&sent));
+    }
+
+    // The sample twice is one event; each new id is an event of its own; the own payload is
+    // one more.
+    let calls = agent.wait_for_calls(4, Duration::from_secs(30)).await;
+    wait_until_drained(&directory.join("data"), Duration::from_secs(20)).await;
+    let calls = agent
+        .wait_for_calls(calls.len().max(4), Duration::from_secs(1))
+        .await;
+    let ids: std::collections::BTreeSet<String> = calls
+        .iter()
+        .map(|call| {
+            call.json()["delivery_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!((calls.len(), ids.len()), (4, 4), "{ids:?}\n{}", dev.log());
+    assert!(ids.contains("evt_own_1"), "{ids:?}");
+    let own_call = calls
+        .iter()
+        .find(|call| call.json()["delivery_id"] == "evt_own_1")
+        .expect("the own payload arrived");
+    assert_eq!(own_call.json()["event_type"], "customer.created");
+}
