@@ -86,6 +86,8 @@ pub struct DevServer {
     base_url: String,
     /// Its log (stderr) so far is collected by a task; read with [`DevServer::log`].
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// What it printed after its first line; read with [`DevServer::banner`].
+    banner: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl DevServer {
@@ -139,12 +141,22 @@ impl DevServer {
                 );
             }
         };
-        // The rest of the banner is not needed; keep the pipe drained.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // The rest of the banner, kept; and the pipe drained.
+        let banner = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = banner.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut banner) = kept.lock() {
+                    banner.push_str(&line);
+                    banner.push('\n');
+                }
+            }
+        });
         Self {
             child,
             base_url,
             log,
+            banner,
         }
     }
 
@@ -190,6 +202,14 @@ impl DevServer {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The banner's lines after the first, as printed so far.
+    pub fn banner(&self) -> String {
+        self.banner
+            .lock()
+            .map(|banner| banner.clone())
+            .unwrap_or_default()
     }
 
     /// Its log so far.

@@ -6,6 +6,7 @@
 //! idempotency store (durable: what was answered 202 survives `kill -9`), or with `--aws` to
 //! SQS and DynamoDB (AWS itself, or an emulator through `AWS_ENDPOINT_URL`).
 
+mod forward;
 mod http;
 mod lock;
 mod worker;
@@ -60,6 +61,11 @@ pub struct DevArgs {
     #[arg(long, env = "ROUTES_FILE", value_name = "FILE")]
     pub routes: Option<PathBuf>,
 
+    /// Send every event to this agent URL, signed as Standard Webhooks with a secret the
+    /// banner prints (made for the data directory and kept there), without a routes file.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["routes", "stack"])]
+    pub forward_to: Option<String>,
+
     /// How many times a message is received before it goes to the dead-letter queue
     /// (embedded queue; an SQS queue has its own redrive policy).
     #[arg(long, default_value_t = 5, value_name = "N", conflicts_with = "aws")]
@@ -108,6 +114,8 @@ pub enum DevError {
     Stack(#[from] crate::stack::StackError),
     #[error(transparent)]
     DataDir(#[from] lock::LockError),
+    #[error(transparent)]
+    Forward(#[from] forward::ForwardError),
 }
 
 /// The queue, the consumer, the body store and the processor, on one backend.
@@ -119,8 +127,6 @@ struct Pipeline {
     processor: Processor,
     /// What the banner says about the backend.
     description: Vec<String>,
-    /// The embedded backend's data directory, held by this process alone.
-    _data_dir: Option<lock::DataDirLock>,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -133,15 +139,39 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     if let Some(name) = &args.stack {
         overrides.extend(stack_variables(name, args.routes.is_some()).await?);
     }
+    let embedded = !(args.aws || args.stack.is_some());
+    // Taken before anything is written to the directory, and held until this returns.
+    let _data_dir = embedded
+        .then(|| lock::lock_data_dir(&args.data_dir))
+        .transpose()?;
+    let forwarding = match &args.forward_to {
+        Some(url) => Some(forward::prepare(url, &args.data_dir)?),
+        None => None,
+    };
+    if let Some(forwarding) = &forwarding {
+        overrides.push(("ROUTES_FILE", forwarding.routes_file.display().to_string()));
+        overrides.push((forward::SECRET_VARIABLE, forwarding.secret.clone()));
+    }
     let env = Overridden {
         overrides: &overrides,
         base: &ProcessEnv,
     };
-    let pipeline = if args.aws || args.stack.is_some() {
-        aws_pipeline(&env).await?
-    } else {
+    let mut pipeline = if embedded {
         embedded_pipeline(&args, &env).await?
+    } else {
+        aws_pipeline(&env).await?
     };
+    if let Some(forwarding) = &forwarding {
+        pipeline
+            .description
+            .retain(|line| !line.starts_with("routes:"));
+        pipeline.description.push(format!(
+            "routes: every event to {} (--forward-to), signed as Standard Webhooks with\n          {} (kept in {})",
+            forwarding.url,
+            forwarding.secret,
+            args.data_dir.join(forward::SECRET_FILE).display()
+        ));
+    }
     let (receivers, secrets) = receivers(&pipeline.queue, pipeline.bodies.as_ref(), &env)?;
 
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
@@ -197,7 +227,6 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
 }
 
 async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, DevError> {
-    let data_dir = lock::lock_data_dir(&args.data_dir)?;
     let path = args.data_dir.join(DATABASE_FILE);
     let queue = SqliteQueue::open(
         &path,
@@ -239,7 +268,6 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
         bodies: Some(bodies),
         processor,
         description,
-        _data_dir: Some(data_dir),
     })
 }
 
@@ -302,7 +330,6 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
         bodies,
         processor,
         description,
-        _data_dir: None,
     })
 }
 
@@ -398,13 +425,36 @@ fn print_banner(address: SocketAddr, secrets: &[(Provider, SecretShown)], backen
     for line in backend {
         out.push_str(&format!("  {line}\n"));
     }
+    let tool = tool_command();
     out.push_str(&format!(
-        "\nSend a signed sample: hookgate send github --url http://{address}/webhooks/github\nStop with Ctrl-C.\n"
+        "\nSend a signed sample, a new event each time:\n  \
+         {tool} send github --new-id --url http://{address}/webhooks/github\n\
+         Your own payload, signed as GitHub signs it:\n  \
+         {tool} send github --data FILE --url http://{address}/webhooks/github\n\
+         The samples: {tool} send --list. Every event to your agent: {tool} dev --forward-to URL\n\
+         Stop with Ctrl-C.\n"
     ));
     let mut stdout = std::io::stdout().lock();
     // Scripts read the banner through a pipe: flush it now, not when a buffer fills.
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
+}
+
+/// How to run this tool again, as the banner's commands say it: `cargo run --bin hookgate
+/// --` when it runs from a cargo build directory (the README's first command), its name
+/// otherwise.
+fn tool_command() -> String {
+    let from_cargo = std::env::current_exe().ok().is_some_and(|exe| {
+        exe.parent()
+            .and_then(|profile| profile.parent())
+            .and_then(|target| target.file_name())
+            .is_some_and(|name| name == "target")
+    });
+    if from_cargo {
+        "cargo run --bin hookgate --".to_owned()
+    } else {
+        "hookgate".to_owned()
+    }
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM, as one stream, caught from the moment it is installed.

@@ -279,6 +279,25 @@ fn id_place(provider: Provider) -> IdPlace {
     }
 }
 
+/// Whether the provider's signature, as the samples configure it, covers its delivery id.
+/// Where it does not (GitHub, Shopify, the generic sample), a body hookgate has seen under
+/// another id is taken for a replay of it.
+fn signs_its_id(provider: Provider) -> bool {
+    !matches!(
+        provider,
+        Provider::Github | Provider::Shopify | Provider::Generic
+    )
+}
+
+/// Whitespace after a JSON body, random, that makes it a body never seen before while its
+/// JSON stays the same: a newline and 32 spaces or tabs.
+fn fresh_trailing_whitespace() -> String {
+    let bits = uuid::Uuid::new_v4().as_u128();
+    std::iter::once('\n')
+        .chain((0..32).map(|bit| if bits >> bit & 1 == 1 { '\t' } else { ' ' }))
+        .collect()
+}
+
 /// An id never used before, shaped as `old` is: a UUID for a UUID, else `old`'s prefix up
 /// to its first `_` (`evt_`, `wh_`, `dlv_`) or its leading capitals (Slack's `Ev`), then
 /// random characters in `old`'s case.
@@ -306,7 +325,9 @@ fn fresh_id_like(old: &str) -> String {
 pub struct Changes<'a> {
     /// This body instead of the sample's (`--data FILE`).
     pub body: Option<&'a str>,
-    /// A delivery id never sent before, wherever the provider carries it (`--new-id`).
+    /// A delivery id never sent before, wherever the provider carries it (`--new-id`);
+    /// for a provider that does not sign its id, the body also ends in random whitespace,
+    /// or hookgate would take the same body under a new unsigned id for a replay.
     pub new_id: bool,
 }
 
@@ -476,6 +497,9 @@ impl SampleEvent {
                         if let Some(value) = headers.get_mut(*name) {
                             *value = fresh_id_like(value);
                         }
+                    }
+                    if !signs_its_id(provider) {
+                        body.push_str(&fresh_trailing_whitespace());
                     }
                 }
                 IdPlace::BodyField(field) => {
@@ -1226,6 +1250,12 @@ mod tests {
                 .unwrap();
 
             let keys = [&recorded, &first, &second].map(|delivery| key_of(provider, delivery));
+            if !signs_its_id(provider) {
+                // Else the processor would take the second for a replay of the first.
+                assert_ne!(first.body, second.body, "{provider}");
+                let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+                assert_eq!(json(&first.body), json(&recorded.body), "{provider}");
+            }
             assert_eq!(
                 key_of(provider, &event.delivery(at())),
                 keys[0],

@@ -667,3 +667,90 @@ async fn a_sample_sent_with_a_new_id_is_a_new_event_and_ones_own_data_arrives_as
         .expect("the own payload arrived");
     assert_eq!(own_call.json()["event_type"], "customer.created");
 }
+
+/// The banner's lines that are commands, as a user would copy them.
+fn banner_commands(banner: &str) -> Vec<Vec<String>> {
+    banner
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("cargo run --bin hookgate -- "))
+        .map(|line| {
+            line.trim_start_matches("cargo run --bin hookgate -- ")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_to_sends_every_event_to_one_agent_signed_with_the_printed_secret() {
+    let directory = scratch_directory("dev-forward");
+    // The agent checks the signature with the secret the banner prints, which it learns
+    // only once dev has started: it records every call and is checked afterwards.
+    let agent = Agent::builder()
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts");
+    let data = directory.join("data");
+    let dev = DevServer::start(
+        &data,
+        &["--forward-to", &agent.url("/hooks")],
+        std::iter::empty::<(&str, &str)>(),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dev.banner().contains("Stop with Ctrl-C") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let banner = dev.banner();
+    // The word after the routes line's "with" (the receivers' test secrets come earlier).
+    let secret = banner
+        .split("signed as Standard Webhooks with")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|word| word.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("the banner prints the secret:\n{banner}"))
+        .to_owned();
+
+    // The banner's send command, run as printed (with this build's binary for `cargo run`),
+    // twice: --new-id makes each a new event.
+    let commands = banner_commands(&banner);
+    let send = commands
+        .iter()
+        .find(|command| command.contains(&"--new-id".to_owned()))
+        .unwrap_or_else(|| panic!("a send command:\n{banner}"));
+    for _ in 0..2 {
+        let args: Vec<&str> = send.iter().map(String::as_str).collect();
+        let sent = hookgate(&args, &[]).await;
+        assert!(sent.status.success(), "{}", printed(&sent));
+    }
+
+    let calls = agent.wait_for_calls(2, Duration::from_secs(30)).await;
+    assert_eq!(calls.len(), 2, "{}", dev.log());
+    let verifier = standard_webhooks_verifier(&secret);
+    for call in &calls {
+        assert_eq!(
+            verifier(&call.headers, &call.body),
+            Ok(()),
+            "signed with the printed secret"
+        );
+        assert_eq!(call.json()["provider"], "github");
+    }
+    assert_ne!(
+        calls[0].json()["delivery_id"],
+        calls[1].json()["delivery_id"]
+    );
+    drop(dev);
+
+    // The secret is the data directory's: a restart signs with the same one.
+    let again = DevServer::start(
+        &data,
+        &["--forward-to", &agent.url("/hooks")],
+        std::iter::empty::<(&str, &str)>(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(again.banner().contains(&secret), "{}", again.banner());
+}
