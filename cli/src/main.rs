@@ -6,8 +6,8 @@ mod output;
 
 mod dev;
 mod dlq;
-mod events;
 mod routes;
+mod samples;
 mod send;
 mod stack;
 
@@ -39,13 +39,13 @@ enum Command {
     #[command(subcommand)]
     Routes(routes::RoutesCommand),
     /// Regenerate the signed sample events in `events/` (API Gateway and SQS), or check them.
-    Events(events::EventsArgs),
+    Samples(samples::SamplesArgs),
 }
 
 fn main() -> ExitCode {
     let command = Cli::parse().command;
     let result = match command {
-        Command::Events(args) => events::run(&args).map_err(|error| error.to_string()),
+        Command::Samples(args) => samples::run(&args).map_err(|error| error.to_string()),
         Command::Routes(routes::RoutesCommand::Check { file, json }) => {
             routes::check(&file, json).map_err(|error| error.to_string())
         }

@@ -7,7 +7,7 @@
 //! `hookgate` tool and the tests sign the very same bytes. Signing is done here, by each
 //! scheme's own [`SignatureScheme::sign`], at a time the caller chooses: a timestamped
 //! signature goes stale within minutes, so the events in `events/<provider>/` are
-//! regenerated (`hookgate events`) rather than kept by hand.
+//! regenerated (`hookgate samples`) rather than kept by hand.
 //!
 //! Besides one genuine event per payload, each provider has events a receiver must refuse
 //! with 401 (see [`Variant`]), all made from its first payload.
@@ -15,7 +15,7 @@
 //! The processor's samples, [`SqsSampleEvent`], are Lambda SQS events in
 //! `events/processor/` whose bodies are the very envelopes a receiver queues for the genuine
 //! samples, made by the receiver's own verification, so the two halves of the pipeline are
-//! tried on the same deliveries. [`SampleFile`] is every file `hookgate events` writes.
+//! tried on the same deliveries. [`SampleFile`] is every file `hookgate samples` writes.
 //!
 //! The secrets here are published in `events/README.md` and sign nothing but samples: they
 //! must never be configured on a deployed receiver.
@@ -993,7 +993,7 @@ pub fn sqs_event_time(event: &serde_json::Value) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(sent.div_euclid(1000)).ok()
 }
 
-/// Any file `hookgate events` writes under `events/`.
+/// Any file `hookgate samples` writes under `events/`.
 #[derive(Debug, Clone, Copy)]
 pub enum SampleFile {
     /// `events/<provider>/<name>.json`, for a receiver.

@@ -236,7 +236,7 @@ fn every_event_file_is_exactly_what_the_samples_generate_for_its_time() {
         assert!(
             sample.file_contents(file.time()) == file.text,
             "{} was changed by hand or the samples changed since it was generated; \
-             run `cargo run -q --bin hookgate -- events`",
+             run `cargo run -q --bin hookgate -- samples`",
             file.path.display()
         );
     }
@@ -245,7 +245,7 @@ fn every_event_file_is_exactly_what_the_samples_generate_for_its_time() {
             files
                 .iter()
                 .any(|file| file.path.ends_with(sample.relative_path())),
-            "events/{} is missing; run `cargo run -q --bin hookgate -- events`",
+            "events/{} is missing; run `cargo run -q --bin hookgate -- samples`",
             sample.relative_path()
         );
     }
@@ -466,7 +466,7 @@ fn every_processor_event_file_is_exactly_what_the_samples_generate_for_its_time(
         assert!(
             sample.file_contents(at) == file.text,
             "{} was changed by hand or the samples changed since it was generated; \
-             run `cargo run -q --bin hookgate -- events`",
+             run `cargo run -q --bin hookgate -- samples`",
             file.path.display()
         );
         assert_eq!(sample.has_envelopes(), file.has_envelopes());
@@ -474,7 +474,7 @@ fn every_processor_event_file_is_exactly_what_the_samples_generate_for_its_time(
     for sample in samples {
         assert!(
             files.iter().any(|file| file.name == sample.name()),
-            "events/{} is missing; run `cargo run -q --bin hookgate -- events`",
+            "events/{} is missing; run `cargo run -q --bin hookgate -- samples`",
             sample.relative_path()
         );
     }

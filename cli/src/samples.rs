@@ -1,4 +1,4 @@
-//! `hookgate events`: writes every sample event, signed now, or with `--check` proves that
+//! `hookgate samples`: writes every sample event, signed now, or with `--check` proves that
 //! the files are what the samples generate: the receivers' API Gateway events in
 //! `events/<provider>/<name>.json` and the processor's SQS events in
 //! `events/processor/<name>.json`, whose bodies are the envelopes the receivers queue for
@@ -18,10 +18,10 @@ use hookgate_samples::SampleFile;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-const REGENERATE: &str = "cargo run -q --bin hookgate -- events";
+const REGENERATE: &str = "cargo run -q --bin hookgate -- samples";
 
 #[derive(Debug, clap::Args)]
-pub struct EventsArgs {
+pub struct SamplesArgs {
     /// The events directory; `<provider>/` and `processor/` folders are written inside it.
     #[arg(long, default_value = "events")]
     dir: PathBuf,
@@ -35,9 +35,9 @@ pub struct EventsArgs {
     json: bool,
 }
 
-/// Why `hookgate events` failed.
+/// Why `hookgate samples` failed.
 #[derive(Debug, thiserror::Error)]
-pub enum EventsError {
+pub enum SamplesError {
     #[error("`{0}` is not a directory; run from the repository root or pass --dir")]
     NoDirectory(PathBuf),
     #[error("cannot {action} `{path}`: {source}")]
@@ -77,9 +77,9 @@ impl fmt::Display for Problems<'_> {
     }
 }
 
-pub fn run(args: &EventsArgs) -> Result<(), EventsError> {
+pub fn run(args: &SamplesArgs) -> Result<(), SamplesError> {
     if !args.dir.is_dir() {
-        return Err(EventsError::NoDirectory(args.dir.clone()));
+        return Err(SamplesError::NoDirectory(args.dir.clone()));
     }
     if args.check {
         let checked = check(&args.dir)?;
@@ -124,7 +124,7 @@ pub fn run(args: &EventsArgs) -> Result<(), EventsError> {
 }
 
 /// Writes every sample event, arriving at `at`, and returns how many.
-pub fn write(dir: &Path, at: OffsetDateTime) -> Result<usize, EventsError> {
+pub fn write(dir: &Path, at: OffsetDateTime) -> Result<usize, SamplesError> {
     let files = SampleFile::all();
     for folder in SampleFile::folders() {
         let folder = dir.join(folder);
@@ -140,7 +140,7 @@ pub fn write(dir: &Path, at: OffsetDateTime) -> Result<usize, EventsError> {
 /// Checks that every sample event's file exists and is exactly what the samples generate at
 /// the time it carries, and that no other event file sits among them. Returns how many
 /// files were checked.
-pub fn check(dir: &Path) -> Result<usize, EventsError> {
+pub fn check(dir: &Path) -> Result<usize, SamplesError> {
     let files = SampleFile::all();
     let mut problems = Vec::new();
     for file in &files {
@@ -161,7 +161,7 @@ pub fn check(dir: &Path) -> Result<usize, EventsError> {
     if problems.is_empty() {
         Ok(files.len())
     } else {
-        Err(EventsError::CheckFailed(problems))
+        Err(SamplesError::CheckFailed(problems))
     }
 }
 
@@ -195,7 +195,7 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 /// `*.json` files in the sample folders that are no sample event.
-fn unknown_files(dir: &Path) -> Result<Vec<PathBuf>, EventsError> {
+fn unknown_files(dir: &Path) -> Result<Vec<PathBuf>, SamplesError> {
     let known: BTreeSet<PathBuf> = SampleFile::all()
         .iter()
         .map(|file| dir.join(file.relative_path()))
@@ -219,9 +219,9 @@ fn unknown_files(dir: &Path) -> Result<Vec<PathBuf>, EventsError> {
     Ok(unknown)
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> EventsError {
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SamplesError {
     let path = path.to_owned();
-    move |source| EventsError::Io {
+    move |source| SamplesError::Io {
         action,
         path,
         source,
@@ -263,7 +263,7 @@ mod tests {
 
     fn problems(dir: &Path) -> Vec<Problem> {
         match check(dir) {
-            Err(EventsError::CheckFailed(problems)) => problems,
+            Err(SamplesError::CheckFailed(problems)) => problems,
             other => panic!("expected a failed check, got {other:?}"),
         }
     }
@@ -299,7 +299,7 @@ mod tests {
             "{}",
             problems[0].reason
         );
-        let message = EventsError::CheckFailed(problems).to_string();
+        let message = SamplesError::CheckFailed(problems).to_string();
         assert!(message.contains("stripe/invoice.paid.json"), "{message}");
         assert!(message.contains(REGENERATE), "{message}");
     }
@@ -392,11 +392,11 @@ mod tests {
 
     #[test]
     fn a_missing_events_directory_is_refused() {
-        let args = EventsArgs {
+        let args = SamplesArgs {
             dir: std::env::temp_dir().join("hookgate-no-such-directory"),
             check: true,
             json: false,
         };
-        assert!(matches!(run(&args), Err(EventsError::NoDirectory(_))));
+        assert!(matches!(run(&args), Err(SamplesError::NoDirectory(_))));
     }
 }
