@@ -1228,26 +1228,14 @@ mod tests {
             let recorded = event
                 .delivery_changed(at(), secret, Changes::default())
                 .unwrap();
-            let first = event
-                .delivery_changed(
-                    at(),
-                    secret,
-                    Changes {
-                        new_id: true,
-                        ..Changes::default()
-                    },
-                )
-                .unwrap();
-            let second = event
-                .delivery_changed(
-                    at(),
-                    secret,
-                    Changes {
-                        new_id: true,
-                        ..Changes::default()
-                    },
-                )
-                .unwrap();
+            let renewed = || {
+                let changes = Changes {
+                    new_id: true,
+                    ..Changes::default()
+                };
+                event.delivery_changed(at(), secret, changes).unwrap()
+            };
+            let (first, second) = (renewed(), renewed());
 
             let keys = [&recorded, &first, &second].map(|delivery| key_of(provider, delivery));
             if !signs_its_id(provider) {

@@ -27,6 +27,16 @@ fn routes_file(directory: &Path, agent_url: &str) -> PathBuf {
     routes_to_agent(directory, "*", agent_url, 5)
 }
 
+/// An agent that checks hookgate's signature with `AGENT_SECRET` and answers 200.
+async fn checking_agent() -> Agent {
+    Agent::builder()
+        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
+        .otherwise(Answer::ok())
+        .start()
+        .await
+        .expect("the agent starts")
+}
+
 async fn start_dev(data_dir: &Path, routes: &Path) -> DevServer {
     DevServer::start(
         data_dir,
@@ -39,12 +49,7 @@ async fn start_dev(data_dir: &Path, routes: &Path) -> DevServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sample_from_every_provider_sent_with_hookgate_send_reaches_the_agent_once() {
     let directory = scratch_directory("dev-every-provider");
-    let agent = Agent::builder()
-        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok())
-        .start()
-        .await
-        .expect("the agent starts");
+    let agent = checking_agent().await;
     let routes = routes_file(&directory, &agent.url("/hooks"));
     let dev = start_dev(&directory.join("data"), &routes).await;
 
@@ -338,12 +343,7 @@ async fn post_delivery(url: &str, delivery: &SampleDelivery) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_github_delivery_replayed_under_a_fresh_id_is_refused_and_a_redelivery_is_a_duplicate() {
     let directory = scratch_directory("dev-replay");
-    let agent = Agent::builder()
-        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok())
-        .start()
-        .await
-        .expect("the agent starts");
+    let agent = checking_agent().await;
     let routes = routes_file(&directory, &agent.url("/hooks"));
     let dev = start_dev(&directory.join("data"), &routes).await;
     let url = dev.webhook_url("github");
@@ -385,12 +385,7 @@ async fn a_github_delivery_replayed_under_a_fresh_id_is_refused_and_a_redelivery
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_700_kb_json_body_and_a_3_mb_binary_body_reach_the_agent_byte_for_byte() {
     let directory = scratch_directory("dev-large");
-    let agent = Agent::builder()
-        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok())
-        .start()
-        .await
-        .expect("the agent starts");
+    let agent = checking_agent().await;
     let routes = routes_file(&directory, &agent.url("/hooks"));
     let dev = start_dev(&directory.join("data"), &routes).await;
     let json_body: Vec<u8> = {
@@ -609,12 +604,7 @@ async fn a_second_hookgate_dev_on_the_same_data_directory_is_refused_and_the_fir
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sample_sent_with_a_new_id_is_a_new_event_and_ones_own_data_arrives_as_given() {
     let directory = scratch_directory("dev-new-id");
-    let agent = Agent::builder()
-        .verify_with(standard_webhooks_verifier(AGENT_SECRET))
-        .otherwise(Answer::ok())
-        .start()
-        .await
-        .expect("the agent starts");
+    let agent = checking_agent().await;
     let routes = routes_file(&directory, &agent.url("/hooks"));
     let dev = start_dev(&directory.join("data"), &routes).await;
     let stripe = dev.webhook_url("stripe");
