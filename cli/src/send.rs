@@ -114,7 +114,22 @@ pub enum SendError {
 
 pub async fn run(args: &SendArgs) -> Result<(), SendError> {
     let Some(provider) = args.provider.filter(|_| !args.list) else {
-        out!("{}", sample_list(args.provider));
+        let samples = listed_samples(args.provider);
+        if args.json {
+            let samples: Vec<serde_json::Value> = samples
+                .iter()
+                .map(|(event, answer)| {
+                    serde_json::json!({
+                        "provider": event.provider().as_str(),
+                        "name": event.name(),
+                        "answer": answer,
+                    })
+                })
+                .collect();
+            outln!("{}", serde_json::Value::Array(samples));
+        } else {
+            out!("{}", sample_list(&samples));
+        }
         return Ok(());
     };
     let sample = match &args.event {
@@ -280,20 +295,29 @@ fn signed_delivery(
         })
 }
 
-/// `send --list`: each sample's provider, name and what a receiver answers it.
-fn sample_list(provider: Option<Provider>) -> String {
-    let mut out = String::new();
-    for event in SampleEvent::all()
+/// The samples `send --list` lists (of `provider`, or of all), each with what a receiver
+/// answers it.
+fn listed_samples(provider: Option<Provider>) -> Vec<(SampleEvent, &'static str)> {
+    SampleEvent::all()
         .into_iter()
         .filter(|event| provider.is_none_or(|provider| event.provider() == provider))
-    {
-        let answer = match event.variant() {
-            hookgate_samples::Variant::Genuine if event.name() == "url_verification" => {
-                "200, a handshake answered at once"
-            }
-            hookgate_samples::Variant::Genuine => "202, queued",
-            _ => "401, signed wrongly on purpose",
-        };
+        .map(|event| {
+            let answer = match event.variant() {
+                hookgate_samples::Variant::Genuine if event.name() == "url_verification" => {
+                    "200, a handshake answered at once"
+                }
+                hookgate_samples::Variant::Genuine => "202, queued",
+                _ => "401, signed wrongly on purpose",
+            };
+            (event, answer)
+        })
+        .collect()
+}
+
+/// `send --list`: each sample's provider, name and answer, then how to send one.
+fn sample_list(samples: &[(SampleEvent, &'static str)]) -> String {
+    let mut out = String::new();
+    for (event, answer) in samples {
         out.push_str(&format!(
             "{:<9} {:<28} {answer}\n",
             event.provider().as_str(),
@@ -322,6 +346,22 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_names_every_sample_once_with_its_answer() {
+        let all = listed_samples(None);
+        assert_eq!(all.len(), SampleEvent::all().len());
+        let stripe = listed_samples(Some(Provider::Stripe));
+        assert!(stripe
+            .iter()
+            .all(|(event, _)| event.provider() == Provider::Stripe));
+        let text = sample_list(&stripe);
+        assert!(
+            text.contains("stripe    invoice.paid                 202, queued\n"),
+            "{text}"
+        );
+        assert!(text.contains("rejected-wrong-secret        401"), "{text}");
+    }
 
     #[test]
     fn a_stacks_secret_is_its_value_or_the_current_one_while_rotating() {
