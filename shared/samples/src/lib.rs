@@ -1177,8 +1177,12 @@ mod tests {
         )
     }
 
-    fn verified(event: &SampleEvent, now: OffsetDateTime) -> Result<Verified, Rejection> {
-        let provider = event.provider();
+    /// What a receiver with the provider's test secret makes of `delivery` at `now`.
+    fn verified_delivery(
+        provider: Provider,
+        delivery: &SampleDelivery,
+        now: OffsetDateTime,
+    ) -> Result<Verified, Rejection> {
         let scheme = sample_scheme(provider);
         let keys = hookgate::secret::KeyRing::from_secrets(
             test_secret(provider),
@@ -1186,32 +1190,22 @@ mod tests {
             scheme.key_encoding(),
         )
         .unwrap();
-        let request = inbound(&event.delivery(at()));
         verify(
             scheme.as_ref(),
-            &request,
+            &inbound(delivery),
             &keys,
             now,
             Duration::from_secs(300),
         )
     }
 
+    fn verified(event: &SampleEvent, now: OffsetDateTime) -> Result<Verified, Rejection> {
+        verified_delivery(event.provider(), &event.delivery(at()), now)
+    }
+
     /// The idempotency key a receiver gives `delivery`, which must verify.
     fn key_of(provider: Provider, delivery: &SampleDelivery) -> String {
-        let scheme = sample_scheme(provider);
-        let keys = hookgate::secret::KeyRing::from_secrets(
-            test_secret(provider),
-            None,
-            scheme.key_encoding(),
-        )
-        .unwrap();
-        match verify(
-            scheme.as_ref(),
-            &inbound(delivery),
-            &keys,
-            at(),
-            Duration::from_secs(300),
-        ) {
+        match verified_delivery(provider, delivery, at()) {
             Ok(Verified::Webhook(webhook)) => webhook.idempotency_key().to_string(),
             other => panic!("{provider}: {other:?}"),
         }
