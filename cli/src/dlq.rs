@@ -212,13 +212,13 @@ fn list(letters: &[DeadLetter]) -> String {
     }
     let mut out = String::new();
     for letter in letters {
-        let (key, provider, event_type) = match Envelope::from_json(&letter.body) {
-            Ok(envelope) => (
+        let (key, provider, event_type) = match envelope_of(letter) {
+            Some(envelope) => (
                 envelope.v1().idempotency_key.to_string(),
                 envelope.v1().provider.as_str().to_owned(),
                 envelope.v1().event_type.clone(),
             ),
-            Err(_) => (
+            None => (
                 "-".to_owned(),
                 "?".to_owned(),
                 "(unreadable envelope)".to_owned(),
@@ -237,6 +237,11 @@ fn list(letters: &[DeadLetter]) -> String {
     out
 }
 
+/// The dead letter's envelope, when it is one.
+fn envelope_of(letter: &DeadLetter) -> Option<Envelope> {
+    Envelope::from_json(&letter.body).ok()
+}
+
 /// The dead letter as JSON: its envelope parsed when it parses, else as the text it is.
 fn show(letter: &DeadLetter) -> String {
     let json = described(letter);
@@ -247,9 +252,8 @@ fn show(letter: &DeadLetter) -> String {
 fn described(letter: &DeadLetter) -> serde_json::Value {
     let envelope = serde_json::from_str::<serde_json::Value>(&letter.body)
         .unwrap_or_else(|_| serde_json::Value::String(letter.body.clone()));
-    let idempotency_key = Envelope::from_json(&letter.body)
-        .ok()
-        .map(|envelope| envelope.v1().idempotency_key.to_string());
+    let idempotency_key =
+        envelope_of(letter).map(|envelope| envelope.v1().idempotency_key.to_string());
     serde_json::json!({
         "message_id": letter.id(),
         "dead_letter_message_id": letter.message_id,

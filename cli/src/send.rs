@@ -302,12 +302,13 @@ fn listed_samples(provider: Option<Provider>) -> Vec<(SampleEvent, &'static str)
         .into_iter()
         .filter(|event| provider.is_none_or(|provider| event.provider() == provider))
         .map(|event| {
-            let answer = match event.variant() {
-                hookgate_samples::Variant::Genuine if event.name() == "url_verification" => {
-                    "200, a handshake answered at once"
-                }
-                hookgate_samples::Variant::Genuine => "202, queued",
-                _ => "401, signed wrongly on purpose",
+            // As the receiver answers it: what it does not queue, it answers itself.
+            let answer = if event.variant().is_rejected() {
+                "401, signed wrongly on purpose"
+            } else if event.queue_message(OffsetDateTime::now_utc()).is_some() {
+                "202, queued"
+            } else {
+                "200, a handshake answered at once"
             };
             (event, answer)
         })

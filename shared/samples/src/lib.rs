@@ -248,18 +248,6 @@ impl Payload {
     }
 }
 
-/// The header that carries the provider's own delivery id, for schemes that sign it.
-fn delivery_id_header(provider: Provider) -> Option<&'static str> {
-    match provider {
-        Provider::Github => Some("x-github-delivery"),
-        Provider::Shopify => Some("x-shopify-webhook-id"),
-        Provider::Standard => Some("webhook-id"),
-        Provider::Generic => Some("x-agentx-delivery"),
-        // Their ids are in the body.
-        Provider::Stripe | Provider::Slack => None,
-    }
-}
-
 /// Where the provider carries the id its receiver deduplicates on, as the samples do: the
 /// headers to give a fresh id, or the body's top-level field.
 enum IdPlace {
@@ -271,7 +259,7 @@ fn id_place(provider: Provider) -> IdPlace {
     match provider {
         Provider::Github => IdPlace::Headers(&["x-github-delivery"]),
         // Shopify's retries keep both; the receiver takes the event id where it is sent.
-        Provider::Shopify => IdPlace::Headers(&["x-shopify-event-id", "x-shopify-webhook-id"]),
+        Provider::Shopify => IdPlace::Headers(&["x-shopify-webhook-id", "x-shopify-event-id"]),
         Provider::Standard => IdPlace::Headers(&["webhook-id"]),
         Provider::Generic => IdPlace::Headers(&["x-agentx-delivery"]),
         Provider::Stripe => IdPlace::BodyField("id"),
@@ -296,6 +284,15 @@ fn fresh_trailing_whitespace() -> String {
     std::iter::once('\n')
         .chain((0..32).map(|bit| if bits >> bit & 1 == 1 { '\t' } else { ' ' }))
         .collect()
+}
+
+/// The header that carries the provider's own delivery id (the first of its id headers), for
+/// schemes that sign it.
+fn delivery_id_header(provider: Provider) -> Option<&'static str> {
+    match id_place(provider) {
+        IdPlace::Headers(names) => names.first().copied(),
+        IdPlace::BodyField(_) => None,
+    }
 }
 
 /// An id never used before, shaped as `old` is: a UUID for a UUID, else `old`'s prefix up
