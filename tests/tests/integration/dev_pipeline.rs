@@ -744,3 +744,20 @@ async fn forward_to_sends_every_event_to_one_agent_signed_with_the_printed_secre
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(again.banner().contains(&secret), "{}", again.banner());
 }
+
+#[tokio::test]
+async fn send_with_data_that_cannot_be_read_fails_naming_the_file() {
+    let directory = scratch_directory("send-no-data");
+    let missing = directory.join("missing.json");
+    let missing = missing.to_str().expect("UTF-8");
+
+    let sent = hookgate(&["send", "stripe", "--data", missing], &[]).await;
+
+    assert!(!sent.status.success(), "{}", printed(&sent));
+    let stderr = String::from_utf8_lossy(&sent.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read {missing}")),
+        "{}",
+        printed(&sent)
+    );
+}
