@@ -32,6 +32,10 @@ pub struct ClaimRequest<'a> {
     pub lease: Duration,
     /// How long the record is kept (the TTL), longer than any provider's retry horizon.
     pub retention: Duration,
+    /// Where the event's envelope is archived ([`crate::archive::EventArchive`]), kept in the
+    /// record so that `hookgate events show` finds it without searching the archive. A
+    /// claim without it keeps what the record had.
+    pub archive: Option<&'a str>,
 }
 
 /// The outcome of a claim.
@@ -132,8 +136,54 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Gives the claim up (its lease ends now), keeping the actions done, so the next
-    /// delivery can take it at once.
-    async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError>;
+    /// delivery can take it at once. `failure` says why, when an attempt failed: the record
+    /// keeps it as its last error (at most [`crate::dead_letters::MAX_REASON_BYTES`]).
+    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError>;
+
+    /// What the store knows of `key` at `now`, for an operator (`hookgate events show`); a
+    /// record past its retention is absent. A strongly consistent read.
+    async fn record(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<EventRecord>, StoreError>;
+}
+
+/// An idempotency record as an operator reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub status: Status,
+    /// How many times the event was claimed.
+    pub attempts: u32,
+    /// The actions that succeeded.
+    pub done_actions: BTreeSet<String>,
+    /// While in progress: until when the current claim is exclusive (in the past once it was
+    /// released or its worker stopped).
+    pub lease_expires_at: Option<OffsetDateTime>,
+    /// When the record is gone (the retention).
+    pub expires_at: OffsetDateTime,
+    /// Why the latest failed attempt failed, if one did.
+    pub last_error: Option<String>,
+    /// Where the event is archived, when the processor archived it.
+    pub archive: Option<String>,
+    /// When the record was last written, where the store keeps it.
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+impl EventRecord {
+    /// Where the event stands at `now`: `completed`, `in_progress` (a claim is live),
+    /// `failed` (the latest attempt failed; it is retried or dead-lettered) or `pending`
+    /// (claimed before, no claim live and no failure said: its worker stopped).
+    pub fn state(&self, now: OffsetDateTime) -> &'static str {
+        match self.status {
+            Status::Completed => "completed",
+            Status::InProgress if self.lease_expires_at.is_some_and(|lease| lease > now) => {
+                "in_progress"
+            }
+            Status::InProgress if self.last_error.is_some() => "failed",
+            Status::InProgress => "pending",
+        }
+    }
 }
 
 /// A fresh holder token.
@@ -181,9 +231,25 @@ pub(crate) struct ClaimRecord {
     pub(crate) payload_hash: String,
     pub(crate) attempts: u32,
     pub(crate) done_actions: BTreeSet<String>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) archive: Option<String>,
 }
 
 impl ClaimRecord {
+    /// The record as an operator reads it, last written at `updated_at`.
+    pub(crate) fn view(&self, updated_at: Option<OffsetDateTime>) -> EventRecord {
+        EventRecord {
+            status: self.status,
+            attempts: self.attempts,
+            done_actions: self.done_actions.clone(),
+            lease_expires_at: (self.status == Status::InProgress).then_some(self.lease_expires_at),
+            expires_at: self.expires_at,
+            last_error: self.last_error.clone(),
+            archive: self.archive.clone(),
+            updated_at,
+        }
+    }
+
     /// The claim this record gives its holder.
     pub(crate) fn held(&self, key: &IdempotencyKey) -> HeldClaim {
         HeldClaim {
@@ -235,6 +301,10 @@ pub(crate) fn decide_claim(
                 lease_expires_at,
                 expires_at,
                 attempts: record.attempts.saturating_add(1),
+                archive: request
+                    .archive
+                    .map(str::to_owned)
+                    .or_else(|| record.archive.clone()),
                 ..record.clone()
             }),
         },
@@ -246,6 +316,8 @@ pub(crate) fn decide_claim(
             payload_hash: request.payload_hash.to_owned(),
             attempts: 1,
             done_actions: BTreeSet::new(),
+            last_error: None,
+            archive: request.archive.map(str::to_owned),
         }),
     }
 }
@@ -269,7 +341,10 @@ pub(crate) enum HeldWrite {
         now: OffsetDateTime,
         retention: Duration,
     },
-    Release,
+    /// The lease ends now; `failure`, if any, becomes the last error.
+    Release {
+        failure: Option<String>,
+    },
 }
 
 impl HeldWrite {
@@ -307,7 +382,12 @@ impl HeldWrite {
                 record.expires_at = instant_after(*now, *retention);
             }
             // The lease ends now, whatever `now` the next claimant brings.
-            HeldWrite::Release => record.lease_expires_at = OffsetDateTime::UNIX_EPOCH,
+            HeldWrite::Release { failure } => {
+                record.lease_expires_at = OffsetDateTime::UNIX_EPOCH;
+                if let Some(failure) = failure {
+                    record.last_error = Some(crate::dead_letters::bounded_reason(failure));
+                }
+            }
         }
         Ok(())
     }
@@ -466,8 +546,26 @@ impl IdempotencyStore for MemoryStore {
         )
     }
 
-    async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError> {
-        self.write_held(claim, HeldWrite::Release)
+    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError> {
+        self.write_held(
+            claim,
+            HeldWrite::Release {
+                failure: failure.map(str::to_owned),
+            },
+        )
+    }
+
+    async fn record(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        Ok(self
+            .available()?
+            .records
+            .get(key)
+            .filter(|record| record.expires_at > now)
+            .map(|record| record.view(None)))
     }
 }
 
@@ -495,6 +593,7 @@ mod tests {
             now,
             lease: LEASE,
             retention: RETENTION,
+            archive: None,
         };
         decide_claim(
             found,
@@ -565,11 +664,11 @@ mod tests {
         stranger.holder = "someone-else".to_owned();
 
         assert!(matches!(
-            HeldWrite::Release.apply(Some(&mut record), &stranger),
+            HeldWrite::Release { failure: None }.apply(Some(&mut record), &stranger),
             Err(StoreError::ClaimLost { .. })
         ));
         assert!(matches!(
-            HeldWrite::Release.apply(None, &holder),
+            HeldWrite::Release { failure: None }.apply(None, &holder),
             Err(StoreError::ClaimLost { .. })
         ));
         HeldWrite::Complete {

@@ -6,7 +6,7 @@
 //!   module per provider's signature scheme), [`envelope`] (the versioned SQS message);
 //! - ports, small traits for what the domain needs from the world: [`queue::EventQueue`],
 //!   [`secret::SecretSource`], [`bodies::BodyStore`], [`claims::IdempotencyStore`],
-//!   [`routes_source::RoutesSource`];
+//!   [`routes_source::RoutesSource`], [`archive::EventArchive`];
 //! - the receiver service, [`receiver`], which turns an inbound request into exactly one
 //!   answer and maps every refusal to its HTTP status in one place;
 //! - the processor service, [`processor`], which claims each event and runs its routes'
@@ -23,6 +23,7 @@
 //! embedded backends). The defaults are `receiver` and `processor`, for the library's own
 //! tests; the workspace turns them off, and each crate names its own.
 
+pub mod archive;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod bodies;

@@ -14,6 +14,8 @@
 //! | `attempts` | N | how many claims were taken |
 //! | `done_actions` | SS | actions that succeeded; absent while empty (a set cannot be empty) |
 //! | `updated_at` | N | epoch milliseconds of the last write, by the writer's clock, for people reading the table |
+//! | `last_error` | S | why the latest failed attempt failed, written when it releases the claim |
+//! | `archive` | S | where the event's envelope is archived, written by the claim |
 //!
 //! A body sighting ([`IdempotencyStore::record_body`]) is an item of its own, under
 //! `body:{provider}:{sha256}` (no idempotency key begins with `body`): `first_key` (S), the
@@ -37,8 +39,8 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use crate::claims::{
-    new_holder, BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, Status,
-    StoreError,
+    new_holder, BodySighting, Claim, ClaimRequest, EventRecord, FirstSeen, HeldClaim,
+    IdempotencyStore, Status, StoreError,
 };
 use crate::idempotency::IdempotencyKey;
 
@@ -54,11 +56,15 @@ mod attribute {
     pub const DONE_ACTIONS: &str = "done_actions";
     pub const UPDATED_AT: &str = "updated_at";
     pub const FIRST_KEY: &str = "first_key";
+    pub const LAST_ERROR: &str = "last_error";
+    pub const ARCHIVE: &str = "archive";
 
     /// Every attribute goes through an alias: DynamoDB reserves several hundred words
     /// (`status` among them) and refuses an expression that uses one bare.
-    pub const ALIASES: [(&str, &str); 10] = [
+    pub const ALIASES: [(&str, &str); 12] = [
         ("#first", FIRST_KEY),
+        ("#error", LAST_ERROR),
+        ("#archive", ARCHIVE),
         ("#key", KEY),
         ("#status", STATUS),
         ("#holder", HOLDER),
@@ -80,25 +86,53 @@ mod attribute {
 /// it must start afresh, without the old actions done, and one update expression cannot
 /// both keep and drop them. Its claimant learns so from the old item and writes
 /// [`START_AFRESH`].
-const TAKE_OVER: (&str, &str) = (
-    "SET #status = :in_progress, #holder = :holder, #lease = :lease, #expires = :ttl, \
-     #updated = :updated, #hash = if_not_exists(#hash, :hash), \
-     #attempts = if_not_exists(#attempts, :zero) + :one",
-    "attribute_not_exists(#key) \
-     OR (#status = :in_progress AND #lease <= :now_ms AND #expires > :now_s)",
-);
+const TAKE_OVER: ClaimWrite = ClaimWrite {
+    set: "SET #status = :in_progress, #holder = :holder, #lease = :lease, #expires = :ttl, \
+          #updated = :updated, #hash = if_not_exists(#hash, :hash), \
+          #attempts = if_not_exists(#attempts, :zero) + :one",
+    remove: &[],
+    condition: "attribute_not_exists(#key) \
+                OR (#status = :in_progress AND #lease <= :now_ms AND #expires > :now_s)",
+};
 
 /// The second try at a claim, only when the first found a record past its retention: a
 /// fresh record, as if the old one were gone. DynamoDB deletes expired items only
 /// eventually (days later, at worst), and the emulator never does, so the condition treats
 /// an expired record like a missing one. The condition also arbitrates between claimants
 /// that all found the same expired record: exactly one of them replaces it.
-const START_AFRESH: (&str, &str) = (
-    "SET #status = :in_progress, #holder = :holder, #lease = :lease, #expires = :ttl, \
-     #updated = :updated, #hash = :hash, #attempts = :one \
-     REMOVE #done",
-    "attribute_not_exists(#key) OR #expires <= :now_s",
-);
+const START_AFRESH: ClaimWrite = ClaimWrite {
+    set: "SET #status = :in_progress, #holder = :holder, #lease = :lease, #expires = :ttl, \
+          #updated = :updated, #hash = :hash, #attempts = :one",
+    remove: &["#done", "#error"],
+    condition: "attribute_not_exists(#key) OR #expires <= :now_s",
+};
+
+/// A claim's update, in parts: where the event is archived is set when the claim says,
+/// kept by a takeover that does not, and dropped with the rest of a record started afresh.
+struct ClaimWrite {
+    set: &'static str,
+    remove: &'static [&'static str],
+    condition: &'static str,
+}
+
+impl ClaimWrite {
+    /// The update and condition expressions for a claim that does or does not say where
+    /// its event is archived.
+    fn expressions(&self, archived: bool) -> (String, &'static str) {
+        let mut update = self.set.to_owned();
+        let mut remove = self.remove.to_vec();
+        if archived {
+            update.push_str(", #archive = :archive");
+        } else if !remove.is_empty() {
+            remove.push("#archive");
+        }
+        if !remove.is_empty() {
+            update.push_str(" REMOVE ");
+            update.push_str(&remove.join(", "));
+        }
+        (update, self.condition)
+    }
+}
 
 /// Every write after the claim is conditional on still holding it.
 const HOLDING: &str = "#holder = :holder AND #status = :in_progress";
@@ -224,9 +258,12 @@ impl DynamoStore {
         &self,
         request: &ClaimRequest<'_>,
         clock: &ClaimClock,
-        expressions: (&str, &str),
+        write: &ClaimWrite,
     ) -> Result<Written, StoreError> {
+        let (update, condition) = write.expressions(request.archive.is_some());
+        let expressions = (update.as_str(), condition);
         let candidates = [
+            (":archive", string(request.archive.unwrap_or_default())),
             (":in_progress", string(Status::InProgress.as_str())),
             (":holder", string(&new_holder())),
             (":lease", number(clock.lease_expires_ms)),
@@ -277,14 +314,14 @@ impl DynamoStore {
 impl IdempotencyStore for DynamoStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, StoreError> {
         let clock = ClaimClock::of(&request);
-        let found = match self.write_claim(&request, &clock, TAKE_OVER).await? {
+        let found = match self.write_claim(&request, &clock, &TAKE_OVER).await? {
             Written::Done(item) => return acquired(request.key, &item),
             Written::Refused(found) => Record::parse(request.key, found)?,
         };
         if found.expires_s > clock.now_s {
             return found.refusal(request.key);
         }
-        match self.write_claim(&request, &clock, START_AFRESH).await? {
+        match self.write_claim(&request, &clock, &START_AFRESH).await? {
             Written::Done(item) => acquired(request.key, &item),
             // Another claimant replaced the expired record first.
             Written::Refused(found) => Record::parse(request.key, found)?.refusal(request.key),
@@ -407,14 +444,79 @@ impl IdempotencyStore for DynamoStore {
         self.update_held(claim, update, values).await
     }
 
-    async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError> {
-        self.update_held(
-            claim,
-            "SET #lease = :zero, #updated = :updated",
-            vec![(":zero", number(0)), (":updated", number(wall_clock_ms()))],
-        )
-        .await
+    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError> {
+        let mut values = vec![(":zero", number(0)), (":updated", number(wall_clock_ms()))];
+        let update = match failure {
+            None => "SET #lease = :zero, #updated = :updated",
+            Some(failure) => {
+                values.push((
+                    ":error",
+                    string(&crate::dead_letters::bounded_reason(failure)),
+                ));
+                "SET #lease = :zero, #updated = :updated, #error = :error"
+            }
+        };
+        self.update_held(claim, update, values).await
     }
+
+    async fn record(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table_name)
+            .key(attribute::KEY, string(key.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "GetItem on {} failed: {}",
+                    self.table_name,
+                    DisplayErrorContext(&error)
+                ))
+            })?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(value)) => Some(value.clone()),
+            _ => None,
+        };
+        let (last_error, archive) = (text(attribute::LAST_ERROR), text(attribute::ARCHIVE));
+        let updated_ms = match item.get(attribute::UPDATED_AT) {
+            Some(AttributeValue::N(value)) => value.parse::<i128>().ok(),
+            _ => None,
+        };
+        let record = Record::parse(key, Some(item))?;
+        let expires_at = instant(record.expires_s * NANOS_PER_S)
+            .ok_or_else(|| malformed(key, attribute::EXPIRES_AT))?;
+        if expires_at <= now {
+            return Ok(None);
+        }
+        Ok(Some(EventRecord {
+            status: record.status,
+            attempts: record.attempts,
+            done_actions: record.done_actions,
+            lease_expires_at: match record.status {
+                Status::InProgress => record
+                    .lease_expires_ms
+                    .and_then(|ms| instant(ms * NANOS_PER_MS)),
+                Status::Completed => None,
+            },
+            expires_at,
+            last_error,
+            archive,
+            updated_at: updated_ms.and_then(|ms| instant(ms * NANOS_PER_MS)),
+        }))
+    }
+}
+
+fn instant(nanos: i128) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
 }
 
 /// One conditional `UpdateItem` on the item whose `key_attribute` is `key`, with `names`
@@ -647,6 +749,7 @@ mod tests {
             now,
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(3_600),
+            archive: None,
         });
         assert_eq!(clock.now_ms, 1_700_000_000_400);
         assert_eq!(clock.now_s, 1_700_000_000);

@@ -10,6 +10,7 @@
 mod dynamodb;
 #[cfg(feature = "processor")]
 mod lambda_action;
+mod s3_archive;
 mod s3_bodies;
 mod s3_routes;
 mod secrets_manager;
@@ -26,6 +27,7 @@ pub use crate::routes_source::{parse_s3_uri, NotAnS3Uri};
 pub use dynamodb::{update_conditionally, DynamoStore, Written};
 #[cfg(feature = "processor")]
 pub use lambda_action::LambdaActions;
+pub use s3_archive::S3Archive;
 pub use s3_bodies::S3BodyStore;
 pub use s3_routes::S3RoutesSource;
 pub use secrets_manager::{SecretsManagerSource, SecretsManagerValue};

@@ -1,6 +1,8 @@
 //! The processor service: queued envelopes in, agent actions run with an exactly-once
 //! effect, one disposition per message out.
 //!
+//! For each batch: archive its readable envelopes in one write ([`crate::archive`]); an
+//! archive that cannot be written puts the batch's events off with backoff, acting on none.
 //! For each message: read the envelope (unreadable: to the dead-letter queue), find its
 //! actions (none: acknowledged), claim its key (done already: a duplicate; held elsewhere:
 //! retried when the holder's lease ends), run the actions not yet done, concurrently, each
@@ -48,11 +50,12 @@ pub use routing::{
 
 use self::actions::{ActionError, ActionInvoker, NormalizedEvent};
 use self::backoff::Backoff;
+use crate::archive::{ArchiveError, EventArchive};
 use crate::bodies::{fetch_verified, BodyStore};
 use crate::claims::{
     BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, StoreError,
 };
-use crate::envelope::{Envelope, EnvelopeV1, RawBody};
+use crate::envelope::{Envelope, EnvelopeError, EnvelopeV1, RawBody};
 use crate::idempotency::IdempotencyKey;
 use crate::routes::{ActionSpec, RouteTable};
 use crate::telemetry::Metrics;
@@ -104,6 +107,10 @@ pub enum Outcome {
     BodyStoreUnavailable {
         reason: String,
     },
+    /// The batch could not be archived, so none of its events was acted on.
+    ArchiveUnavailable {
+        reason: String,
+    },
     ClaimLost,
     /// The invocation's deadline came before the message was done.
     DeadlineReached,
@@ -122,6 +129,7 @@ impl Outcome {
             Outcome::InFlightElsewhere => "in_flight_elsewhere",
             Outcome::StoreUnavailable { .. } => "store_unavailable",
             Outcome::BodyStoreUnavailable { .. } => "body_store_unavailable",
+            Outcome::ArchiveUnavailable { .. } => "archive_unavailable",
             Outcome::ClaimLost => "claim_lost",
             Outcome::DeadlineReached => "deadline_reached",
             Outcome::DeadLetterUnavailable => "dead_letter_unavailable",
@@ -134,7 +142,8 @@ impl Outcome {
         match self {
             Outcome::RetryScheduled { reason, .. }
             | Outcome::StoreUnavailable { reason }
-            | Outcome::BodyStoreUnavailable { reason } => reason.clone(),
+            | Outcome::BodyStoreUnavailable { reason }
+            | Outcome::ArchiveUnavailable { reason } => reason.clone(),
             Outcome::InFlightElsewhere => "another delivery of the event held its claim".to_owned(),
             Outcome::ClaimLost => {
                 "its claim was taken over by another worker after the lease ran out".to_owned()
@@ -165,6 +174,9 @@ pub const STORED_BODY_BUDGET_BYTES: u64 = 2 * crate::receiver::MAX_REQUEST_BODY_
 
 /// The budget is counted in KiB, as a semaphore's permits.
 const BUDGET_UNIT_BYTES: u64 = 1024;
+
+/// Where a batch was archived: `None` when the archive is off or nothing was readable.
+type Archived = Result<Option<String>, ArchiveError>;
 
 /// What processing one message decided, before the queue is told.
 #[derive(Debug)]
@@ -210,6 +222,8 @@ pub struct Processor {
     control: Arc<dyn QueueControl>,
     /// Where bodies too large for a message are kept, when the receivers store them.
     bodies: Option<Arc<dyn BodyStore>>,
+    /// Where every batch is archived, when the archive is on.
+    archive: Option<Arc<dyn EventArchive>>,
     /// The share of [`STORED_BODY_BUDGET_BYTES`] not in use, in KiB.
     stored_body_budget: tokio::sync::Semaphore,
     settings: ProcessorSettings,
@@ -258,6 +272,7 @@ impl Processor {
             store,
             control,
             bodies: None,
+            archive: None,
             stored_body_budget: tokio::sync::Semaphore::new(
                 budget_units(STORED_BODY_BUDGET_BYTES) as usize
             ),
@@ -270,6 +285,12 @@ impl Processor {
     /// Reads bodies stored outside their envelopes from `bodies`.
     pub fn with_body_store(mut self, bodies: Arc<dyn BodyStore>) -> Self {
         self.bodies = Some(bodies);
+        self
+    }
+
+    /// Archives every batch in `archive` before acting on it.
+    pub fn with_archive(mut self, archive: Arc<dyn EventArchive>) -> Self {
+        self.archive = Some(archive);
         self
     }
 
@@ -299,9 +320,15 @@ impl Processor {
         deliveries: Vec<QueuedDelivery>,
         deadline: Option<Instant>,
     ) -> Vec<String> {
-        let dispositions = join_all(deliveries.iter().map(|delivery| {
+        let envelopes: Vec<_> = deliveries
+            .iter()
+            .map(|delivery| Envelope::from_json(&delivery.body))
+            .collect();
+        let archived = self.archive_batch(&envelopes).await;
+        let dispositions = join_all(deliveries.iter().zip(envelopes).map(|(delivery, envelope)| {
             let span = tracing::info_span!("message", message_id = %delivery.message_id, receive_count = delivery.receive_count);
-            self.process_within(delivery, deadline).instrument(span)
+            self.process_within(delivery, envelope, &archived, deadline)
+                .instrument(span)
         }))
         .await;
         deliveries
@@ -323,13 +350,16 @@ impl Processor {
     async fn process_within(
         &self,
         delivery: &QueuedDelivery,
+        envelope: Result<Envelope, EnvelopeError>,
+        archived: &Archived,
         deadline: Option<Instant>,
     ) -> Disposition {
         let Some(deadline) = deadline else {
-            return self.process(delivery, None).await;
+            return self.process_read(delivery, envelope, archived, None).await;
         };
         let answer_by = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
-        match tokio::time::timeout_at(answer_by, self.process(delivery, Some(deadline))).await {
+        let processed = self.process_read(delivery, envelope, archived, Some(deadline));
+        match tokio::time::timeout_at(answer_by, processed).await {
             Ok(disposition) => disposition,
             Err(_) => {
                 error!(outcome = "retry", "the invocation's deadline came mid-message; it is reported failed and comes back");
@@ -340,17 +370,60 @@ impl Processor {
         }
     }
 
-    /// Processes one message, logging and counting its outcome. `deadline` is when the
-    /// invocation ends, if it does.
+    /// Processes one message as a batch of its own (archived alone), logging and counting
+    /// its outcome. `deadline` is when the invocation ends, if it does.
     pub async fn process(
         &self,
         delivery: &QueuedDelivery,
         deadline: Option<Instant>,
     ) -> Disposition {
-        let (decision, provider) = match Envelope::from_json(&delivery.body) {
+        let envelope = Envelope::from_json(&delivery.body);
+        let archived = self.archive_batch(std::slice::from_ref(&envelope)).await;
+        self.process_read(delivery, envelope, &archived, deadline)
+            .await
+    }
+
+    /// Archives a batch's readable envelopes in one write, when the archive is on.
+    async fn archive_batch(&self, envelopes: &[Result<Envelope, EnvelopeError>]) -> Archived {
+        let Some(archive) = &self.archive else {
+            return Ok(None);
+        };
+        let readable: Vec<&Envelope> = envelopes.iter().flatten().collect();
+        let archived = archive.append(&readable, (self.clock)()).await;
+        if let Err(error) = &archived {
+            error!(%error, events = readable.len(), "cannot archive the batch; its events are retried");
+        }
+        archived
+    }
+
+    /// Processes one message whose envelope was read (or not) and archived (or not),
+    /// logging and counting its outcome.
+    async fn process_read(
+        &self,
+        delivery: &QueuedDelivery,
+        envelope: Result<Envelope, EnvelopeError>,
+        archived: &Archived,
+        deadline: Option<Instant>,
+    ) -> Disposition {
+        let (decision, provider) = match envelope {
             Ok(envelope) => (
-                self.process_envelope(delivery, envelope.v1(), deadline)
-                    .await,
+                match archived {
+                    Ok(location) => {
+                        self.process_envelope(
+                            delivery,
+                            envelope.v1(),
+                            location.as_deref(),
+                            deadline,
+                        )
+                        .await
+                    }
+                    Err(error) => Decision::Retry {
+                        outcome: Outcome::ArchiveUnavailable {
+                            reason: error.to_string(),
+                        },
+                        delay: self.backoff(delivery, None),
+                    },
+                },
                 Some(envelope.v1().provider),
             ),
             Err(error) => {
@@ -418,6 +491,7 @@ impl Processor {
         &self,
         delivery: &QueuedDelivery,
         envelope: &EnvelopeV1,
+        archived: Option<&str>,
         deadline: Option<Instant>,
     ) -> Decision {
         let key = &envelope.idempotency_key;
@@ -472,6 +546,7 @@ impl Processor {
                 now,
                 lease: self.settings.lease,
                 retention: self.settings.retention,
+                archive: archived,
             })
             .await;
         let held = match claim {
@@ -513,7 +588,7 @@ impl Processor {
                     return Decision::Done(Outcome::SuspectedReplay { first });
                 }
                 Err(error) => {
-                    self.release(&held).await;
+                    self.release(&held, None).await;
                     return self.store_unavailable(delivery, key, &error);
                 }
             }
@@ -529,7 +604,12 @@ impl Processor {
         let body = match self.body_of(delivery, envelope).await {
             Ok(body) => body,
             Err(decision) => {
-                self.release(&held).await;
+                let failure = match &decision {
+                    Decision::DeadLetter(reason) => Some(reason.clone()),
+                    Decision::Retry { outcome, .. } => Some(outcome.describe()),
+                    Decision::Done(_) => None,
+                };
+                self.release(&held, failure.as_deref()).await;
                 return decision;
             }
         };
@@ -588,18 +668,24 @@ impl Processor {
             _ => None,
         });
         if let Some((action, reason)) = permanent {
-            self.let_go(&held, keep_claim_for).await;
-            return Decision::DeadLetter(format!(
-                "action `{}` failed permanently: {reason}",
-                action.name
-            ));
+            let reason = format!("action `{}` failed permanently: {reason}", action.name);
+            self.let_go(&held, keep_claim_for, &reason).await;
+            return Decision::DeadLetter(reason);
         }
         let retryable: Vec<&ActionResult<'_>> = results
             .iter()
             .filter(|done| matches!(done.result, Err(ActionError::Retryable { .. })))
             .collect();
         if !retryable.is_empty() {
-            self.let_go(&held, keep_claim_for).await;
+            let reason = retryable
+                .iter()
+                .filter_map(|done| {
+                    let error = done.result.as_ref().err()?;
+                    Some(format!("action `{}`: {error}", done.action.name))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.let_go(&held, keep_claim_for, &reason).await;
             if let (true, Some(delay)) = (
                 retryable.iter().all(|done| done.cut_by_deadline),
                 keep_claim_for,
@@ -617,14 +703,6 @@ impl Processor {
                     _ => None,
                 })
                 .max();
-            let reason = retryable
-                .iter()
-                .filter_map(|done| {
-                    let error = done.result.as_ref().err()?;
-                    Some(format!("action `{}`: {error}", done.action.name))
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
             let delay = self
                 .backoff(delivery, retry_after)
                 .max(keep_claim_for.unwrap_or_default());
@@ -824,27 +902,27 @@ impl Processor {
         let outcome = match error {
             StoreError::ClaimLost { .. } => Outcome::ClaimLost,
             StoreError::Unavailable(reason) => {
-                self.let_go(held, keep_claim_for).await;
-                Outcome::StoreUnavailable {
-                    reason: format!("the idempotency store is unavailable: {reason}"),
-                }
+                let reason = format!("the idempotency store is unavailable: {reason}");
+                self.let_go(held, keep_claim_for, &reason).await;
+                Outcome::StoreUnavailable { reason }
             }
         };
         Decision::Retry { outcome, delay }
     }
 
-    /// Releases the claim, unless it is to be kept (for as long as `keep_claim_for` says)
-    /// while an agent may still be at work on a request the deadline dropped.
-    async fn let_go(&self, held: &HeldClaim, keep_claim_for: Option<Duration>) {
+    /// Releases the claim after an attempt that failed for `failure`, unless it is to be
+    /// kept (for as long as `keep_claim_for` says) while an agent may still be at work on a
+    /// request the deadline dropped.
+    async fn let_go(&self, held: &HeldClaim, keep_claim_for: Option<Duration>, failure: &str) {
         if keep_claim_for.is_none() {
-            self.release(held).await;
+            self.release(held, Some(failure)).await;
         }
     }
 
-    /// Releasing is a courtesy that lets the next delivery start at once; if it fails, the
-    /// lease simply runs out.
-    async fn release(&self, held: &HeldClaim) {
-        if let Err(error) = self.store.release(held).await {
+    /// Releasing is a courtesy that lets the next delivery start at once (and tells the
+    /// record why the attempt failed); if it fails, the lease simply runs out.
+    async fn release(&self, held: &HeldClaim, failure: Option<&str>) {
+        if let Err(error) = self.store.release(held, failure).await {
             warn!(idempotency_key = %held.key, %error, "could not release the claim; it frees itself when the lease ends");
         }
     }
@@ -878,6 +956,7 @@ fn metric_for(outcome: &Outcome) -> &'static str {
         Outcome::InFlightElsewhere => "InFlightElsewhere",
         Outcome::StoreUnavailable { .. }
         | Outcome::BodyStoreUnavailable { .. }
+        | Outcome::ArchiveUnavailable { .. }
         | Outcome::ClaimLost
         | Outcome::DeadlineReached
         | Outcome::DeadLetterUnavailable => "ProcessingErrors",

@@ -456,6 +456,7 @@ async fn a_claim_held_by_another_worker_is_retried_later() {
             now: OffsetDateTime::now_utc(),
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(60),
+            archive: None,
         })
         .await
         .unwrap();
@@ -542,6 +543,7 @@ async fn a_late_worker_whose_claim_was_taken_over_cannot_complete_it() {
         now,
         lease: Duration::from_secs(60),
         retention: Duration::from_secs(86_400),
+        archive: None,
     };
     let start = OffsetDateTime::now_utc();
     let Claim::Acquired(late) = store.claim(request(start)).await.unwrap() else {
@@ -713,6 +715,7 @@ async fn actions_are_cut_short_before_the_deadline_and_the_message_comes_back_on
             now: OffsetDateTime::now_utc(),
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(60),
+            archive: None,
         })
         .await
         .unwrap();
@@ -786,7 +789,14 @@ impl IdempotencyStore for StuckStore {
     ) -> Result<(), StoreError> {
         std::future::pending().await
     }
-    async fn release(&self, _: &HeldClaim) -> Result<(), StoreError> {
+    async fn release(&self, _: &HeldClaim, _: Option<&str>) -> Result<(), StoreError> {
+        std::future::pending().await
+    }
+    async fn record(
+        &self,
+        _: &IdempotencyKey,
+        _: OffsetDateTime,
+    ) -> Result<Option<crate::claims::EventRecord>, StoreError> {
         std::future::pending().await
     }
 }
@@ -1135,11 +1145,115 @@ async fn an_event_waiting_for_its_share_past_the_deadline_comes_back_untouched()
             now: OffsetDateTime::now_utc(),
             lease: LEASE,
             retention: LEASE,
+            archive: None,
         })
         .await
         .unwrap();
     assert!(
         matches!(claim, Claim::Acquired(_)),
         "no claim was taken while it waited: {claim:?}"
+    );
+}
+
+// ---- the archive ----
+
+/// A fixture whose processor archives every batch in the returned archive.
+fn archived_fixture(actions: ScriptedActions) -> (Fixture, crate::archive::MemoryArchive) {
+    let mut fixture = fixture(actions);
+    let archive = crate::archive::MemoryArchive::new();
+    fixture.processor = fixture.processor.with_archive(Arc::new(archive.clone()));
+    (fixture, archive)
+}
+
+fn github_key(id: &str) -> IdempotencyKey {
+    IdempotencyKey::from_stable_id(Provider::Github, id).unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_is_archived_in_one_write_and_each_record_says_where() {
+    use crate::archive::{ArchiveQuery, EventArchive};
+    let (fixture, archive) = archived_fixture(ScriptedActions::default());
+    let unreadable = delivery("d-bad", "not an envelope".into(), 1);
+
+    let failed = fixture
+        .processor
+        .process_batch(vec![pr("a-1"), pr("a-2"), unreadable, pr("a-3")], None)
+        .await;
+
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(archive.writes(), 1, "one write for the whole batch");
+    let listed = archive
+        .list(&ArchiveQuery::since(OffsetDateTime::UNIX_EPOCH), 10)
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed
+        .iter()
+        .map(|event| event.envelope.idempotency_key.to_string())
+        .collect();
+    assert_eq!(keys, ["github:a-1", "github:a-2", "github:a-3"]);
+    let record = fixture
+        .store
+        .record(&github_key("a-2"), OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .expect("a record");
+    assert_eq!(record.archive.as_deref(), Some(listed[1].location.as_str()));
+    assert_eq!(record.state(OffsetDateTime::now_utc()), "completed");
+}
+
+#[tokio::test]
+async fn an_archive_that_cannot_be_written_puts_the_batch_off_and_acts_on_none() {
+    let (fixture, archive) = archived_fixture(ScriptedActions::default());
+    archive.set_unavailable(true);
+
+    let failed = fixture
+        .processor
+        .process_batch(vec![pr("b-1"), pr("b-2")], None)
+        .await;
+
+    assert_eq!(failed, ["b-1", "b-2"]);
+    assert!(fixture.actions.calls().is_empty());
+    assert!(fixture
+        .store
+        .record(&github_key("b-1"), OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .is_none());
+    let delays = fixture.control.calls();
+    assert_eq!(delays.len(), 2, "each put off with backoff: {delays:?}");
+
+    archive.set_unavailable(false);
+    let failed = fixture
+        .processor
+        .process_batch(vec![pr("b-1"), pr("b-2")], None)
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(fixture.actions.calls().len(), 4, "two actions each, once");
+}
+
+#[tokio::test]
+async fn a_failed_attempt_leaves_its_reason_in_the_record() {
+    let fixture =
+        fixture(ScriptedActions::default().then("agent", Err(ActionError::retryable("503 busy"))));
+
+    let outcome = fixture.processor.process(&pr("c-1"), None).await;
+
+    assert!(matches!(outcome, Disposition::Retry(_)), "{outcome:?}");
+    let now = OffsetDateTime::now_utc();
+    let record = fixture
+        .store
+        .record(&github_key("c-1"), now)
+        .await
+        .unwrap()
+        .expect("a record");
+    assert_eq!(record.state(now), "failed");
+    assert_eq!(
+        record.done_actions.into_iter().collect::<Vec<_>>(),
+        ["audit"]
+    );
+    let error = record.last_error.expect("the reason");
+    assert!(
+        error.contains("action `agent`") && error.contains("503 busy"),
+        "{error}"
     );
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// The schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 /// How long an operation waits for another connection's transaction to end before failing.
 /// Transactions here last milliseconds; seconds of waiting mean something is stuck.
@@ -225,10 +225,35 @@ fn migrate(connection: &mut Connection) -> Result<(), DbError> {
         if found < 2 {
             transaction.execute_batch(SCHEMA_V2)?;
         }
+        if found < 3 {
+            transaction.execute_batch(SCHEMA_V3)?;
+        }
         transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(())
     })
 }
+
+/// Version 3 adds the event archive (`hookgate events`, `hookgate replay`), and keeps in
+/// each claim the last error and where its event is archived.
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS archived_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- `sqlite:archive/{batch}`: the events the processor archived in one write.
+    location TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    archived_at_ns INTEGER NOT NULL,
+    -- One archive line: `{\"archived_at\": …, \"envelope\": …}`.
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archived_events_by_location ON archived_events (location);
+CREATE INDEX IF NOT EXISTS archived_events_by_key ON archived_events (idempotency_key);
+CREATE INDEX IF NOT EXISTS archived_events_by_received ON archived_events (received_at_ms);
+ALTER TABLE claims ADD COLUMN last_error TEXT;
+ALTER TABLE claims ADD COLUMN archive TEXT;
+";
 
 /// Epoch milliseconds by the wall clock.
 pub(crate) fn wall_clock_ms() -> i64 {

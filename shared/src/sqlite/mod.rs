@@ -13,11 +13,13 @@
 //! letters stay until redriven, where SQS would drop them after 14 days), and a waiting
 //! receive scans the queue table. Delete the file to start afresh.
 
+mod archive;
 mod bodies;
 mod database;
 mod queue;
 mod store;
 
+pub use archive::SqliteArchive;
 pub use bodies::SqliteBodyStore;
 pub use queue::{QueueDepth, SqliteQueue, SqliteQueueSettings};
 pub use store::SqliteStore;

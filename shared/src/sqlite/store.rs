@@ -23,8 +23,8 @@ use time::OffsetDateTime;
 use super::database::{immediate, wall_clock_ms, Database, DbError};
 use crate::claims::{
     decide_claim, decide_sighting, new_holder, BodySighting, Claim, ClaimDecision, ClaimRecord,
-    ClaimRequest, FirstSeen, HeldClaim, HeldWrite, IdempotencyStore, SightingRecord, Status,
-    StoreError,
+    ClaimRequest, EventRecord, FirstSeen, HeldClaim, HeldWrite, IdempotencyStore, SightingRecord,
+    Status, StoreError,
 };
 use crate::idempotency::IdempotencyKey;
 
@@ -95,6 +95,7 @@ impl IdempotencyStore for SqliteStore {
         let key = request.key.clone();
         let payload_hash = request.payload_hash.to_owned();
         let (now, lease, retention) = (request.now, request.lease, request.retention);
+        let archive = request.archive.map(str::to_owned);
         self.run("claiming", move |connection| {
             immediate(connection, |transaction| {
                 let request = ClaimRequest {
@@ -103,6 +104,7 @@ impl IdempotencyStore for SqliteStore {
                     now,
                     lease,
                     retention,
+                    archive: archive.as_deref(),
                 };
                 let found = load(transaction, &key)?;
                 match decide_claim(found.as_ref(), &request, new_holder()) {
@@ -217,9 +219,32 @@ impl IdempotencyStore for SqliteStore {
         .await
     }
 
-    async fn release(&self, claim: &HeldClaim) -> Result<(), StoreError> {
-        self.write_held("releasing a claim", claim, HeldWrite::Release)
-            .await
+    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError> {
+        let write = HeldWrite::Release {
+            failure: failure.map(str::to_owned),
+        };
+        self.write_held("releasing a claim", claim, write).await
+    }
+
+    async fn record(
+        &self,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        let key = key.clone();
+        self.run("reading a claim", move |connection| {
+            let transaction = connection.transaction()?;
+            let Some(record) = load(&transaction, &key)? else {
+                return Ok(None);
+            };
+            let updated_ms: i64 = transaction
+                .prepare_cached("SELECT updated_at_ms FROM claims WHERE idempotency_key = ?1")?
+                .query_row(params![key.as_str()], |row| row.get(0))?;
+            let updated_at =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(updated_ms) * 1_000_000).ok();
+            Ok((record.expires_at > now).then(|| record.view(updated_at)))
+        })
+        .await
     }
 }
 
@@ -230,7 +255,7 @@ fn load(
     let row = transaction
         .prepare_cached(
             "SELECT status, holder, lease_expires_at_ns, expires_at_ns, payload_hash, attempts, \
-                    done_actions \
+                    done_actions, last_error, archive \
              FROM claims WHERE idempotency_key = ?1",
         )?
         .query_row(params![key.as_str()], |row| {
@@ -242,10 +267,23 @@ fn load(
                 row.get::<_, String>(4)?,
                 row.get::<_, u32>(5)?,
                 row.get::<_, String>(6)?,
+                row.get::<_, Option<String>>(7)?,
+                row.get::<_, Option<String>>(8)?,
             ))
         })
         .optional()?;
-    let Some((status, holder, lease_ns, expires_ns, payload_hash, attempts, done)) = row else {
+    let Some((
+        status,
+        holder,
+        lease_ns,
+        expires_ns,
+        payload_hash,
+        attempts,
+        done,
+        last_error,
+        archive,
+    )) = row
+    else {
         return Ok(None);
     };
     let malformed =
@@ -259,6 +297,8 @@ fn load(
         attempts,
         done_actions: serde_json::from_str::<BTreeSet<String>>(&done)
             .map_err(|_| malformed("done_actions"))?,
+        last_error,
+        archive,
     }))
 }
 
@@ -273,8 +313,8 @@ fn save(
         .prepare_cached(
             "INSERT OR REPLACE INTO claims \
              (idempotency_key, status, holder, lease_expires_at_ns, expires_at_ns, payload_hash, \
-              attempts, done_actions, updated_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+              attempts, done_actions, updated_at_ms, last_error, archive) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             key.as_str(),
@@ -286,6 +326,8 @@ fn save(
             record.attempts,
             done_actions,
             wall_clock_ms(),
+            record.last_error,
+            record.archive,
         ])?;
     Ok(())
 }
@@ -324,6 +366,7 @@ mod tests {
             now,
             lease: LEASE,
             retention: RETENTION,
+            archive: None,
         }
     }
 
@@ -368,7 +411,10 @@ mod tests {
             },
             "to the nanosecond"
         );
-        reopened.release(&held).await.expect("the holder releases");
+        reopened
+            .release(&held, None)
+            .await
+            .expect("the holder releases");
         let next = acquire(&reopened, request(&key, t0())).await;
         assert_eq!(next.attempt, 2);
         assert_eq!(next.done_actions, BTreeSet::from(["notify".to_owned()]));

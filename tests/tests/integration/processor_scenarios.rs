@@ -930,6 +930,7 @@ async fn an_abandoned_claim_is_taken_over_once_its_lease_expires_and_its_late_ho
             now: OffsetDateTime::now_utc(),
             lease: ABANDONED_LEASE,
             retention: RETENTION,
+            archive: None,
         })
         .await
     {
@@ -984,7 +985,7 @@ async fn an_abandoned_claim_is_taken_over_once_its_lease_expires_and_its_late_ho
                 .complete(&abandoned, None, OffsetDateTime::now_utc(), RETENTION)
                 .await,
         ),
-        ("release", scenario.store.release(&abandoned).await),
+        ("release", scenario.store.release(&abandoned, None).await),
     ] {
         assert!(
             matches!(&outcome, Err(StoreError::ClaimLost { key: lost }) if *lost == key),

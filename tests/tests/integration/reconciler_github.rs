@@ -97,6 +97,7 @@ impl Setup {
                 now: OffsetDateTime::now_utc(),
                 lease: Duration::from_secs(60),
                 retention: Duration::from_secs(16 * 86_400),
+                archive: None,
             })
             .await
             .expect("the claim is written");

@@ -164,6 +164,7 @@ fn request<'a>(
         now,
         lease: LEASE,
         retention: RETENTION,
+        archive: None,
     }
 }
 
@@ -238,7 +239,7 @@ async fn a_claim_after_completion_is_a_duplicate(adapter: impl Adapter) {
     }
     // A completed claim is nobody's to write any more, its last holder's included.
     assert_claim_lost(store.mark_action_done(&held, "notify").await, "marking");
-    assert_claim_lost(store.release(&held).await, "releasing");
+    assert_claim_lost(store.release(&held, None).await, "releasing");
     assert_claim_lost(
         store.complete(&held, None, t0, RETENTION).await,
         "completing again",
@@ -258,7 +259,10 @@ async fn a_released_claim_is_acquired_again_as_attempt_two_keeping_the_actions_d
             .await
             .expect("the holder records its progress");
     }
-    store.release(&first).await.expect("the holder releases");
+    store
+        .release(&first, None)
+        .await
+        .expect("the holder releases");
 
     let second = acquire(
         store.as_ref(),
@@ -313,7 +317,7 @@ async fn a_holder_whose_lease_was_taken_over_can_no_longer_write(adapter: impl A
     let new = acquire(store.as_ref(), request(&key, FIRST_HASH, t0 + LEASE)).await;
 
     assert_claim_lost(store.mark_action_done(&late, "late").await, "marking");
-    assert_claim_lost(store.release(&late).await, "releasing");
+    assert_claim_lost(store.release(&late, None).await, "releasing");
     assert_claim_lost(
         store.complete(&late, None, t0 + LEASE, RETENTION).await,
         "completing",
@@ -337,7 +341,10 @@ async fn a_holder_whose_lease_was_taken_over_can_no_longer_write(adapter: impl A
         .mark_action_done(&new, "notify")
         .await
         .expect("the new holder records its progress");
-    store.release(&new).await.expect("the new holder releases");
+    store
+        .release(&new, None)
+        .await
+        .expect("the new holder releases");
     let third = acquire(
         store.as_ref(),
         request(&key, FIRST_HASH, t0 + LEASE + Duration::from_secs(2)),
@@ -363,7 +370,10 @@ async fn the_first_payload_hash_is_kept_across_claims(adapter: impl Adapter) {
     let key = key("d-reused");
     let t0 = start();
     let first = acquire(store.as_ref(), request(&key, FIRST_HASH, t0)).await;
-    store.release(&first).await.expect("the holder releases");
+    store
+        .release(&first, None)
+        .await
+        .expect("the holder releases");
 
     let second = acquire(store.as_ref(), request(&key, OTHER_HASH, t0)).await;
     assert_eq!(second.first_payload_hash, FIRST_HASH);
@@ -523,7 +533,7 @@ async fn an_unavailable_store_answers_with_an_error_not_an_outcome(adapter: impl
     // claim on ClaimLost, and the claim is not lost, only out of reach.
     for (what, outcome) in [
         ("marking", store.mark_action_done(&held, "notify").await),
-        ("releasing", store.release(&held).await),
+        ("releasing", store.release(&held, None).await),
         (
             "completing",
             store.complete(&held, None, t0, RETENTION).await,

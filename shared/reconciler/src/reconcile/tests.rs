@@ -243,6 +243,7 @@ impl Fixture {
                 now: now(),
                 lease: Duration::from_secs(60),
                 retention: Duration::from_secs(16 * 86_400),
+                archive: None,
             })
             .await
             .unwrap();
