@@ -6,6 +6,7 @@
 //! environment, which no other test may see.
 
 mod actions_http;
+mod archive_contract;
 mod body_store_contract;
 mod cli_stack;
 mod consumer_contract;

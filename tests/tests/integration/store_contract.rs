@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookgate::aws::DynamoStore;
 use hookgate::claims::{
-    BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, MemoryStore,
+    BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, MemoryStore, Status,
     StoreError,
 };
 use hookgate::idempotency::IdempotencyKey;
@@ -184,6 +184,147 @@ fn assert_claim_lost(outcome: Result<(), StoreError>, what: &str) {
         matches!(outcome, Err(StoreError::ClaimLost { .. })),
         "{what} by a holder that lost the claim must be refused, got {outcome:?}"
     );
+}
+
+async fn a_record_reads_back_its_status_attempts_actions_and_where_it_is_archived(
+    adapter: impl Adapter,
+) {
+    let store = adapter.store();
+    let key = key("d-read");
+    let t0 = start();
+    assert_eq!(
+        store.record(&key, t0).await.expect("the store answers"),
+        None
+    );
+
+    let archived = ClaimRequest {
+        archive: Some("s3://bucket/archive/one.jsonl"),
+        ..request(&key, FIRST_HASH, t0)
+    };
+    let held = acquire(store.as_ref(), archived).await;
+    store
+        .mark_action_done(&held, "notify")
+        .await
+        .expect("the holder records its progress");
+
+    let record = store
+        .record(&key, t0 + Duration::from_secs(1))
+        .await
+        .expect("the store answers")
+        .expect("the record exists");
+    assert_eq!(record.status, Status::InProgress);
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.done_actions, actions(&["notify"]));
+    assert_eq!(record.lease_expires_at, Some(t0 + LEASE));
+    assert_eq!(record.expires_at, t0 + RETENTION);
+    assert_eq!(
+        record.archive.as_deref(),
+        Some("s3://bucket/archive/one.jsonl")
+    );
+    assert_eq!(record.last_error, None);
+    assert_eq!(record.state(t0 + Duration::from_secs(1)), "in_progress");
+
+    store
+        .complete(
+            &held,
+            Some("ticket"),
+            t0 + Duration::from_secs(2),
+            RETENTION,
+        )
+        .await
+        .expect("the holder completes");
+    let record = store
+        .record(&key, t0 + Duration::from_secs(3))
+        .await
+        .expect("the store answers")
+        .expect("the record exists");
+    assert_eq!(record.status, Status::Completed);
+    assert_eq!(record.done_actions, actions(&["notify", "ticket"]));
+    assert_eq!(record.lease_expires_at, None);
+    assert_eq!(record.state(t0 + Duration::from_secs(3)), "completed");
+    // Past its retention, as absent as it is to a claim.
+    let gone = t0 + Duration::from_secs(2) + RETENTION;
+    assert_eq!(
+        store.record(&key, gone).await.expect("the store answers"),
+        None
+    );
+}
+
+async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: impl Adapter) {
+    let store = adapter.store();
+    let key = key("d-failed");
+    let t0 = start();
+    let first = acquire(
+        store.as_ref(),
+        ClaimRequest {
+            archive: Some("sqlite:archive/first"),
+            ..request(&key, FIRST_HASH, t0)
+        },
+    )
+    .await;
+
+    store
+        .release(&first, Some("action `agent`: 503 Service Unavailable"))
+        .await
+        .expect("the holder releases");
+
+    let now = t0 + Duration::from_secs(1);
+    let record = store.record(&key, now).await.unwrap().expect("a record");
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("action `agent`: 503 Service Unavailable")
+    );
+    assert_eq!(record.state(now), "failed");
+    // A takeover that does not say where its event is archived keeps what the record had;
+    // a release without a failure keeps the last one.
+    let second = acquire(store.as_ref(), request(&key, FIRST_HASH, now)).await;
+    store
+        .release(&second, None)
+        .await
+        .expect("the holder releases");
+    let record = store.record(&key, now).await.unwrap().expect("a record");
+    assert_eq!(record.attempts, 2);
+    assert_eq!(record.archive.as_deref(), Some("sqlite:archive/first"));
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("action `agent`: 503 Service Unavailable")
+    );
+    // A long reason is kept cut to a sentence's length.
+    let third = acquire(store.as_ref(), request(&key, FIRST_HASH, now)).await;
+    store
+        .release(&third, Some(&"x".repeat(10_000)))
+        .await
+        .expect("the holder releases");
+    let record = store.record(&key, now).await.unwrap().expect("a record");
+    assert!(record.last_error.unwrap().len() <= hookgate::dead_letters::MAX_REASON_BYTES);
+}
+
+async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_archive(
+    adapter: impl Adapter,
+) {
+    let store = adapter.store();
+    let key = key("d-afresh");
+    let t0 = start();
+    let old = acquire(
+        store.as_ref(),
+        ClaimRequest {
+            archive: Some("sqlite:archive/old"),
+            ..request(&key, FIRST_HASH, t0)
+        },
+    )
+    .await;
+    store
+        .release(&old, Some("action `agent`: timed out"))
+        .await
+        .expect("the holder releases");
+
+    let later = t0 + RETENTION;
+    acquire(store.as_ref(), request(&key, OTHER_HASH, later)).await;
+
+    let record = store.record(&key, later).await.unwrap().expect("a record");
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.last_error, None);
+    assert_eq!(record.archive, None);
 }
 
 // ---- the contract ----
@@ -768,6 +909,28 @@ macro_rules! contract {
             #[tokio::test]
             async fn a_claim_during_a_live_lease_is_in_flight_until_the_lease_ends() {
                 super::a_claim_during_a_live_lease_is_in_flight_until_the_lease_ends($make).await;
+            }
+
+            #[tokio::test]
+            async fn a_record_reads_back_its_status_attempts_actions_and_where_it_is_archived() {
+                super::a_record_reads_back_its_status_attempts_actions_and_where_it_is_archived(
+                    $make,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error() {
+                super::a_release_after_a_failure_keeps_the_failure_as_the_last_error($make).await;
+            }
+
+            #[tokio::test]
+            async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_archive(
+            ) {
+                super::a_record_started_afresh_after_its_retention_forgets_the_old_error_and_archive(
+                    $make,
+                )
+                .await;
             }
 
             #[tokio::test]
