@@ -112,6 +112,32 @@ pub struct EnvelopeV1 {
     /// (strict about unknown fields) still reads, in a deploy or a rollback.
     #[serde(default = "signed_unless_said", skip_serializing_if = "is_signed")]
     pub id_signed: bool,
+    /// Set when `hookgate replay --force` made this envelope from an archived one, to run
+    /// the event's actions again as a new replay generation. Written only then, so every
+    /// other envelope is as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Replay>,
+}
+
+/// A forced replay: an archived event sent again under a key of its own, so that its
+/// actions run again (once: the replay's own redeliveries are deduplicated by that key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    /// The replay generation: one per `hookgate replay --force` run.
+    pub id: String,
+    /// The key of the event replayed, as it first arrived.
+    pub of: IdempotencyKey,
+    /// The only actions to run again; every action the routes name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<String>>,
+}
+
+impl Replay {
+    /// The key a replay generation `id` of the event `of` is claimed under:
+    /// `{of}#replay-{id}`. `None` when that would be too long for a key.
+    pub fn key(of: &IdempotencyKey, id: &str) -> Option<IdempotencyKey> {
+        IdempotencyKey::try_from(format!("{of}#replay-{id}")).ok()
+    }
 }
 
 fn signed_unless_said() -> bool {
@@ -206,6 +232,7 @@ impl Envelope {
             body,
             body_sha256: webhook.body_sha256().to_owned(),
             id_signed: webhook.id_signed(),
+            replay: None,
         })
     }
 
@@ -254,6 +281,26 @@ impl QueueMessage {
             provider: webhook.provider(),
             event_type: webhook.event_type().to_owned(),
             body: envelope.to_json(),
+        }
+    }
+
+    /// The message that sends an archived envelope through the queue again: as it was
+    /// (the idempotency gate then skips what was done), or, as a forced replay, under the
+    /// replay's own key. The archive holds only envelopes the processor took from the queue,
+    /// which only verified deliveries reach.
+    pub fn replayed(archived: &crate::archive::ArchivedEvent, replay: Option<Replay>) -> Self {
+        let mut envelope = archived.envelope.clone();
+        if let Some(replay) = replay {
+            if let Some(key) = Replay::key(&envelope.idempotency_key, &replay.id) {
+                envelope.idempotency_key = key;
+            }
+            envelope.replay = Some(replay);
+        }
+        Self {
+            idempotency_key: envelope.idempotency_key.clone(),
+            provider: envelope.provider,
+            event_type: envelope.event_type.clone(),
+            body: Envelope::V1(envelope).to_json(),
         }
     }
 
@@ -361,6 +408,7 @@ mod tests {
             body: RawBody::Utf8("{}".into()),
             body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
             id_signed: false,
+            replay: None,
         });
         let json = serde_json::to_value(&envelope).unwrap();
         assert_eq!(json["version"], 1);
@@ -386,6 +434,7 @@ mod tests {
             body: RawBody::Utf8("{}".into()),
             body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
             id_signed: true,
+            replay: None,
         });
         let mut json = serde_json::to_value(&envelope).unwrap();
         assert!(

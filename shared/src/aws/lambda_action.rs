@@ -211,6 +211,7 @@ mod tests {
             body: RawBody::Utf8(String::new()),
             body_sha256: String::new(),
             id_signed: false,
+            replay: None,
         };
         let event = NormalizedEvent::new(&envelope, RawBody::from_bytes(&vec![0xff; 1_000_000]));
         let routes = crate::routes::RouteTable::parse(
@@ -420,6 +421,7 @@ mod tests {
             received_at: time::OffsetDateTime::UNIX_EPOCH,
             payload: serde_json::json!({"id": "evt_1"}),
             body: RawBody::Utf8(r#"{"id": "evt_1"}"#.into()),
+            replay: None,
         }
     }
 

@@ -275,9 +275,23 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
             .await?
         }
     };
-    let processor = Processor::routed(routing, Arc::new(store), Arc::new(control), config.settings);
-    Ok(match config.body_bucket {
-        Some(bucket) => processor.with_body_store(Arc::new(body_store(bucket).await?)),
-        None => processor,
-    })
+    let mut processor =
+        Processor::routed(routing, Arc::new(store), Arc::new(control), config.settings);
+    let bodies = match config.body_bucket {
+        Some(bucket) => Some(body_store(bucket).await?),
+        None => None,
+    };
+    if let Some(bucket) = config.archive_bucket {
+        // The stack archives in the body bucket, whose client is then checked and warmed
+        // already; another bucket is checked the same way.
+        let client = match &bodies {
+            Some(bodies) if bodies.bucket() == bucket => bodies.client().clone(),
+            _ => body_store(bucket.clone()).await?.client().clone(),
+        };
+        processor = processor.with_archive(Arc::new(S3Archive::new(client, bucket)));
+    }
+    if let Some(bodies) = bodies {
+        processor = processor.with_body_store(Arc::new(bodies));
+    }
+    Ok(processor)
 }

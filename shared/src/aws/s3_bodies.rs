@@ -52,6 +52,11 @@ impl S3BodyStore {
         &self.bucket
     }
 
+    /// The client, connected to the bucket.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
     fn location(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }

@@ -9,6 +9,9 @@
 //! | `ROUTES_SOURCE` | `s3://BUCKET/KEY`: routes read while the processor runs, the bundled (or `ROUTES_FILE`) ones until some are published there | none |
 //! | `ROUTES_REFRESH_SECS` | how often `ROUTES_SOURCE` is checked for a new version | 30 |
 //! | `BODY_BUCKET` | the S3 bucket the receivers store bodies too large for a message in | none |
+//! | `ARCHIVE_BUCKET` | the S3 bucket every batch is archived in, under `archive/` (`hookgate events`, `hookgate replay`) | none: no archive |
+//! | `ARCHIVE_DAYS` | how long the bucket keeps the archive (its lifecycle rule expires it) | 30 |
+//! | `BODY_RETENTION_DAYS` | how long the bucket keeps bodies; with an archive, at least `ARCHIVE_DAYS`, so that an archived event's body outlives it | none |
 //! | `IDEMPOTENCY_TTL_DAYS` | how long idempotency records are kept; at least the dead-letter queue's retention plus the longest retry delay | 16 |
 //! | `LEASE_SECS` | how long a claim is exclusive; must exceed every action timeout | longest action timeout + 30; with `ROUTES_SOURCE`, the longest allowed (30) + 30 |
 //! | `BACKOFF_BASE_SECS` | the first retry's delay step | 10 |
@@ -69,6 +72,31 @@ pub fn check_redrive_retention(
     ))
 }
 
+/// How long the archive is kept by default.
+pub const DEFAULT_ARCHIVE_DAYS: u64 = 30;
+
+/// Refuses bodies that expire before the archive that refers to them: an archived event
+/// whose body was stored by the claim check keeps only its reference, and replaying it
+/// after the body expired would dead-letter it as gone.
+fn check_archive_retention(env: &dyn Env) -> Result<(), ConfigError> {
+    let archive_days: u64 = parsed_or(env, "ARCHIVE_DAYS", DEFAULT_ARCHIVE_DAYS)?;
+    if env.get("BODY_RETENTION_DAYS").is_none() {
+        return Ok(());
+    }
+    let body_days: u64 = parsed_or(env, "BODY_RETENTION_DAYS", 0)?;
+    if body_days >= archive_days {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        "BODY_RETENTION_DAYS",
+        format!(
+            "{body_days} days is shorter than the archive is kept (ARCHIVE_DAYS, \
+             {archive_days}): an archived event whose body is in the body bucket could not be \
+             replayed once its body expired; set it to at least {archive_days}"
+        ),
+    ))
+}
+
 /// How often a routes source is checked by default: a pushed change is in force within
 /// half a minute, at one conditional read per half minute of activity per container.
 pub const DEFAULT_ROUTES_REFRESH: Duration = Duration::from_secs(30);
@@ -88,6 +116,8 @@ pub struct ProcessorConfig {
     pub queue_url: String,
     pub dlq_url: String,
     pub body_bucket: Option<String>,
+    /// Where every batch is archived, when it is.
+    pub archive_bucket: Option<String>,
     /// The bundled routes, or `ROUTES_FILE`'s: the routes, or, with a source, the routes
     /// until the source has some.
     pub routes: RouteTable,
@@ -118,8 +148,15 @@ impl ProcessorConfig {
                 format!("{batch_size} is not between 1 and 10000, the SQS event source's range"),
             ));
         }
+        let archive_bucket = env
+            .get("ARCHIVE_BUCKET")
+            .map(|bucket| bucket.trim().to_owned());
+        if archive_bucket.is_some() {
+            check_archive_retention(env)?;
+        }
         Ok(Self {
             warm_connections: batch_size.min(MAX_WARMED_BATCH),
+            archive_bucket,
             table_name,
             queue_url,
             dlq_url,
@@ -239,6 +276,35 @@ mod tests {
             .expect("the default retention covers a redrive from the stack's dead-letter queue");
         assert!(config.settings.lease > config.routes.longest_action_timeout());
         assert_eq!(config.settings.backoff.base, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_archive_is_on_with_a_bucket_and_its_bodies_must_outlive_it() {
+        assert_eq!(config(&[]).unwrap().archive_bucket, None);
+        let on = config(&[("ARCHIVE_BUCKET", "hookgate-bodies")]).unwrap();
+        assert_eq!(on.archive_bucket.as_deref(), Some("hookgate-bodies"));
+        let kept = [
+            ("ARCHIVE_BUCKET", "hookgate-bodies"),
+            ("ARCHIVE_DAYS", "30"),
+            ("BODY_RETENTION_DAYS", "30"),
+        ];
+        config(&kept).expect("bodies kept as long as the archive");
+
+        let error = config(&[
+            ("ARCHIVE_BUCKET", "hookgate-bodies"),
+            ("ARCHIVE_DAYS", "60"),
+            ("BODY_RETENTION_DAYS", "30"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("BODY_RETENTION_DAYS is invalid")
+                && error.contains("set it to at least 60"),
+            "{error}"
+        );
+        // Without an archive, nothing to outlive.
+        config(&[("ARCHIVE_DAYS", "60"), ("BODY_RETENTION_DAYS", "30")])
+            .expect("no archive, no constraint");
     }
 
     #[test]

@@ -55,7 +55,7 @@ use crate::bodies::{fetch_verified, BodyStore};
 use crate::claims::{
     BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, StoreError,
 };
-use crate::envelope::{Envelope, EnvelopeError, EnvelopeV1, RawBody};
+use crate::envelope::{Envelope, EnvelopeError, EnvelopeV1, RawBody, Replay};
 use crate::idempotency::IdempotencyKey;
 use crate::routes::{ActionSpec, RouteTable};
 use crate::telemetry::Metrics;
@@ -498,7 +498,15 @@ impl Processor {
         let event_type = envelope.event_type.as_str();
         let provider = envelope.provider.as_str();
         let table = self.routing.current().await;
-        let actions = table.routes.actions_for(envelope.provider, event_type);
+        let mut actions = table.routes.actions_for(envelope.provider, event_type);
+        // A forced replay may name the only actions to run again.
+        if let Some(Replay {
+            actions: Some(names),
+            ..
+        }) = &envelope.replay
+        {
+            actions.retain(|action| names.contains(&action.name));
+        }
         if actions.is_empty() {
             info!(idempotency_key = %key, provider, event_type, outcome = "no_route", "no route matches; acknowledged");
             return Decision::Done(Outcome::NoRoute);
@@ -571,7 +579,9 @@ impl Processor {
         };
         // After the claim, not before: a duplicate, the commonest redelivery, then costs the
         // claim's one conditional write and nothing more.
-        if !envelope.id_signed {
+        // A forced replay carries its event's body under a key of its own on purpose: an
+        // operator's, from the archive, not a captured delivery's.
+        if !envelope.id_signed && envelope.replay.is_none() {
             match self.first_with_body(envelope, now).await {
                 Ok(FirstSeen::ThisEvent) => {}
                 Ok(FirstSeen::Another(first)) => {

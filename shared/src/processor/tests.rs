@@ -193,6 +193,7 @@ fn github_envelope(id: &str, event_type: &str, body: &str) -> String {
         body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())),
         body: RawBody::Utf8(body),
         id_signed: false,
+        replay: None,
     })
     .to_json()
 }
@@ -1255,5 +1256,64 @@ async fn a_failed_attempt_leaves_its_reason_in_the_record() {
     assert!(
         error.contains("action `agent`") && error.contains("503 busy"),
         "{error}"
+    );
+}
+
+// ---- forced replays ----
+
+/// The message `hookgate replay --force --action ...` sends for the event in `message`.
+fn forced_replay(
+    message: &QueuedDelivery,
+    generation: &str,
+    actions: Option<&[&str]>,
+) -> QueuedDelivery {
+    let Envelope::V1(envelope) = Envelope::from_json(&message.body).unwrap();
+    let of = envelope.idempotency_key.clone();
+    let archived = crate::archive::ArchivedEvent {
+        envelope,
+        archived_at: OffsetDateTime::now_utc(),
+        location: "memory:archive/test".to_owned(),
+    };
+    let replay = crate::envelope::Replay {
+        id: generation.to_owned(),
+        of,
+        actions: actions.map(|names| names.iter().map(|name| (*name).to_owned()).collect()),
+    };
+    let queued = crate::envelope::QueueMessage::replayed(&archived, Some(replay));
+    delivery(
+        &format!("{}-{generation}", message.message_id),
+        queued.body().to_owned(),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn a_forced_replay_of_a_completed_event_runs_the_chosen_actions_once_under_its_own_key() {
+    let fixture = fixture(ScriptedActions::default());
+    let original = pr("r-1");
+    fixture.processor.process(&original, None).await;
+    let replay = forced_replay(&original, "g1", Some(&["agent"]));
+
+    let first = fixture.processor.process(&replay, None).await;
+    let again = fixture.processor.process(&replay, None).await;
+
+    assert_eq!(first, Disposition::Acknowledge(Outcome::Completed));
+    assert_eq!(again, Disposition::Acknowledge(Outcome::Duplicate));
+    let calls = fixture.actions.calls();
+    assert_eq!(
+        calls[2..],
+        [("agent".to_owned(), "github:r-1#replay-g1".to_owned())],
+        "{calls:?}"
+    );
+    // Another generation runs again; the original stays a duplicate.
+    let next = forced_replay(&original, "g2", None);
+    assert_eq!(
+        fixture.processor.process(&next, None).await,
+        Disposition::Acknowledge(Outcome::Completed)
+    );
+    assert_eq!(fixture.actions.calls().len(), 5, "both actions of g2");
+    assert_eq!(
+        fixture.processor.process(&original, None).await,
+        Disposition::Acknowledge(Outcome::Duplicate)
     );
 }

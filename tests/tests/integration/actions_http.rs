@@ -73,6 +73,7 @@ fn event() -> NormalizedEvent {
         received_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("a time"),
         payload: serde_json::from_str(body).expect("JSON"),
         body: RawBody::Utf8(body.into()),
+        replay: None,
     }
 }
 
@@ -112,6 +113,45 @@ async fn a_2xx_answer_is_done_and_the_agent_verifies_our_signature() {
         serde_json::from_str::<serde_json::Value>(&event().to_json()).expect("JSON")
     );
     assert_eq!(call.json()["payload"]["number"], 42);
+}
+
+#[tokio::test]
+async fn a_forced_replay_tells_the_agent_which_event_and_generation_under_a_key_of_its_own() {
+    let agent = agent([Answer::ok()]).await;
+    let (action, dispatcher) = http_action(&agent.url("/hooks"), 5).await;
+    let original = event().idempotency_key;
+    let mut replayed = event();
+    replayed.idempotency_key =
+        hookgate::envelope::Replay::key(&original, "r20261127T2300Z-9f3a").expect("a key");
+    replayed.replay = Some(hookgate::envelope::Replay {
+        id: "r20261127T2300Z-9f3a".to_owned(),
+        of: original.clone(),
+        actions: None,
+    });
+
+    dispatcher
+        .invoke(&action, &replayed)
+        .await
+        .expect("the agent takes it");
+
+    let calls = agent.calls();
+    let [call] = calls.as_slice() else {
+        panic!("expected one call, got {calls:?}");
+    };
+    assert_eq!(call.verified, Ok(()));
+    assert_eq!(call.header("hookgate-replay-of"), Some(original.as_str()));
+    assert_eq!(
+        call.header("hookgate-replay-id"),
+        Some("r20261127T2300Z-9f3a")
+    );
+    let key = format!("{original}#replay-r20261127T2300Z-9f3a");
+    assert_eq!(call.header("idempotency-key"), Some(key.as_str()));
+    assert_eq!(call.header("webhook-id"), Some(key.as_str()));
+    assert_eq!(call.json()["replay"]["of"], original.as_str());
+    // The original carries neither header.
+    let (_, calls) = outcome_of(Answer::ok()).await;
+    assert_eq!(calls[0].header("hookgate-replay-of"), None);
+    assert!(calls[0].json().get("replay").is_none());
 }
 
 #[tokio::test]

@@ -142,6 +142,7 @@ fn envelope(
         body_sha256: sha256_hex(body.as_bytes()),
         body: RawBody::Utf8(body),
         id_signed: provider != Provider::Stripe,
+        replay: None,
     })
 }
 

@@ -164,6 +164,7 @@ fn envelope(id: &str, n: usize) -> String {
         body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
         body: RawBody::Utf8(body),
         id_signed: true,
+        replay: None,
     })
     .to_json()
 }

@@ -635,7 +635,7 @@ fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_r
     assert_private_encrypted_tls_only_and_retained(&template, "BodyBucket");
     let properties = &template.resource("BodyBucket")["Properties"];
     let rules = one_or_many(&properties["LifecycleConfiguration"]["Rules"]);
-    assert_eq!(rules.len(), 1);
+    assert_eq!(rules.len(), 2, "the bodies' rule and the archive's");
     assert_eq!(rules[0]["Prefix"].as_str(), Some("bodies/"));
     let retention = ref_target(&rules[0]["ExpirationInDays"]).expect("a parameter");
     // S3 counts from the upload; a message lives at most the queue's retention, then the
@@ -655,6 +655,50 @@ fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_r
     assert!(
         default(retention) >= default("IdempotencyTtlDays"),
         "by default a body is kept at least as long as its event's record"
+    );
+    assert!(
+        default(retention) >= default("ArchiveDays"),
+        "by default a body is kept at least as long as the archive that refers to it"
+    );
+}
+
+#[test]
+fn the_archive_expires_after_archive_days_and_zero_days_turns_it_off() {
+    let template = Template::load();
+    let properties = &template.resource("BodyBucket")["Properties"];
+    let rules = one_or_many(&properties["LifecycleConfiguration"]["Rules"]);
+    let conditional = intrinsic(rules[1], "Fn::If")
+        .and_then(Value::as_sequence)
+        .expect("the archive's rule is there only when the archive is on");
+    assert_eq!(conditional[0].as_str(), Some("ArchiveOn"));
+    let rule = &conditional[1];
+    assert_eq!(rule["Prefix"].as_str(), Some("archive/"));
+    assert_eq!(ref_target(&rule["ExpirationInDays"]), Some("ArchiveDays"));
+    assert_eq!(rule["Status"].as_str(), Some("Enabled"));
+    let on = intrinsic(&template.root["Conditions"]["ArchiveOn"], "Fn::Not")
+        .and_then(Value::as_sequence)
+        .and_then(|negated| intrinsic(&negated[0], "Fn::Equals"))
+        .and_then(Value::as_sequence)
+        .expect("ArchiveOn is ArchiveDays not being 0");
+    assert_eq!(ref_target(&on[0]), Some("ArchiveDays"));
+    assert_eq!(integer(&on[1]), Some(0));
+    assert_eq!(
+        integer(&template.parameter("ArchiveDays")["MinValue"]),
+        Some(0)
+    );
+    // The processor archives in the body bucket only when the archive is on, and is told
+    // both retentions, so that it refuses bodies kept shorter than the archive.
+    let variables = &template.resource("Processor")["Properties"]["Environment"]["Variables"];
+    let bucket = intrinsic(&variables["ARCHIVE_BUCKET"], "Fn::If")
+        .and_then(Value::as_sequence)
+        .expect("a bucket only when the archive is on");
+    assert_eq!(bucket[0].as_str(), Some("ArchiveOn"));
+    assert_eq!(ref_target(&bucket[1]), Some("BodyBucket"));
+    assert_eq!(bucket[2].as_str(), Some(""));
+    assert_eq!(ref_target(&variables["ARCHIVE_DAYS"]), Some("ArchiveDays"));
+    assert_eq!(
+        ref_target(&variables["BODY_RETENTION_DAYS"]),
+        Some("BodyRetentionDays")
     );
 }
 
@@ -2095,6 +2139,11 @@ fn the_processor_has_only_the_permissions_it_needs() {
             (None, set(&["s3:GetObject"])),
         ),
         ("BodyBucket.Arn".to_owned(), (None, set(&["s3:ListBucket"]))),
+        // The archive: one object per batch, written only.
+        (
+            "${BodyBucket.Arn}/archive/*".to_owned(),
+            (Some("ArchiveOn".to_owned()), set(&["s3:PutObject"])),
+        ),
         // The routes object, its versions, and the listing that tells a missing object
         // from a forbidden one: in the stack's bucket, or in the one RoutesSource names.
         (

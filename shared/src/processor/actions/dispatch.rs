@@ -250,6 +250,7 @@ mod tests {
             received_at: time::OffsetDateTime::UNIX_EPOCH,
             payload: serde_json::Value::Null,
             body: RawBody::Utf8("ping".into()),
+            replay: None,
         }
     }
 

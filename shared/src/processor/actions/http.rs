@@ -3,7 +3,11 @@
 //!
 //! The request carries `content-type: application/json`, `webhook-id` (the idempotency key),
 //! `webhook-timestamp`, `webhook-signature: v1,<base64>` made with the action's current key,
-//! and `Idempotency-Key` (the same key, for agents that deduplicate by that header).
+//! and `Idempotency-Key` (the same key, for agents that deduplicate by that header). A forced
+//! replay (`hookgate replay --force`) also carries `Hookgate-Replay-Of` (the key of the
+//! event replayed) and `Hookgate-Replay-Id` (its replay generation); its key, and so its
+//! `Idempotency-Key`, is `{original key}#replay-{generation}`: new to the agent, and the same
+//! on every retry of that generation.
 //!
 //! How the agent's answer is read:
 //!
@@ -28,6 +32,11 @@ use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
 use super::{excerpt, ActionError, ActionInvoker, ActionSetupError, NormalizedEvent};
+
+/// On a forced replay: the key of the event replayed.
+pub const REPLAY_OF: &str = "hookgate-replay-of";
+/// On a forced replay: its generation, one per `hookgate replay --force` run.
+pub const REPLAY_ID: &str = "hookgate-replay-id";
 use crate::routes::{ActionKind, ActionSpec};
 use crate::secret::SecretSource;
 use crate::verify::standard::StandardWebhooks;
@@ -129,6 +138,16 @@ impl ActionInvoker for HttpActions {
             .header("idempotency-key", key_header);
         for (name, value) in StandardWebhooks.sign(&delivery, key) {
             request = request.header(name, value);
+        }
+        if let Some(replay) = &event.replay {
+            let header = |value: &str| {
+                HeaderValue::from_str(value).map_err(|_| {
+                    ActionError::permanent("the replay cannot be named in an HTTP header")
+                })
+            };
+            request = request
+                .header(REPLAY_OF, header(replay.of.as_str())?)
+                .header(REPLAY_ID, header(&replay.id)?);
         }
 
         let mut response = request

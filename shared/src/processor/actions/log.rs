@@ -98,6 +98,7 @@ mod tests {
             received_at: time::OffsetDateTime::UNIX_EPOCH,
             payload: serde_json::from_str(body).unwrap(),
             body: RawBody::Utf8(body.into()),
+            replay: None,
         };
         LogActions.invoke(&action, &event).await.unwrap();
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

@@ -50,6 +50,10 @@ pub struct NormalizedEvent {
     pub received_at: OffsetDateTime,
     pub payload: serde_json::Value,
     pub body: RawBody,
+    /// Set on a forced replay (`hookgate replay --force`): which generation, of which
+    /// event. Absent from the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<crate::envelope::Replay>,
 }
 
 impl NormalizedEvent {
@@ -68,6 +72,7 @@ impl NormalizedEvent {
             received_at: envelope.received_at,
             payload,
             body,
+            replay: envelope.replay.clone(),
         }
     }
 
