@@ -131,6 +131,24 @@ impl Stack {
             })
     }
 
+    /// The bucket the stack archives events in (its `ArchiveLocation` output), or `None`
+    /// when its archive is off (`ArchiveDays` 0, or a stack from before the archive).
+    pub fn archive_bucket(&self) -> Result<Option<String>, StackError> {
+        let Some(location) = self.outputs.get("ArchiveLocation") else {
+            return Ok(None);
+        };
+        location
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(bucket, _)| Some(bucket.to_owned()))
+            .ok_or_else(|| StackError::Unreadable {
+                stack: self.name.clone(),
+                reason: format!(
+                    "its ArchiveLocation output `{location}` is not s3://BUCKET/archive/"
+                ),
+            })
+    }
+
     /// The parameter `name` as a comma-separated list, without empty items.
     pub fn list_parameter(&self, name: &str) -> Vec<String> {
         self.parameters
@@ -168,6 +186,23 @@ mod tests {
              provider (EnabledProviders), or it was deployed from an older template.yaml"
         );
         assert_eq!(stack().output("QueueUrl").unwrap(), "https://sqs/q");
+    }
+
+    #[test]
+    fn the_archive_bucket_is_read_from_the_archive_location_when_the_archive_is_on() {
+        assert_eq!(stack().archive_bucket().unwrap(), None);
+        let mut on = stack();
+        on.outputs.insert(
+            "ArchiveLocation".to_owned(),
+            "s3://hookgate-bodybucket-1x2y/archive/".to_owned(),
+        );
+        assert_eq!(
+            on.archive_bucket().unwrap().as_deref(),
+            Some("hookgate-bodybucket-1x2y")
+        );
+        on.outputs
+            .insert("ArchiveLocation".to_owned(), "nonsense".to_owned());
+        assert!(on.archive_bucket().is_err());
     }
 
     #[test]

@@ -36,12 +36,15 @@ pub struct ArchivedEvent {
     pub location: String,
 }
 
-/// Which events to list: received within `[since, until)`, of a provider, of event types
-/// matching a pattern, or the copies of one key.
+/// Which events to list: received within `[since, until)`, archived since an instant, of
+/// a provider, of event types matching a pattern, or the copies of one key.
 #[derive(Debug, Clone)]
 pub struct ArchiveQuery {
     pub since: OffsetDateTime,
     pub until: Option<OffsetDateTime>,
+    /// Only copies archived at or after this (what `hookgate tail` asks for, each time
+    /// from where it left off).
+    pub archived_since: Option<OffsetDateTime>,
     pub provider: Option<Provider>,
     pub event_type: Option<EventPattern>,
     pub key: Option<IdempotencyKey>,
@@ -53,12 +56,21 @@ impl ArchiveQuery {
         Self {
             since,
             until: None,
+            archived_since: None,
             provider: None,
             event_type: None,
             key: None,
         }
     }
 
+    /// Whether the query takes this copy.
+    pub fn takes(&self, copy: &ArchivedEvent) -> bool {
+        self.archived_since
+            .is_none_or(|archived_since| copy.archived_at >= archived_since)
+            && self.matches(&copy.envelope)
+    }
+
+    /// Whether the query takes this envelope, wherever archived.
     pub fn matches(&self, envelope: &EnvelopeV1) -> bool {
         envelope.received_at >= self.since
             && self.until.is_none_or(|until| envelope.received_at < until)
@@ -104,8 +116,8 @@ pub trait EventArchive: Send + Sync + fmt::Debug {
     /// The events archived in the entry at `location`, in the order appended.
     async fn read(&self, location: &str) -> Result<Vec<ArchivedEvent>, ArchiveError>;
 
-    /// Up to `max` events that `query` matches, each key once (its first archived copy),
-    /// oldest received first.
+    /// Up to `max` events that `query` takes, each key once (its first archived copy that
+    /// the query takes), oldest received first.
     async fn list(
         &self,
         query: &ArchiveQuery,
@@ -265,7 +277,7 @@ impl EventArchive for MemoryArchive {
             copies.extend(
                 from_json_lines(lines, location)?
                     .into_iter()
-                    .filter(|copy| query.matches(&copy.envelope)),
+                    .filter(|copy| query.takes(copy)),
             );
         }
         Ok(first_copies(copies, max))

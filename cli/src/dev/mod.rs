@@ -27,7 +27,9 @@ use hookgate::provider::Provider;
 use hookgate::queue::{EventQueue, QueueError};
 use hookgate::receiver::{Receiver, ReceiverSettings};
 use hookgate::secret::{KeyRing, SecretError, StaticSecrets};
-use hookgate::sqlite::{SqliteBodyStore, SqliteQueue, SqliteQueueSettings, SqliteStore};
+use hookgate::sqlite::{
+    SqliteArchive, SqliteBodyStore, SqliteQueue, SqliteQueueSettings, SqliteStore,
+};
 use hookgate::telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -98,6 +100,8 @@ pub enum DevError {
     Store(#[from] StoreError),
     #[error("the body store: {0}")]
     Bodies(#[from] BodyStoreError),
+    #[error("the archive: {0}")]
+    Archive(#[from] hookgate::archive::ArchiveError),
     #[error(transparent)]
     Actions(#[from] ActionSetupError),
     #[error("the {provider} receiver's secret (from {origin}): {source}")]
@@ -236,6 +240,7 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
     )?;
     let store = SqliteStore::open(&path)?;
     let bodies: Arc<dyn BodyStore> = Arc::new(SqliteBodyStore::open(&path)?);
+    let archive = SqliteArchive::open(&path)?;
     let routes = routes_from_env(env)?;
     let settings = settings_from_env(env, routes.longest_action_timeout())?;
     let actions = ActionDispatcher::from_routes(&routes, env, None).await?;
@@ -250,6 +255,10 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
             "bodies: embedded, in {} (those too large for a queue message)",
             path.display()
         ),
+        format!(
+            "archive: embedded, in {} (hookgate events, hookgate replay)",
+            path.display()
+        ),
         routes_line(env, routes.route_count()),
     ];
     let processor = Processor::new(
@@ -260,6 +269,7 @@ async fn embedded_pipeline(args: &DevArgs, env: &dyn Env) -> Result<Pipeline, De
         settings,
     )
     .with_body_store(Arc::clone(&bodies))
+    .with_archive(Arc::new(archive))
     .with_metrics(Metrics::off());
     let queue = Arc::new(queue);
     Ok(Pipeline {
@@ -288,6 +298,9 @@ async fn stack_variables(
         ),
         ("BODY_BUCKET", stack.output("BodyBucketName")?.to_owned()),
     ];
+    if let Some(bucket) = stack.archive_bucket()? {
+        variables.push(("ARCHIVE_BUCKET", bucket));
+    }
     match stack.output("RoutesLocation")? {
         "bundled" => {}
         _ if routes_given => {}
@@ -321,6 +334,10 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
         match env.get("BODY_BUCKET") {
             Some(bucket) => format!("bodies: S3, bucket {bucket}"),
             None => "bodies: none (BODY_BUCKET unset: bodies too large for SQS get 413)".to_owned(),
+        },
+        match env.get("ARCHIVE_BUCKET") {
+            Some(bucket) => format!("archive: S3, s3://{bucket}/archive/"),
+            None => "archive: none (ARCHIVE_BUCKET unset)".to_owned(),
         },
         routes_line(env, processor.routing().now().routes.route_count()),
     ];

@@ -1,11 +1,11 @@
 //! The S3 adapter of [`EventArchive`]: one object per processor batch, JSON lines, in the
 //! stack's body bucket under `archive/`.
 //!
-//! An object's key is `archive/YYYY/MM/DD/HH/{archived_at}-{uuid}.jsonl`, by the hour the
-//! processor archived the batch (UTC). Every event is archived after it was received, so
-//! the events received since an instant are all in that instant's hour or later: a listing
-//! reads the days from there on, one `ListObjectsV2` per day (and per thousand objects),
-//! then each object of the hours it needs, a few at a time. That is cheap for the volumes an
+//! An object's key is `archive/YYYY/MM/DD/HH/{archived_at}-{uuid}.jsonl`, by the instant
+//! the processor archived the batch (UTC), so keys sort by it. Every event is archived after
+//! it was received, so the events received since an instant are all in objects archived
+//! since then: a listing reads the days from there on, one `ListObjectsV2` per day (and per
+//! thousand objects), then each object archived since, a few at a time. That is cheap for the volumes an
 //! operator looks at; for months of a busy stack, query the same objects with Athena.
 //!
 //! The bucket encrypts every object (SSE-S3) and expires `archive/` after `ARCHIVE_DAYS`
@@ -63,11 +63,11 @@ impl S3Archive {
             .filter(|key| key.starts_with(PREFIX))
     }
 
-    /// The keys of the objects archived in the hours from `since`'s on.
+    /// The keys of the objects archived since `since`.
     async fn keys_since(&self, since: OffsetDateTime) -> Result<Vec<String>, ArchiveError> {
         let now = OffsetDateTime::now_utc();
         let since = since.to_offset(time::UtcOffset::UTC);
-        let first_hour = hour_prefix(since);
+        let first = object_key(since, "");
         let mut keys = Vec::new();
         let mut day = since.date();
         while day <= now.date() {
@@ -96,13 +96,35 @@ impl S3Archive {
                     .iter()
                     .flat_map(|page| page.contents())
                     .filter_map(|object| object.key())
-                    .filter(|key| *key >= first_hour.as_str())
+                    .filter(|key| *key >= first.as_str())
                     .map(str::to_owned),
             );
             let Some(next) = day.next_day() else { break };
             day = next;
         }
         Ok(keys)
+    }
+}
+
+/// `archive/YYYY/MM/DD/HH/{YYYYMMDDTHHMMSS.mmmZ}-{suffix}.jsonl`, for an object archived at
+/// `instant`; with an empty suffix, a key that sorts before every object archived since.
+fn object_key(instant: OffsetDateTime, suffix: &str) -> String {
+    let instant = instant.to_offset(time::UtcOffset::UTC);
+    let name = format!(
+        "{}{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+        hour_prefix(instant),
+        instant.year(),
+        u8::from(instant.month()),
+        instant.day(),
+        instant.hour(),
+        instant.minute(),
+        instant.second(),
+        instant.millisecond(),
+    );
+    if suffix.is_empty() {
+        name
+    } else {
+        format!("{name}-{suffix}.jsonl")
     }
 }
 
@@ -128,19 +150,7 @@ impl EventArchive for S3Archive {
         if envelopes.is_empty() {
             return Ok(None);
         }
-        let now = now.to_offset(time::UtcOffset::UTC);
-        let key = format!(
-            "{}{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{}.jsonl",
-            hour_prefix(now),
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.millisecond(),
-            uuid::Uuid::new_v4()
-        );
+        let key = object_key(now, &uuid::Uuid::new_v4().to_string());
         let lines = to_json_lines(envelopes, now);
         self.client
             .put_object()
@@ -198,11 +208,18 @@ impl EventArchive for S3Archive {
         query: &ArchiveQuery,
         max: usize,
     ) -> Result<Vec<ArchivedEvent>, ArchiveError> {
-        // Received at `since` at the earliest, so archived in its hour or later; an
-        // event's first archiving may come long after `until` (a backlog, a redrive), so
-        // the listing reads on to now.
+        // Received at `since` at the earliest, so archived then or later; an event's first
+        // archiving may come long after `until` (a backlog, a redrive), so the listing reads
+        // on to now. Archived at a millisecond's precision in the key: a copy archived
+        // within `since`'s millisecond sorts after the bound.
+        let from = query
+            .archived_since
+            .map_or(query.since, |archived| archived.max(query.since));
+        let from = from
+            .replace_nanosecond(from.millisecond() as u32 * 1_000_000)
+            .unwrap_or(from);
         let locations: Vec<String> = self
-            .keys_since(query.since)
+            .keys_since(from)
             .await?
             .iter()
             .map(|key| self.location(key))
@@ -221,7 +238,7 @@ impl EventArchive for S3Archive {
         let copies = entries
             .into_iter()
             .flatten()
-            .filter(|copy| query.matches(&copy.envelope))
+            .filter(|copy| query.takes(copy))
             .collect();
         Ok(first_copies(copies, max))
     }
@@ -232,14 +249,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_hour_prefix_is_the_utc_hour_and_sorts_with_the_keys_in_it() {
+    fn an_objects_key_is_its_utc_archive_time_and_sorts_by_it() {
         // 2026-11-27 23:59:59 at UTC-2.
         let instant = OffsetDateTime::from_unix_timestamp(1_795_831_199)
             .unwrap()
             .to_offset(time::UtcOffset::from_hms(-2, 0, 0).unwrap());
         assert_eq!((instant.day(), instant.hour()), (27, 23));
         assert_eq!(hour_prefix(instant), "archive/2026/11/28/01/");
-        assert!("archive/2026/11/28/01/20261128T015959.000Z-x.jsonl" >= "archive/2026/11/28/01/");
-        assert!("archive/2026/11/28/00/20261128T005959.000Z-x.jsonl" < "archive/2026/11/28/01/");
+        assert_eq!(
+            object_key(instant, "x"),
+            "archive/2026/11/28/01/20261128T015959.000Z-x.jsonl"
+        );
+        let bound = object_key(instant, "");
+        assert!(object_key(instant, "0") > bound);
+        assert!(object_key(instant + time::Duration::milliseconds(1), "0") > bound);
+        assert!(object_key(instant - time::Duration::milliseconds(1), "f") < bound);
     }
 }

@@ -146,6 +146,9 @@ impl EventArchive for SqliteArchive {
         let until = query.until.map_or(i64::MAX, millis);
         let provider = query.provider.map(|provider| provider.as_str());
         let key = query.key.as_ref().map(ToString::to_string);
+        let archived_since = query.archived_since.map_or(i64::MIN, |instant| {
+            i64::try_from(instant.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+        });
         let rows = self
             .run("listing archived events", move |connection| {
                 let mut select = connection.prepare_cached(
@@ -153,12 +156,14 @@ impl EventArchive for SqliteArchive {
                      WHERE received_at_ms >= ?1 AND received_at_ms <= ?2 \
                        AND (?3 IS NULL OR provider = ?3) \
                        AND (?4 IS NULL OR idempotency_key = ?4) \
+                       AND archived_at_ns >= ?5 \
                      ORDER BY seq",
                 )?;
                 let rows = select
-                    .query_map(params![since, until, provider, key], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                    })?
+                    .query_map(
+                        params![since, until, provider, key, archived_since],
+                        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+                    )?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             })
@@ -168,7 +173,7 @@ impl EventArchive for SqliteArchive {
             copies.extend(
                 from_json_lines(&line, &location)?
                     .into_iter()
-                    .filter(|copy| query.matches(&copy.envelope)),
+                    .filter(|copy| query.takes(copy)),
             );
         }
         Ok(first_copies(copies, max))

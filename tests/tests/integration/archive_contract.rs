@@ -316,6 +316,48 @@ async fn a_listing_keeps_to_the_provider_event_types_times_and_key_asked_for(
     assert!(list(since(t0 + Duration::minutes(111))).await.is_empty());
 }
 
+async fn a_listing_from_an_archive_time_takes_only_the_copies_archived_since(
+    adapter: impl Adapter,
+) {
+    let archive = adapter.archive();
+    let t0 = now() - Duration::minutes(30);
+    let old = envelope(Provider::Github, "d-old", "push", t0);
+    append(archive.as_ref(), &[old.clone()], t0).await;
+    let later = t0 + Duration::minutes(20);
+    // The old event again (a redelivery), and a new one.
+    append(
+        archive.as_ref(),
+        &[old, envelope(Provider::Github, "d-new", "push", later)],
+        later,
+    )
+    .await;
+
+    let recent = archive
+        .list(
+            &ArchiveQuery {
+                archived_since: Some(later),
+                ..ArchiveQuery::since(t0)
+            },
+            10,
+        )
+        .await
+        .expect("the archive answers");
+
+    assert_eq!(keys(&recent), ["github:d-old", "github:d-new"]);
+    assert!(recent.iter().all(|copy| copy.archived_at == later));
+    let none = archive
+        .list(
+            &ArchiveQuery {
+                archived_since: Some(later + Duration::milliseconds(1)),
+                ..ArchiveQuery::since(t0)
+            },
+            10,
+        )
+        .await
+        .expect("the archive answers");
+    assert!(none.is_empty(), "{none:?}");
+}
+
 async fn a_location_never_written_is_missing(adapter: impl Adapter) {
     let archive = adapter.archive();
     let written = append(
@@ -380,6 +422,12 @@ macro_rules! contract {
             #[tokio::test]
             async fn a_listing_keeps_to_the_provider_event_types_times_and_key_asked_for() {
                 super::a_listing_keeps_to_the_provider_event_types_times_and_key_asked_for($make)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn a_listing_from_an_archive_time_takes_only_the_copies_archived_since() {
+                super::a_listing_from_an_archive_time_takes_only_the_copies_archived_since($make)
                     .await;
             }
 
