@@ -6,6 +6,9 @@ mod output;
 
 mod dev;
 mod dlq;
+mod events;
+mod gateway;
+mod replay;
 mod routes;
 mod samples;
 mod send;
@@ -35,6 +38,12 @@ enum Command {
     Send(send::SendArgs),
     /// List, show or redrive the dead-letter queue (embedded, or SQS with --aws).
     Dlq(dlq::DlqArgs),
+    /// List archived events, or show one with its idempotency record.
+    Events(events::EventsArgs),
+    /// Follow events and their outcomes as they happen.
+    Tail(events::TailArgs),
+    /// Send archived events through the queue again.
+    Replay(replay::ReplayArgs),
     /// Validate a routes file, or publish one to a deployed stack.
     #[command(subcommand)]
     Routes(routes::RoutesCommand),
@@ -58,6 +67,9 @@ fn main() -> ExitCode {
         }),
         Command::Send(args) => async_command(async move { send::run(&args).await }),
         Command::Dlq(args) => async_command(async move { dlq::run(&args).await }),
+        Command::Events(args) => async_command(async move { events::run(&args).await }),
+        Command::Tail(args) => async_command(async move { events::tail(&args).await }),
+        Command::Replay(args) => async_command(async move { replay::run(&args).await }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -89,6 +89,15 @@ impl From<IdempotencyKey> for String {
     }
 }
 
+impl std::str::FromStr for IdempotencyKey {
+    type Err = InvalidStableId;
+
+    /// A key as printed: `{provider}:{id}`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::try_from(text.to_owned())
+    }
+}
+
 impl TryFrom<String> for IdempotencyKey {
     type Error = InvalidStableId;
 

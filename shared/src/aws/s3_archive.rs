@@ -77,11 +77,14 @@ impl S3Archive {
                 u8::from(day.month()),
                 day.day()
             );
+            // Within the first day, from the bound on: `hookgate tail` lists every few
+            // seconds, and reads only what came since.
             let pages = self
                 .client
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(&prefix)
+                .set_start_after((day == since.date()).then(|| first.clone()))
                 .into_paginator()
                 .send();
             let listed: Vec<_> = pages.try_collect().await.map_err(|error| {
