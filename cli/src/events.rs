@@ -98,7 +98,6 @@ pub enum EventsError {
 }
 
 pub async fn run(args: &EventsArgs) -> Result<(), EventsError> {
-    let gateway = args.target.open().await?;
     let now = OffsetDateTime::now_utc();
     match &args.command {
         EventsCommand::List {
@@ -107,7 +106,9 @@ pub async fn run(args: &EventsArgs) -> Result<(), EventsError> {
             until,
             max,
         } => {
+            // Checked before anything is opened: a typo is told at once.
             let query = filter.query(since, until.as_deref(), now)?;
+            let gateway = args.target.open().await?;
             let events = list(&gateway, &query, filter, *max, now).await?;
             if args.json {
                 let items: Vec<Value> = events.iter().map(|event| summary(event, now)).collect();
@@ -123,6 +124,7 @@ pub async fn run(args: &EventsArgs) -> Result<(), EventsError> {
         }
         EventsCommand::Show { key, since } => {
             let since_at = parse_when(since, now).map_err(EventsError::Usage)?;
+            let gateway = args.target.open().await?;
             let event =
                 gateway
                     .find(key, since_at, now)

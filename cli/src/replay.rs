@@ -92,8 +92,12 @@ pub async fn run(args: &ReplayArgs) -> Result<(), EventsError> {
                 .to_owned(),
         ));
     }
-    let gateway = args.target.open().await?;
     let now = OffsetDateTime::now_utc();
+    // The time range and filters are checked before anything is opened.
+    if let Some(since) = &args.since {
+        args.filter.query(since, args.until.as_deref(), now)?;
+    }
+    let gateway = args.target.open().await?;
     let events = select(&gateway, args, now).await?;
     let generation = args.force.then(generation);
     let plan: Vec<Sent> = events

@@ -205,6 +205,20 @@ impl DevServer {
     }
 
     /// The banner's lines after the first, as printed so far.
+    /// Waits until the banner has a line containing `needle`, and panics after `timeout`:
+    /// the banner after its first line is read as the process writes it.
+    pub async fn wait_for_banner(&self, needle: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.banner().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the banner has no `{needle}` after {timeout:?}:\n{}",
+                self.banner()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn banner(&self) -> String {
         self.banner
             .lock()

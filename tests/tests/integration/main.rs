@@ -18,6 +18,7 @@ mod e2e_receivers;
 mod events;
 mod function_binaries;
 mod function_logs;
+mod inspect_and_replay;
 mod large_bodies;
 mod live_routes;
 mod processor_scenarios;
