@@ -15,7 +15,8 @@ use hookgate::sqlite::{SqliteQueue, SqliteQueueSettings};
 use time::format_description::well_known::Rfc3339;
 
 use crate::dev::DATABASE_FILE;
-use crate::stack::{AwsOptions, Stack, StackError};
+use crate::gateway::Target;
+use crate::stack::{Stack, StackError};
 
 /// How long `redrive --wait` follows an SQS move task before giving up on watching it (the
 /// task itself carries on).
@@ -26,17 +27,10 @@ pub struct DlqArgs {
     #[command(subcommand)]
     pub command: DlqCommand,
 
-    /// The embedded queue's directory, as given to `hookgate dev --data-dir`.
-    #[arg(long, global = true, default_value = ".hookgate", value_name = "DIR")]
-    pub data_dir: PathBuf,
-
-    /// Work on SQS instead: DLQ_URL and QUEUE_URL name the queues, and the standard AWS
-    /// variables (AWS_REGION, AWS_ENDPOINT_URL, credentials) say where. Implied by --stack.
-    #[arg(long, global = true)]
-    pub aws: bool,
-
+    /// The embedded queue (`--data-dir`), a stack's (`--stack`), or, with `--aws`, the
+    /// queues DLQ_URL and QUEUE_URL name.
     #[command(flatten)]
-    pub stack: AwsOptions,
+    pub target: Target,
 
     /// Print the result as JSON (`show` always does).
     #[arg(long, global = true)]
@@ -84,7 +78,7 @@ pub enum DlqError {
 }
 
 pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
-    let (queue, sqs) = open(args).await?;
+    let (queue, sqs) = open(&args.target).await?;
     match &args.command {
         DlqCommand::List { max } => {
             let letters = queue.list(*max).await?;
@@ -137,11 +131,11 @@ pub async fn run(args: &DlqArgs) -> Result<(), DlqError> {
 }
 
 /// The embedded queue, or the SQS one (kept concrete too, for its move task's status).
-async fn open(
-    args: &DlqArgs,
+pub async fn open(
+    target: &Target,
 ) -> Result<(Arc<dyn DeadLetterQueue>, Option<SqsDeadLetterQueue>), DlqError> {
-    if let Some(name) = &args.stack.stack {
-        let config = args.stack.sdk_config().await;
+    if let Some(name) = &target.stack.stack {
+        let config = target.stack.sdk_config().await;
         let stack = Stack::describe(&config, name).await?;
         let queue = SqsDeadLetterQueue::connect(
             aws_sdk_sqs::Client::new(&config),
@@ -151,16 +145,16 @@ async fn open(
         .await?;
         return Ok((Arc::new(queue.clone()), Some(queue)));
     }
-    if args.aws {
+    if target.aws {
         let dlq_url = required(&ProcessEnv, "DLQ_URL")?;
         let queue_url = required(&ProcessEnv, "QUEUE_URL")?;
-        let config = args.stack.sdk_config().await;
+        let config = target.stack.sdk_config().await;
         let queue =
             SqsDeadLetterQueue::connect(aws_sdk_sqs::Client::new(&config), dlq_url, queue_url)
                 .await?;
         return Ok((Arc::new(queue.clone()), Some(queue)));
     }
-    let path = args.data_dir.join(DATABASE_FILE);
+    let path = target.data_dir.join(DATABASE_FILE);
     // Opening creates a database: an operator's typo must not make an empty one and report
     // "no dead letters".
     if !path.is_file() {
@@ -249,7 +243,7 @@ fn show(letter: &DeadLetter) -> String {
 }
 
 /// A dead letter as a JSON object: what `show` prints, and each item `list --json` prints.
-fn described(letter: &DeadLetter) -> serde_json::Value {
+pub fn described(letter: &DeadLetter) -> serde_json::Value {
     let envelope = serde_json::from_str::<serde_json::Value>(&letter.body)
         .unwrap_or_else(|_| serde_json::Value::String(letter.body.clone()));
     let idempotency_key =

@@ -8,6 +8,7 @@ mod dev;
 mod dlq;
 mod events;
 mod gateway;
+mod mcp;
 mod replay;
 mod routes;
 mod samples;
@@ -44,6 +45,9 @@ enum Command {
     Tail(events::TailArgs),
     /// Send archived events through the queue again.
     Replay(replay::ReplayArgs),
+    /// Serve the Model Context Protocol on stdio, for agents that operate the gateway
+    /// (read-only unless --allow-write).
+    Mcp(mcp::McpArgs),
     /// Validate a routes file, or publish one to a deployed stack.
     #[command(subcommand)]
     Routes(routes::RoutesCommand),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Events(args) => async_command(async move { events::run(&args).await }),
         Command::Tail(args) => async_command(async move { events::tail(&args).await }),
         Command::Replay(args) => async_command(async move { replay::run(&args).await }),
+        Command::Mcp(args) => async_command(async move { mcp::run(args).await }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -80,6 +80,18 @@ pub struct Sent {
 }
 
 pub async fn run(args: &ReplayArgs) -> Result<(), EventsError> {
+    let summary = replay(args).await?;
+    if args.json {
+        outln!("{summary}");
+    } else {
+        outln!("{}", summary["summary"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Replays what `args` name, printing progress to stderr, and answers the summary that
+/// `--json` prints.
+pub async fn replay(args: &ReplayArgs) -> Result<Value, EventsError> {
     if !(args.rate > 0.0 && args.rate <= MOST_PER_SECOND) {
         return Err(EventsError::Usage(format!(
             "--rate must be more than 0 and at most {MOST_PER_SECOND} events a second"
@@ -128,13 +140,7 @@ pub async fn run(args: &ReplayArgs) -> Result<(), EventsError> {
     } else {
         send(&gateway, plan, generation.as_deref(), args, now).await?
     };
-    let summary = summary(&sent, generation.as_deref(), args, now);
-    if args.json {
-        outln!("{summary}");
-    } else {
-        outln!("{}", summary["summary"].as_str().unwrap_or_default());
-    }
-    Ok(())
+    Ok(summary(&sent, generation.as_deref(), args, now))
 }
 
 /// The events named by key, or those the filters take.

@@ -99,6 +99,13 @@ pub fn check(file: &PathBuf, as_json: bool) -> Result<(), RoutesCommandError> {
     Ok(())
 }
 
+/// A routes file's text checked as the processor would read it: what it defines, as
+/// `routes check --json` prints it, or why it is refused.
+pub fn checked(text: &str, source: &str) -> Result<serde_json::Value, RoutesError> {
+    let routes = RouteTable::parse(text, source)?;
+    Ok(describe(source, &routes))
+}
+
 /// Runs `routes push`.
 pub async fn push(args: &PushArgs) -> Result<(), RoutesCommandError> {
     let (text, routes) = read(&args.file)?;

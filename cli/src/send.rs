@@ -132,6 +132,63 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
         }
         return Ok(());
     };
+    let delivered = deliver(provider, args, |sample, url, bytes| {
+        if !args.json {
+            outln!(
+                "POST {url}  ({provider} sample `{}`, {bytes} bytes)",
+                sample.name()
+            );
+        }
+    })
+    .await?;
+    if args.json {
+        outln!("{}", delivered.to_json());
+    } else {
+        outln!("{}", delivered.status);
+        if !delivered.body.is_empty() {
+            outln!("{}", delivered.body);
+        }
+    }
+    if delivered.status.is_success() {
+        Ok(())
+    } else {
+        Err(SendError::Refused {
+            status: delivered.status.as_u16(),
+        })
+    }
+}
+
+/// A delivery sent, and the gateway's answer.
+#[derive(Debug)]
+pub struct Delivered {
+    pub url: String,
+    pub provider: Provider,
+    pub sample: &'static str,
+    pub status: reqwest::StatusCode,
+    pub body: String,
+}
+
+impl Delivered {
+    /// What `send --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": self.url,
+            "provider": self.provider.as_str(),
+            "sample": self.sample,
+            "status": self.status.as_u16(),
+            "answer": serde_json::from_str::<serde_json::Value>(&self.body)
+                .unwrap_or(serde_json::Value::String(self.body.clone())),
+        })
+    }
+}
+
+/// Signs `provider`'s sample as `args` ask and posts it; `sending` hears of it just before
+/// (the sample, the URL, the body's length). Any answer is returned, a refusal included.
+pub async fn deliver(
+    provider: Provider,
+    args: &SendArgs,
+    sending: impl FnOnce(&SampleEvent, &str, usize),
+) -> Result<Delivered, SendError> {
     let sample = match &args.event {
         Some(name) => SampleEvent::find(provider, name)?,
         None => SampleEvent::all()
@@ -165,15 +222,7 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
         new_id: args.new_id,
     };
     let delivery = signed_delivery(&sample, args, changes, stack_secret)?;
-
-    if !args.json {
-        outln!(
-            "POST {url}  ({} sample `{}`, {} bytes)",
-            provider,
-            sample.name(),
-            delivery.body.len()
-        );
-    }
+    sending(&sample, &url, delivery.body.len());
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(crate::trust().rustls_config())
         .timeout(ANSWER_TIMEOUT)
@@ -195,31 +244,13 @@ pub async fn run(args: &SendArgs) -> Result<(), SendError> {
     })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    if args.json {
-        outln!(
-            "{}",
-            serde_json::json!({
-                "url": url,
-                "provider": provider.as_str(),
-                "sample": sample.name(),
-                "status": status.as_u16(),
-                "answer": serde_json::from_str::<serde_json::Value>(&body)
-                    .unwrap_or(serde_json::Value::String(body.clone())),
-            })
-        );
-    } else {
-        outln!("{status}");
-        if !body.is_empty() {
-            outln!("{body}");
-        }
-    }
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(SendError::Refused {
-            status: status.as_u16(),
-        })
-    }
+    Ok(Delivered {
+        url,
+        provider,
+        sample: sample.name(),
+        status,
+        body,
+    })
 }
 
 /// The deployed stack's webhook URL for the provider, and the secret its receiver checks

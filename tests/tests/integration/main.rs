@@ -21,6 +21,7 @@ mod function_logs;
 mod inspect_and_replay;
 mod large_bodies;
 mod live_routes;
+mod mcp_server;
 mod processor_scenarios;
 mod queue_contract;
 mod queue_control_contract;
