@@ -313,7 +313,7 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
     let queue_url = required(env, "QUEUE_URL")?;
     let table_name = required(env, "TABLE_NAME")?;
     // The processor exactly as the Lambda function builds it, from the same variables.
-    let processor = aws::processor_from_env(env)
+    let processor = aws::processor_on(env, &aws::DefaultChain)
         .await?
         .with_metrics(Metrics::off());
     let client = aws_sdk_sqs::Client::new(
@@ -325,7 +325,7 @@ async fn aws_pipeline(env: &dyn Env) -> Result<Pipeline, DevError> {
     let consumer = SqsQueueConsumer::connect(client, queue_url.clone()).await?;
     // The processor reads the same bucket, from the same variable.
     let bodies: Option<Arc<dyn BodyStore>> = match env.get("BODY_BUCKET") {
-        Some(bucket) => Some(Arc::new(aws::body_store(bucket).await?)),
+        Some(bucket) => Some(Arc::new(aws::body_store(bucket, &aws::DefaultChain).await?)),
         None => None,
     };
     let description = vec![

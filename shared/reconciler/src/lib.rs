@@ -24,7 +24,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookgate::aws::{sdk_config, DynamoStore, InitError, SecretsManagerValue};
+use hookgate::aws::{DynamoStore, FunctionEnvironment, InitError, SdkSource, SecretsManagerValue};
 use hookgate::config::{ConfigError, Env};
 
 use crate::config::{ReconcilerConfig, TokenConfig};
@@ -69,7 +69,10 @@ pub async fn reconciler_from_env(env: &dyn Env) -> Result<Reconciler, StartError
 
 async fn build(env: &dyn Env) -> Result<Reconciler, StartError> {
     let config = ReconcilerConfig::from_env(env)?;
-    let sdk = sdk_config(TIMEOUTS).await.map_err(InitError::from)?;
+    let sdk = FunctionEnvironment
+        .load(TIMEOUTS)
+        .await
+        .map_err(InitError::from)?;
     let token: Arc<dyn TokenSource> = match config.token {
         TokenConfig::Fixed(token) => Arc::new(StaticToken::new(token)),
         TokenConfig::SecretsManager { secret_id, refresh } => {

@@ -113,13 +113,85 @@ pub fn sdk_loader(
 ) -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(trust.aws_http_client())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(attempt)
-                .operation_attempt_timeout(attempt)
-                .operation_timeout(operation)
-                .build(),
-        )
+        .timeout_config(timeouts_of(attempt, operation))
+}
+
+/// Where a function's or a command's SDK configuration comes from. Functions take
+/// [`FunctionEnvironment`]: what Lambda sets, and nothing else, so that a function binary
+/// links none of the default chain's other providers (profiles, SSO, STS web identity,
+/// IMDS, ECS). The `hookgate` tool takes [`DefaultChain`], where a developer's profile
+/// and SSO login work. Generic rather than a value, so each binary links only its own.
+pub trait SdkSource: Sync {
+    /// The configuration, with an attempt and an overall timeout on every call.
+    fn load(
+        &self,
+        timeouts: (Duration, Duration),
+    ) -> impl std::future::Future<Output = Result<aws_config::SdkConfig, ConfigError>> + Send;
+}
+
+/// What Lambda gives a function, in the process environment: `AWS_REGION`, the role's
+/// credentials in `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and
+/// (for an emulator) `AWS_ENDPOINT_URL`. Service-specific endpoint variables and profiles
+/// are not read.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionEnvironment;
+
+impl SdkSource for FunctionEnvironment {
+    async fn load(
+        &self,
+        (attempt, operation): (Duration, Duration),
+    ) -> Result<aws_config::SdkConfig, ConfigError> {
+        let env = crate::config::ProcessEnv;
+        let region = env
+            .get("AWS_REGION")
+            .or_else(|| env.get("AWS_DEFAULT_REGION"))
+            .ok_or(ConfigError::Missing { name: "AWS_REGION" })?;
+        let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+        let mut builder = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+                credentials,
+            ))
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+            .http_client(crate::tls::process_trust()?.aws_http_client())
+            .timeout_config(timeouts_of(attempt, operation));
+        builder.set_endpoint_url(env.get("AWS_ENDPOINT_URL"));
+        Ok(builder.build())
+    }
+}
+
+/// The SDK's default chain, as the AWS CLI reads it: environment, profiles, SSO, web
+/// identity, container and instance credentials.
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultChain;
+
+impl SdkSource for DefaultChain {
+    async fn load(
+        &self,
+        timeouts: (Duration, Duration),
+    ) -> Result<aws_config::SdkConfig, ConfigError> {
+        sdk_config(timeouts).await
+    }
+}
+
+fn timeouts_of(attempt: Duration, operation: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(attempt)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build()
+}
+
+/// `sdk_config` for calls that must be neither retried nor cut short by the SDK: agent
+/// actions on Lambda, each bounded by its own timeout, which the processor retries itself.
+#[cfg(feature = "processor")]
+fn without_retries_or_timeouts(sdk_config: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+    sdk_config
+        .to_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(TimeoutConfig::disabled())
+        .build()
 }
 
 /// An SQS client on `sdk_config`, without the SDK's stalled-stream protection: a queue's
@@ -158,8 +230,8 @@ pub(crate) fn is_no_such_key(
 
 /// The body store in `bucket`, checked and warmed, with timeouts of its own: an upload of
 /// several MB needs longer than a receiver's SQS call.
-pub async fn body_store(bucket: String) -> Result<S3BodyStore, InitError> {
-    let sdk_config = sdk_config(s3_bodies::BODY_STORE_TIMEOUTS).await?;
+pub async fn body_store(bucket: String, sdk: &impl SdkSource) -> Result<S3BodyStore, InitError> {
+    let sdk_config = sdk.load(s3_bodies::BODY_STORE_TIMEOUTS).await?;
     Ok(S3BodyStore::connect(s3_client(&sdk_config), bucket).await?)
 }
 
@@ -178,7 +250,8 @@ pub async fn receiver_from_env(provider: Provider, env: &dyn Env) -> Result<Rece
 async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, InitError> {
     let scheme = scheme_for(provider, env)?;
     let config = ReceiverConfig::from_env(env, scheme.key_encoding())?;
-    let sdk_config = sdk_config(RECEIVER_TIMEOUTS).await?;
+    let sdk = FunctionEnvironment;
+    let sdk_config = sdk.load(RECEIVER_TIMEOUTS).await?;
     let secrets: Arc<dyn SecretSource> = match config.secrets {
         SecretsConfig::Environment(keys) => Arc::new(StaticSecrets::new(keys)),
         SecretsConfig::SecretsManager { secret_id, refresh } => Arc::new(
@@ -195,7 +268,7 @@ async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, I
     let queue = SqsEventQueue::connect(sqs_client(&sdk_config), config.queue_url);
     let (queue, bodies) = match config.body_bucket {
         Some(bucket) => {
-            let (queue, bodies) = tokio::join!(queue, body_store(bucket));
+            let (queue, bodies) = tokio::join!(queue, body_store(bucket, &sdk));
             (queue?, Some(bodies?))
         }
         None => (queue.await?, None),
@@ -212,7 +285,14 @@ async fn build_receiver(provider: Provider, env: &dyn Env) -> Result<Receiver, I
 /// is logged as JSON before it is returned.
 #[cfg(feature = "processor")]
 pub async fn processor_from_env(env: &dyn Env) -> Result<Processor, InitError> {
-    let processor = build_processor(env).await;
+    processor_on(env, &FunctionEnvironment).await
+}
+
+/// [`processor_from_env`], on the SDK configuration `sdk` loads: `hookgate dev --aws`
+/// runs the processor on a developer's profile.
+#[cfg(feature = "processor")]
+pub async fn processor_on(env: &dyn Env, sdk: &impl SdkSource) -> Result<Processor, InitError> {
+    let processor = build_processor(env, sdk).await;
     if let Err(error) = &processor {
         tracing::error!(%error, "the processor cannot start");
     }
@@ -220,9 +300,9 @@ pub async fn processor_from_env(env: &dyn Env) -> Result<Processor, InitError> {
 }
 
 #[cfg(feature = "processor")]
-async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
+async fn build_processor(env: &dyn Env, sdk: &impl SdkSource) -> Result<Processor, InitError> {
     let config = ProcessorConfig::from_env(env)?;
-    let sdk_config = sdk_config(PROCESSOR_TIMEOUTS).await?;
+    let sdk_config = sdk.load(PROCESSOR_TIMEOUTS).await?;
     let store = DynamoStore::connect(
         aws_sdk_dynamodb::Client::new(&sdk_config),
         config.table_name,
@@ -242,11 +322,7 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
     // short SDK timeouts would cut off. The SDK must not retry them either: a retried
     // RequestResponse invocation runs the agent twice in one attempt, while the processor
     // already retries with backoff and the claim's progress.
-    let actions_sdk_config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::tls::process_trust()?.aws_http_client())
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let actions_sdk_config = without_retries_or_timeouts(&sdk_config);
     let routing = match config.routes_source {
         None => {
             let actions =
@@ -278,7 +354,7 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
     let mut processor =
         Processor::routed(routing, Arc::new(store), Arc::new(control), config.settings);
     let bodies = match config.body_bucket {
-        Some(bucket) => Some(body_store(bucket).await?),
+        Some(bucket) => Some(body_store(bucket, sdk).await?),
         None => None,
     };
     if let Some(bucket) = config.archive_bucket {
@@ -286,7 +362,7 @@ async fn build_processor(env: &dyn Env) -> Result<Processor, InitError> {
         // already; another bucket is checked the same way.
         let client = match &bodies {
             Some(bodies) if bodies.bucket() == bucket => bodies.client().clone(),
-            _ => body_store(bucket.clone()).await?.client().clone(),
+            _ => body_store(bucket.clone(), sdk).await?.client().clone(),
         };
         processor = processor.with_archive(Arc::new(S3Archive::new(client, bucket)));
     }
