@@ -285,7 +285,7 @@ async fn a_listing_keeps_to_the_provider_event_types_times_and_key_asked_for(
     assert_eq!(
         list(ArchiveQuery {
             provider: Some(Provider::Github),
-            event_type: Some(EventPattern::parse("pull_request.*").unwrap()),
+            event_type: Some(EventPattern::parse("pull_request.*").expect("a pattern")),
             ..since(t0 + Duration::minutes(30))
         })
         .await,
@@ -307,7 +307,7 @@ async fn a_listing_keeps_to_the_provider_event_types_times_and_key_asked_for(
     );
     assert_eq!(
         list(ArchiveQuery {
-            key: Some(IdempotencyKey::try_from("stripe:evt_pr".to_owned()).unwrap()),
+            key: Some(IdempotencyKey::try_from("stripe:evt_pr".to_owned()).expect("a key")),
             ..since(t0)
         })
         .await,
@@ -322,7 +322,7 @@ async fn a_listing_from_an_archive_time_takes_only_the_copies_archived_since(
     let archive = adapter.archive();
     let t0 = now() - Duration::minutes(30);
     let old = envelope(Provider::Github, "d-old", "push", t0);
-    append(archive.as_ref(), &[old.clone()], t0).await;
+    append(archive.as_ref(), std::slice::from_ref(&old), t0).await;
     let later = t0 + Duration::minutes(20);
     // The old event again (a redelivery), and a new one.
     append(

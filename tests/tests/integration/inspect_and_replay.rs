@@ -115,7 +115,7 @@ async fn inspect_and_replay(dev: &DevServer, agent: &Agent, target: &[&str], env
         listed = json_of(&on(&["events", "list", "--json"], target), env).await;
         let states: Vec<&str> = listed
             .as_array()
-            .unwrap()
+            .expect("a JSON array")
             .iter()
             .filter_map(|event| event["state"].as_str())
             .collect();
@@ -133,7 +133,7 @@ async fn inspect_and_replay(dev: &DevServer, agent: &Agent, target: &[&str], env
         env,
     )
     .await;
-    assert_eq!(keys(&by_provider), [stripe.clone()]);
+    assert_eq!(keys(&by_provider), std::slice::from_ref(&stripe));
     let by_type = json_of(
         &on(
             &["events", "list", "--json", "--type", "pull_request.*"],
@@ -142,7 +142,7 @@ async fn inspect_and_replay(dev: &DevServer, agent: &Agent, target: &[&str], env
         env,
     )
     .await;
-    assert_eq!(keys(&by_type), [github.clone()]);
+    assert_eq!(keys(&by_type), std::slice::from_ref(&github));
     let until = json_of(
         &on(
             &[
@@ -153,7 +153,7 @@ async fn inspect_and_replay(dev: &DevServer, agent: &Agent, target: &[&str], env
         env,
     )
     .await;
-    assert_eq!(keys(&until), [github.clone()]);
+    assert_eq!(keys(&until), std::slice::from_ref(&github));
     let failed = json_of(
         &on(&["events", "list", "--json", "--status", "failed"], target),
         env,
@@ -168,7 +168,7 @@ async fn inspect_and_replay(dev: &DevServer, agent: &Agent, target: &[&str], env
         env,
     )
     .await;
-    assert_eq!(completed.as_array().unwrap().len(), 2);
+    assert_eq!(completed.as_array().expect("a JSON array").len(), 2);
 
     // One event in full: the envelope as archived and the record, the failed attempt
     // included (whichever event the agent refused first).

@@ -269,7 +269,11 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         .expect("the holder releases");
 
     let now = t0 + Duration::from_secs(1);
-    let record = store.record(&key, now).await.unwrap().expect("a record");
+    let record = store
+        .record(&key, now)
+        .await
+        .expect("the store answers")
+        .expect("a record");
     assert_eq!(
         record.last_error.as_deref(),
         Some("action `agent`: 503 Service Unavailable")
@@ -282,7 +286,11 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         .release(&second, None)
         .await
         .expect("the holder releases");
-    let record = store.record(&key, now).await.unwrap().expect("a record");
+    let record = store
+        .record(&key, now)
+        .await
+        .expect("the store answers")
+        .expect("a record");
     assert_eq!(record.attempts, 2);
     assert_eq!(record.archive.as_deref(), Some("sqlite:archive/first"));
     assert_eq!(
@@ -295,8 +303,14 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         .release(&third, Some(&"x".repeat(10_000)))
         .await
         .expect("the holder releases");
-    let record = store.record(&key, now).await.unwrap().expect("a record");
-    assert!(record.last_error.unwrap().len() <= hookgate::dead_letters::MAX_REASON_BYTES);
+    let record = store
+        .record(&key, now)
+        .await
+        .expect("the store answers")
+        .expect("a record");
+    assert!(
+        record.last_error.expect("a last error").len() <= hookgate::dead_letters::MAX_REASON_BYTES
+    );
 }
 
 async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_archive(
@@ -321,7 +335,11 @@ async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_a
     let later = t0 + RETENTION;
     acquire(store.as_ref(), request(&key, OTHER_HASH, later)).await;
 
-    let record = store.record(&key, later).await.unwrap().expect("a record");
+    let record = store
+        .record(&key, later)
+        .await
+        .expect("the store answers")
+        .expect("a record");
     assert_eq!(record.attempts, 1);
     assert_eq!(record.last_error, None);
     assert_eq!(record.archive, None);
