@@ -366,10 +366,16 @@ impl Bench {
         ))
     }
 
-    /// The processor on a fresh table and queues (deleted afterwards), its routes sending
-    /// every event to one HTTP action on a local agent answering 200.
+    /// The processor on a fresh table, queues and archive bucket (deleted afterwards), as the
+    /// stack runs it, its routes sending every event to one HTTP action on a local agent
+    /// answering 200.
     async fn measure_processor(&self, round: usize) -> anyhow::Result<Measured> {
         let mut env = emulator::processor_environment("bench").await;
+        let s3 = hookgate::aws::s3_client(&self.sdk);
+        let bucket = emulator::create_bucket(&s3, "bench-archive")
+            .await
+            .context("the emulator creates the archive's bucket")?;
+        env.push(("ARCHIVE_BUCKET", bucket.clone()));
         let setting = |name: &str| {
             env.iter()
                 .find(|(key, _)| *key == name)
@@ -406,7 +412,7 @@ impl Bench {
 
         let queue_name = queue_url.rsplit('/').next().unwrap_or_default();
         let queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}");
-        let measured = self.run_batches(env, &queue_arn, &agent, round).await;
+        let measured = self.run_batches(env, &queue_arn, &agent, round, &bucket).await;
 
         let _ = std::fs::remove_file(&routes);
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
@@ -418,6 +424,14 @@ impl Bench {
             .table_name(&table)
             .send()
             .await;
+        if let Ok(listed) = s3.list_objects_v2().bucket(&bucket).send().await {
+            for object in listed.contents() {
+                if let Some(key) = object.key() {
+                    let _ = s3.delete_object().bucket(&bucket).key(key).send().await;
+                }
+            }
+        }
+        let _ = s3.delete_bucket().bucket(&bucket).send().await;
         measured
     }
 
@@ -427,6 +441,7 @@ impl Bench {
         queue_arn: &str,
         agent: &Agent,
         round: usize,
+        archive_bucket: &str,
     ) -> anyhow::Result<Measured> {
         let batch = |provider: Provider, name: &str, size: usize| -> Value {
             let messages: Vec<_> = (0..size)
@@ -482,6 +497,7 @@ impl Bench {
                     switches: used.switches as f64 / events,
                     dynamodb_writes: calls.dynamodb_writes() as f64 / events,
                     sqs_calls: calls.sqs_calls() as f64 / events,
+                    archive_puts: calls.s3_puts(archive_bucket) as f64 / events,
                     calls: calls.to_string(),
                 });
             }

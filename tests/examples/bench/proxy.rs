@@ -81,6 +81,14 @@ impl Calls {
             .sum()
     }
 
+    /// S3 `PUT`s into `bucket`: the archive's objects, for the processor.
+    pub fn s3_puts(&self, bucket: &str) -> u64 {
+        self.0
+            .get(&format!("PUT /{bucket}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// `SendMessage` and `SendMessageBatch` requests.
     pub fn sqs_sends(&self) -> u64 {
         self.counted("AmazonSQS", &SQS_SENDS)

@@ -52,6 +52,8 @@ pub struct PhaseFigures {
     pub switches: f64,
     pub dynamodb_writes: f64,
     pub sqs_calls: f64,
+    /// Archive objects written (S3 PUTs), per event: one per batch.
+    pub archive_puts: f64,
     /// Every call of the phase, by target, for the record.
     pub calls: String,
 }
@@ -214,11 +216,12 @@ impl Report {
         )?;
         writeln!(f, "|---|---|---|---|---|")?;
         type Figure = fn(&PhaseFigures) -> f64;
-        let rows: [(&str, Figure, usize, &str); 4] = [
+        let rows: [(&str, Figure, usize, &str); 5] = [
             ("CPU", |p| p.cpu_us, 0, "µs"),
             ("context switches", |p| p.switches, 1, ""),
             ("DynamoDB writes", |p| p.dynamodb_writes, 2, ""),
             ("SQS calls", |p| p.sqs_calls, 2, ""),
+            ("S3 archive PUTs", |p| p.archive_puts, 2, ""),
         ];
         for (label, figure, decimals, suffix) in rows {
             let cells: Vec<String> = (0..4)
