@@ -89,6 +89,13 @@ pub enum EventsError {
     Gateway(#[from] GatewayError),
     #[error("{0}")]
     Usage(String),
+    #[error("sending {key} failed after {sent} of {total} were sent: {reason}")]
+    ReplayStopped {
+        key: IdempotencyKey,
+        sent: usize,
+        total: usize,
+        reason: String,
+    },
     #[error("the archive of {gateway} has no event {key} received since {since}; try an earlier --since")]
     NotFound {
         gateway: String,
@@ -436,7 +443,7 @@ pub async fn tail(args: &TailArgs) -> Result<(), EventsError> {
                 event,
                 record: None,
             };
-            print_change(&inspected, "received", None, now, args.json);
+            print_change(&inspected, "received", now, args.json);
             let seen = Seen {
                 state: "received",
                 attempts: 0,
@@ -476,7 +483,7 @@ pub async fn tail(args: &TailArgs) -> Result<(), EventsError> {
             };
             if current != *seen && !(state == crate::gateway::UNCLAIMED && seen.state == "received")
             {
-                print_change(inspected, state, Some(&current), now, args.json);
+                print_change(inspected, state, now, args.json);
                 *seen = current;
                 *changed = tokio::time::Instant::now();
             }
@@ -503,13 +510,8 @@ async fn until(end: Option<tokio::time::Instant>) {
     }
 }
 
-fn print_change(
-    inspected: &Inspected,
-    state: &str,
-    seen: Option<&Seen>,
-    now: OffsetDateTime,
-    as_json: bool,
-) {
+/// One line of `tail`: the event, its state now, and what the record says of it.
+fn print_change(inspected: &Inspected, state: &str, now: OffsetDateTime, as_json: bool) {
     let envelope = &inspected.event.envelope;
     if as_json {
         let mut line = summary(inspected, now);
@@ -518,9 +520,9 @@ fn print_change(
         outln!("{line}");
         return;
     }
-    let detail = match (state, inspected.record.as_ref(), seen) {
-        ("received", _, _) => format!("({})", envelope.event_type),
-        ("completed", Some(record), _) => format!(
+    let detail = match (state, inspected.record.as_ref()) {
+        ("received", _) => format!("({})", envelope.event_type),
+        ("completed", Some(record)) => format!(
             "attempt {}, actions done: {}",
             record.attempts,
             record
@@ -530,12 +532,12 @@ fn print_change(
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        ("failed", Some(record), _) => format!(
+        ("failed", Some(record)) => format!(
             "attempt {}: {}",
             record.attempts,
             record.last_error.as_deref().unwrap_or("")
         ),
-        (_, Some(record), _) => format!("attempt {}", record.attempts),
+        (_, Some(record)) => format!("attempt {}", record.attempts),
         _ => String::new(),
     };
     let time = format_instant(now);

@@ -25,9 +25,9 @@ pub struct Target {
     #[arg(long, global = true, default_value = ".hookgate", value_name = "DIR")]
     pub data_dir: PathBuf,
 
-    /// Work on AWS: ARCHIVE_BUCKET, TABLE_NAME and QUEUE_URL name the archive's bucket, the
-    /// idempotency table and the queue, and the standard AWS variables say where. Implied
-    /// by --stack.
+    /// Work on AWS rather than on `hookgate dev`'s file: variables name the resources
+    /// (ARCHIVE_BUCKET, TABLE_NAME and QUEUE_URL; for `dlq`, DLQ_URL and QUEUE_URL), and the
+    /// standard AWS variables say where. Implied by --stack.
     #[arg(long, global = true)]
     pub aws: bool,
 

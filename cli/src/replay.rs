@@ -221,11 +221,12 @@ async fn send(
         match queue.enqueue(&message).await {
             Ok(message_id) => item.message_id = Some(message_id),
             Err(error) => {
-                return Err(EventsError::Usage(format!(
-                    "sending {} failed after {index} of {total} were sent: {}",
-                    item.event.event.envelope.idempotency_key,
-                    GatewayError::from(error)
-                )))
+                return Err(EventsError::ReplayStopped {
+                    key: item.event.event.envelope.idempotency_key.clone(),
+                    sent: index,
+                    total,
+                    reason: GatewayError::from(error).to_string(),
+                })
             }
         }
         progress(index, total, &item, "sent", args, now);

@@ -412,7 +412,9 @@ impl Bench {
 
         let queue_name = queue_url.rsplit('/').next().unwrap_or_default();
         let queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}");
-        let measured = self.run_batches(env, &queue_arn, &agent, round, &bucket).await;
+        let measured = self
+            .run_batches(env, &queue_arn, &agent, round, &bucket)
+            .await;
 
         let _ = std::fs::remove_file(&routes);
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);

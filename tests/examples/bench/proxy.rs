@@ -83,10 +83,7 @@ impl Calls {
 
     /// S3 `PUT`s into `bucket`: the archive's objects, for the processor.
     pub fn s3_puts(&self, bucket: &str) -> u64 {
-        self.0
-            .get(&format!("PUT /{bucket}"))
-            .copied()
-            .unwrap_or(0)
+        self.0.get(&format!("PUT /{bucket}")).copied().unwrap_or(0)
     }
 
     /// `SendMessage` and `SendMessageBatch` requests.

@@ -151,7 +151,8 @@ async fn a_provider_the_stack_does_not_receive_from_is_named_in_the_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_with_a_stack_uses_its_queue_table_bucket_and_published_routes() {
+async fn dev_with_a_stack_uses_its_queue_table_bucket_archive_and_published_routes_and_events_and_replay_find_them(
+) {
     use hookgate::routes_source::RoutesSource;
     use hookgate_tests::agent::standard_webhooks_verifier;
     use hookgate_tests::hookgate_cli::{scratch_directory, send_accepted, DevServer, AGENT_SECRET};
@@ -201,6 +202,8 @@ Outputs:
     Value: "{table}"
   BodyBucketName:
     Value: "{bodies}"
+  ArchiveLocation:
+    Value: "s3://{bodies}/archive/"
   RoutesLocation:
     Value: "s3://{routes_bucket}/routes.toml"
 "#,
@@ -218,8 +221,13 @@ Outputs:
     env.push(("AGENT_SECRET", AGENT_SECRET.to_owned()));
     let directory = scratch_directory("dev-stack");
 
-    let dev = DevServer::start(&directory.join("unused"), &["--stack", &name], env).await;
-    send_accepted("github", &dev.webhook_url("github")).await;
+    let dev = DevServer::start(&directory.join("unused"), &["--stack", &name], env.clone()).await;
+    let sent = send_accepted("github", &dev.webhook_url("github")).await;
+    let key = String::from_utf8_lossy(&sent.stdout)
+        .lines()
+        .find_map(|line| serde_json::from_str::<Value>(line).ok())
+        .and_then(|answer| answer["idempotency_key"].as_str().map(str::to_owned))
+        .expect("the answer names the key");
 
     assert_eq!(
         agent
@@ -233,5 +241,44 @@ Outputs:
     assert!(
         !directory.join("unused").join("hookgate.sqlite").exists(),
         "--stack must not use the embedded database"
+    );
+
+    // The stack's archive and records, found from its outputs alone.
+    let env_refs: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        let output = hookgate(&["events", "list", "--stack", &name, "--json"], &env_refs).await;
+        assert!(output.status.success(), "{}", printed(&output));
+        listed = serde_json::from_slice(&output.stdout).expect("JSON");
+        if listed[0]["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed[0]["idempotency_key"], key.as_str(), "{listed}");
+    assert_eq!(listed[0]["state"], "completed", "{listed}");
+    let replayed = hookgate(
+        &["replay", &key, "--stack", &name, "--force", "--json"],
+        &env_refs,
+    )
+    .await;
+    assert!(replayed.status.success(), "{}", printed(&replayed));
+    let calls = agent
+        .wait_for_calls(2, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(calls.len(), 2, "{}", dev.log());
+    assert_eq!(calls[1].header("hookgate-replay-of"), Some(key.as_str()));
+
+    // A stack deployed with ArchiveDays 0 has no ArchiveLocation: said plainly.
+    let without = stack("http://127.0.0.1:9/unused", "s").await;
+    let output = hookgate(&["events", "list", "--stack", &without], &env_refs).await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("keeps no archive"),
+        "{}",
+        printed(&output)
     );
 }
