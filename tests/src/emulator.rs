@@ -268,6 +268,24 @@ pub async fn create_versioned_bucket(
     Ok(bucket)
 }
 
+/// Empties `bucket` (up to a thousand objects, all a test makes) and deletes it: every later
+/// call on it fails as S3's would.
+pub async fn delete_bucket(client: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {
+    let listed = client.list_objects_v2().bucket(bucket).send().await?;
+    for object in listed.contents() {
+        if let Some(key) = object.key() {
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await?;
+        }
+    }
+    client.delete_bucket().bucket(bucket).send().await?;
+    Ok(())
+}
+
 /// Creates a fresh bucket and returns its name (lowercase, as S3 requires).
 pub async fn create_bucket(client: &aws_sdk_s3::Client, prefix: &str) -> anyhow::Result<String> {
     let bucket = unique_name(prefix).to_lowercase();

@@ -287,6 +287,33 @@ impl DynamoStore {
             .await
     }
 
+    /// The item of `key`, read strongly consistently: all of it, or only `attribute`.
+    async fn read(
+        &self,
+        key: &IdempotencyKey,
+        attribute: Option<&str>,
+    ) -> Result<Option<Item>, StoreError> {
+        let mut request = self
+            .client
+            .get_item()
+            .table_name(&self.table_name)
+            .key(attribute::KEY, string(key.as_str()))
+            .consistent_read(true);
+        if let Some(name) = attribute {
+            request = request
+                .projection_expression("#only")
+                .expression_attribute_names("#only", name);
+        }
+        let output = request.send().await.map_err(|error| {
+            StoreError::Unavailable(format!(
+                "GetItem on {} failed: {}",
+                self.table_name,
+                DisplayErrorContext(&error)
+            ))
+        })?;
+        Ok(output.item)
+    }
+
     /// A write conditional on holding `claim`; a failed condition means the claim was lost.
     async fn update_held(
         &self,
@@ -374,24 +401,7 @@ impl IdempotencyStore for DynamoStore {
         key: &IdempotencyKey,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table_name)
-            .key(attribute::KEY, string(key.as_str()))
-            .consistent_read(true)
-            .projection_expression("#expires")
-            .expression_attribute_names("#expires", attribute::EXPIRES_AT)
-            .send()
-            .await
-            .map_err(|error| {
-                StoreError::Unavailable(format!(
-                    "GetItem on {} failed: {}",
-                    self.table_name,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
-        let Some(item) = output.item else {
+        let Some(item) = self.read(key, Some(attribute::EXPIRES_AT)).await? else {
             return Ok(false);
         };
         let expires_s = match item.get(attribute::EXPIRES_AT) {
@@ -464,22 +474,7 @@ impl IdempotencyStore for DynamoStore {
         key: &IdempotencyKey,
         now: OffsetDateTime,
     ) -> Result<Option<EventRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table_name)
-            .key(attribute::KEY, string(key.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| {
-                StoreError::Unavailable(format!(
-                    "GetItem on {} failed: {}",
-                    self.table_name,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
-        let Some(item) = output.item else {
+        let Some(item) = self.read(key, None).await? else {
             return Ok(None);
         };
         let text = |name: &str| match item.get(name) {

@@ -228,6 +228,44 @@ pub(crate) fn is_no_such_key(
     }
 }
 
+/// An S3 object could not be read.
+pub(crate) enum ObjectRead {
+    /// S3 says the key holds nothing.
+    Missing,
+    /// Anything else, AccessDenied included (a permission to fix, worth retrying meanwhile).
+    Failed(String),
+}
+
+/// The bytes of the object `key` in `bucket`, which `location` names in messages.
+pub(crate) async fn read_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    location: &str,
+) -> Result<bytes::Bytes, ObjectRead> {
+    let output = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|error| {
+            if is_no_such_key(error.as_service_error()) {
+                return ObjectRead::Missing;
+            }
+            ObjectRead::Failed(format!(
+                "GetObject {location} failed: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&error)
+            ))
+        })?;
+    let body = output
+        .body
+        .collect()
+        .await
+        .map_err(|error| ObjectRead::Failed(format!("reading {location} failed: {error}")))?;
+    Ok(body.into_bytes())
+}
+
 /// The body store in `bucket`, checked and warmed, with timeouts of its own: an upload of
 /// several MB needs longer than a receiver's SQS call.
 pub async fn body_store(bucket: String, sdk: &impl SdkSource) -> Result<S3BodyStore, InitError> {

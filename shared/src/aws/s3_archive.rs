@@ -178,30 +178,15 @@ impl EventArchive for S3Archive {
         let key = self
             .key_of(location)
             .ok_or_else(|| ArchiveError::Missing(location.to_owned()))?;
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
+        let bytes = super::read_object(&self.client, &self.bucket, key, location)
             .await
-            .map_err(|error| {
-                if super::is_no_such_key(error.as_service_error()) {
-                    return ArchiveError::Missing(location.to_owned());
-                }
-                ArchiveError::Unavailable(format!(
-                    "GetObject {location} failed: {}",
-                    DisplayErrorContext(&error)
-                ))
+            .map_err(|error| match error {
+                super::ObjectRead::Missing => ArchiveError::Missing(location.to_owned()),
+                super::ObjectRead::Failed(reason) => ArchiveError::Unavailable(reason),
             })?;
-        let bytes = output.body.collect().await.map_err(|error| {
-            ArchiveError::Unavailable(format!("reading {location} failed: {error}"))
-        })?;
-        let text = String::from_utf8(bytes.into_bytes().to_vec()).map_err(|_| {
-            ArchiveError::Unreadable {
-                location: location.to_owned(),
-                reason: "it is not UTF-8".to_owned(),
-            }
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| ArchiveError::Unreadable {
+            location: location.to_owned(),
+            reason: "it is not UTF-8".to_owned(),
         })?;
         from_json_lines(&text, location)
     }

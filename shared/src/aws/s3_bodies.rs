@@ -108,28 +108,12 @@ impl BodyStore for S3BodyStore {
 
     async fn get(&self, reference: &BodyReference) -> Result<Bytes, BodyStoreError> {
         let key = self.key_of(reference)?;
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
+        super::read_object(&self.client, &self.bucket, key, &reference.location)
             .await
-            .map_err(|error| {
-                if super::is_no_such_key(error.as_service_error()) {
-                    return BodyStoreError::Missing(reference.location.clone());
-                }
-                // AccessDenied included: a permission to fix, retried meanwhile.
-                BodyStoreError::Unavailable(format!(
-                    "GetObject {} failed: {}",
-                    reference.location,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
-        let body = output.body.collect().await.map_err(|error| {
-            BodyStoreError::Unavailable(format!("reading {} failed: {error}", reference.location))
-        })?;
-        Ok(body.into_bytes())
+            .map_err(|error| match error {
+                super::ObjectRead::Missing => BodyStoreError::Missing(reference.location.clone()),
+                super::ObjectRead::Failed(reason) => BodyStoreError::Unavailable(reason),
+            })
     }
 }
 

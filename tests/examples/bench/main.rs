@@ -426,14 +426,7 @@ impl Bench {
             .table_name(&table)
             .send()
             .await;
-        if let Ok(listed) = s3.list_objects_v2().bucket(&bucket).send().await {
-            for object in listed.contents() {
-                if let Some(key) = object.key() {
-                    let _ = s3.delete_object().bucket(&bucket).key(key).send().await;
-                }
-            }
-        }
-        let _ = s3.delete_bucket().bucket(&bucket).send().await;
+        let _ = emulator::delete_bucket(&s3, &bucket).await;
         measured
     }
 

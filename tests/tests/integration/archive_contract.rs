@@ -75,21 +75,9 @@ impl Adapter for S3 {
 
     /// Empties and deletes the bucket: every later call fails as S3 would.
     async fn make_unavailable(&self) {
-        for key in self.object_keys().await {
-            self.client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-                .expect("the emulator deletes an object");
-        }
-        self.client
-            .delete_bucket()
-            .bucket(&self.bucket)
-            .send()
+        emulator::delete_bucket(&self.client, &self.bucket)
             .await
-            .expect("the emulator deletes the bucket");
+            .expect("the emulator empties and deletes the bucket");
     }
 }
 

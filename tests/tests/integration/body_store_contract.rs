@@ -66,28 +66,9 @@ impl Adapter for S3 {
 
     /// Empties and deletes the bucket: every later call fails as S3 would.
     async fn make_unavailable(&self) {
-        let listed = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .send()
+        emulator::delete_bucket(&self.client, &self.bucket)
             .await
-            .expect("the emulator lists the bucket");
-        for object in listed.contents() {
-            self.client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(object.key().unwrap_or_default())
-                .send()
-                .await
-                .expect("the emulator deletes an object");
-        }
-        self.client
-            .delete_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .expect("the emulator deletes the bucket");
+            .expect("the emulator empties and deletes the bucket");
     }
 }
 
