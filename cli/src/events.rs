@@ -72,7 +72,7 @@ pub enum EventsCommand {
         max: usize,
     },
     /// Show one event: its envelope as archived, and its idempotency record (status,
-    /// attempts, the actions done, the last error and when).
+    /// attempts, each action's outcome, the last error and when).
     Show {
         /// The idempotency key, as `list` and the processor's log print it.
         key: IdempotencyKey,
@@ -256,6 +256,25 @@ pub fn summary(inspected: &Inspected, now: OffsetDateTime) -> Value {
     })
 }
 
+/// Each action the record knows of, and its outcome: `succeeded`, or `failed` with the
+/// error of the latest attempt that failed it. An action neither done nor failed yet (a
+/// route's action not reached) is not in the record.
+fn action_outcomes(record: &EventRecord) -> Vec<Value> {
+    let mut outcomes: Vec<Value> = record
+        .done_actions
+        .iter()
+        .map(|action| json!({ "name": action, "outcome": "succeeded" }))
+        .collect();
+    outcomes.extend(
+        record
+            .failed_actions
+            .iter()
+            .filter(|(action, _)| !record.done_actions.contains(*action))
+            .map(|(action, error)| json!({ "name": action, "outcome": "failed", "error": error })),
+    );
+    outcomes
+}
+
 /// `events show --json`: the summary, the whole record, and the envelope as archived.
 pub fn detail(inspected: &Inspected, now: OffsetDateTime) -> Value {
     let mut detail = summary(inspected, now);
@@ -273,6 +292,7 @@ fn record_json(record: &EventRecord) -> Value {
         "status": record.status.as_str(),
         "attempts": record.attempts,
         "actions_done": record.done_actions,
+        "actions": action_outcomes(record),
         "last_error": record.last_error,
         "lease_expires_at": record.lease_expires_at.map(format_instant),
         "updated_at": record.updated_at.map(format_instant),
@@ -321,16 +341,23 @@ fn shown(event: &Inspected, detail: &Value, now: OffsetDateTime) -> String {
     }
     match &event.record {
         Some(record) => {
-            let done: Vec<&str> = record.done_actions.iter().map(String::as_str).collect();
-            out.push_str(&format!(
-                "attempts:     {}\nactions done: {}\n",
-                record.attempts,
-                if done.is_empty() {
-                    "none".to_owned()
-                } else {
-                    done.join(", ")
-                }
-            ));
+            out.push_str(&format!("attempts:     {}\n", record.attempts));
+            let outcomes = action_outcomes(record);
+            if outcomes.is_empty() {
+                out.push_str("actions:      none done\n");
+            }
+            for (index, outcome) in outcomes.iter().enumerate() {
+                let label = if index == 0 { "actions:" } else { "" };
+                let error = outcome["error"]
+                    .as_str()
+                    .map(|error| format!(": {error}"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "{label:<14}{} {}{error}\n",
+                    outcome["name"].as_str().unwrap_or_default(),
+                    outcome["outcome"].as_str().unwrap_or_default()
+                ));
+            }
             if let Some(error) = &record.last_error {
                 out.push_str(&format!("last error:   {error}\n"));
             }

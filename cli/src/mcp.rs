@@ -267,7 +267,7 @@ impl GatewayServer {
     }
 
     #[tool(
-        description = "Show one event: its envelope as archived (headers, raw body, hash) and its idempotency record (status, attempts, actions done, last error, when).",
+        description = "Show one event: its envelope as archived (headers, raw body, hash) and its idempotency record (status, attempts, each action's outcome with its error, the last error, when).",
         annotations(read_only_hint = true)
     )]
     async fn show_event(&self, Parameters(request): Parameters<ShowEvent>) -> ToolResult {

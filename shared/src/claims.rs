@@ -9,7 +9,7 @@
 //! A failed condition is an outcome, not an error: the event is done already
 //! ([`Claim::Completed`]) or another worker holds a live lease ([`Claim::InFlight`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -137,8 +137,10 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
 
     /// Gives the claim up (its lease ends now), keeping the actions done, so the next
     /// delivery can take it at once. `failure` says why, when an attempt failed: the record
-    /// keeps it as its last error (at most [`crate::dead_letters::MAX_REASON_BYTES`]).
-    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError>;
+    /// keeps it as its last error, and each failed action's error, in place of the last
+    /// attempt's (each at most [`crate::dead_letters::MAX_REASON_BYTES`]).
+    async fn release(&self, claim: &HeldClaim, failure: Option<&Failure>)
+        -> Result<(), StoreError>;
 
     /// What the store knows of `key` at `now`, for an operator (`hookgate events show`); a
     /// record past its retention is absent. A strongly consistent read.
@@ -147,6 +149,36 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         key: &IdempotencyKey,
         now: OffsetDateTime,
     ) -> Result<Option<EventRecord>, StoreError>;
+}
+
+/// Why an attempt failed: in a sentence, and by action where actions failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    /// Each action that failed, and its error.
+    pub actions: BTreeMap<String, String>,
+}
+
+impl Failure {
+    /// A failure that is no action's (the store, the body, the deadline).
+    pub fn of(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            actions: BTreeMap::new(),
+        }
+    }
+
+    /// The failure as a record keeps it: every text cut to a sentence's length.
+    fn bounded(&self) -> Self {
+        Self {
+            reason: crate::dead_letters::bounded_reason(&self.reason),
+            actions: self
+                .actions
+                .iter()
+                .map(|(action, error)| (action.clone(), crate::dead_letters::bounded_reason(error)))
+                .collect(),
+        }
+    }
 }
 
 /// An idempotency record as an operator reads it.
@@ -164,6 +196,8 @@ pub struct EventRecord {
     pub expires_at: OffsetDateTime,
     /// Why the latest failed attempt failed, if one did.
     pub last_error: Option<String>,
+    /// The actions that failed in that attempt, and their errors.
+    pub failed_actions: BTreeMap<String, String>,
     /// Where the event is archived, when the processor archived it.
     pub archive: Option<String>,
     /// When the record was last written, where the store keeps it.
@@ -232,6 +266,7 @@ pub(crate) struct ClaimRecord {
     pub(crate) attempts: u32,
     pub(crate) done_actions: BTreeSet<String>,
     pub(crate) last_error: Option<String>,
+    pub(crate) failed_actions: BTreeMap<String, String>,
     pub(crate) archive: Option<String>,
 }
 
@@ -245,6 +280,7 @@ impl ClaimRecord {
             lease_expires_at: (self.status == Status::InProgress).then_some(self.lease_expires_at),
             expires_at: self.expires_at,
             last_error: self.last_error.clone(),
+            failed_actions: self.failed_actions.clone(),
             archive: self.archive.clone(),
             updated_at,
         }
@@ -317,6 +353,7 @@ pub(crate) fn decide_claim(
             attempts: 1,
             done_actions: BTreeSet::new(),
             last_error: None,
+            failed_actions: BTreeMap::new(),
             archive: request.archive.map(str::to_owned),
         }),
     }
@@ -343,7 +380,7 @@ pub(crate) enum HeldWrite {
     },
     /// The lease ends now; `failure`, if any, becomes the last error.
     Release {
-        failure: Option<String>,
+        failure: Option<Failure>,
     },
 }
 
@@ -385,7 +422,9 @@ impl HeldWrite {
             HeldWrite::Release { failure } => {
                 record.lease_expires_at = OffsetDateTime::UNIX_EPOCH;
                 if let Some(failure) = failure {
-                    record.last_error = Some(crate::dead_letters::bounded_reason(failure));
+                    let failure = failure.bounded();
+                    record.last_error = Some(failure.reason);
+                    record.failed_actions = failure.actions;
                 }
             }
         }
@@ -546,11 +585,15 @@ impl IdempotencyStore for MemoryStore {
         )
     }
 
-    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        claim: &HeldClaim,
+        failure: Option<&Failure>,
+    ) -> Result<(), StoreError> {
         self.write_held(
             claim,
             HeldWrite::Release {
-                failure: failure.map(str::to_owned),
+                failure: failure.cloned(),
             },
         )
     }

@@ -15,6 +15,7 @@
 //! | `done_actions` | SS | actions that succeeded; absent while empty (a set cannot be empty) |
 //! | `updated_at` | N | epoch milliseconds of the last write, by the writer's clock, for people reading the table |
 //! | `last_error` | S | why the latest failed attempt failed, written when it releases the claim |
+//! | `failed_actions` | M | the actions that failed in that attempt, each with its error (S) |
 //! | `archive` | S | where the event's envelope is archived, written by the claim |
 //!
 //! A body sighting ([`IdempotencyStore::record_body`]) is an item of its own, under
@@ -27,7 +28,7 @@
 //! longer, never end early: exclusivity is never given away on a rounding error. With whole
 //! seconds, both adapters answer alike to the nanosecond.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,7 +40,7 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use crate::claims::{
-    new_holder, BodySighting, Claim, ClaimRequest, EventRecord, FirstSeen, HeldClaim,
+    new_holder, BodySighting, Claim, ClaimRequest, EventRecord, Failure, FirstSeen, HeldClaim,
     IdempotencyStore, Status, StoreError,
 };
 use crate::idempotency::IdempotencyKey;
@@ -57,13 +58,15 @@ mod attribute {
     pub const UPDATED_AT: &str = "updated_at";
     pub const FIRST_KEY: &str = "first_key";
     pub const LAST_ERROR: &str = "last_error";
+    pub const FAILED_ACTIONS: &str = "failed_actions";
     pub const ARCHIVE: &str = "archive";
 
     /// Every attribute goes through an alias: DynamoDB reserves several hundred words
     /// (`status` among them) and refuses an expression that uses one bare.
-    pub const ALIASES: [(&str, &str); 12] = [
+    pub const ALIASES: [(&str, &str); 13] = [
         ("#first", FIRST_KEY),
         ("#error", LAST_ERROR),
+        ("#failed", FAILED_ACTIONS),
         ("#archive", ARCHIVE),
         ("#key", KEY),
         ("#status", STATUS),
@@ -103,7 +106,7 @@ const TAKE_OVER: ClaimWrite = ClaimWrite {
 const START_AFRESH: ClaimWrite = ClaimWrite {
     set: "SET #status = :in_progress, #holder = :holder, #lease = :lease, #expires = :ttl, \
           #updated = :updated, #hash = :hash, #attempts = :one",
-    remove: &["#done", "#error"],
+    remove: &["#done", "#error", "#failed"],
     condition: "attribute_not_exists(#key) OR #expires <= :now_s",
 };
 
@@ -454,16 +457,28 @@ impl IdempotencyStore for DynamoStore {
         self.update_held(claim, update, values).await
     }
 
-    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        claim: &HeldClaim,
+        failure: Option<&Failure>,
+    ) -> Result<(), StoreError> {
         let mut values = vec![(":zero", number(0)), (":updated", number(wall_clock_ms()))];
         let update = match failure {
             None => "SET #lease = :zero, #updated = :updated",
             Some(failure) => {
+                let bounded = crate::dead_letters::bounded_reason;
+                values.push((":error", string(&bounded(&failure.reason))));
                 values.push((
-                    ":error",
-                    string(&crate::dead_letters::bounded_reason(failure)),
+                    ":failed",
+                    AttributeValue::M(
+                        failure
+                            .actions
+                            .iter()
+                            .map(|(action, error)| (action.clone(), string(&bounded(error))))
+                            .collect(),
+                    ),
                 ));
-                "SET #lease = :zero, #updated = :updated, #error = :error"
+                "SET #lease = :zero, #updated = :updated, #error = :error, #failed = :failed"
             }
         };
         self.update_held(claim, update, values).await
@@ -482,6 +497,17 @@ impl IdempotencyStore for DynamoStore {
             _ => None,
         };
         let (last_error, archive) = (text(attribute::LAST_ERROR), text(attribute::ARCHIVE));
+        let failed_actions = match item.get(attribute::FAILED_ACTIONS) {
+            None => BTreeMap::new(),
+            Some(AttributeValue::M(failed)) => failed
+                .iter()
+                .map(|(action, error)| match error {
+                    AttributeValue::S(error) => Ok((action.clone(), error.clone())),
+                    _ => Err(malformed(key, attribute::FAILED_ACTIONS)),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(malformed(key, attribute::FAILED_ACTIONS)),
+        };
         let updated_ms = match item.get(attribute::UPDATED_AT) {
             Some(AttributeValue::N(value)) => value.parse::<i128>().ok(),
             _ => None,
@@ -504,6 +530,7 @@ impl IdempotencyStore for DynamoStore {
             },
             expires_at,
             last_error,
+            failed_actions,
             archive,
             updated_at: updated_ms.and_then(|ms| instant(ms * NANOS_PER_MS)),
         }))

@@ -53,7 +53,7 @@ use self::backoff::Backoff;
 use crate::archive::{ArchiveError, EventArchive};
 use crate::bodies::{fetch_verified, BodyStore};
 use crate::claims::{
-    BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, StoreError,
+    BodySighting, Claim, ClaimRequest, Failure, FirstSeen, HeldClaim, IdempotencyStore, StoreError,
 };
 use crate::envelope::{Envelope, EnvelopeError, EnvelopeV1, RawBody, Replay};
 use crate::idempotency::IdempotencyKey;
@@ -615,11 +615,11 @@ impl Processor {
             Ok(body) => body,
             Err(decision) => {
                 let failure = match &decision {
-                    Decision::DeadLetter(reason) => Some(reason.clone()),
-                    Decision::Retry { outcome, .. } => Some(outcome.describe()),
+                    Decision::DeadLetter(reason) => Some(Failure::of(reason.clone())),
+                    Decision::Retry { outcome, .. } => Some(Failure::of(outcome.describe())),
                     Decision::Done(_) => None,
                 };
-                self.release(&held, failure.as_deref()).await;
+                self.release(&held, failure.as_ref()).await;
                 return decision;
             }
         };
@@ -679,7 +679,11 @@ impl Processor {
         });
         if let Some((action, reason)) = permanent {
             let reason = format!("action `{}` failed permanently: {reason}", action.name);
-            self.let_go(&held, keep_claim_for, &reason).await;
+            let failure = Failure {
+                reason: reason.clone(),
+                actions: failed_actions(&results),
+            };
+            self.let_go(&held, keep_claim_for, failure).await;
             return Decision::DeadLetter(reason);
         }
         let retryable: Vec<&ActionResult<'_>> = results
@@ -695,7 +699,11 @@ impl Processor {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            self.let_go(&held, keep_claim_for, &reason).await;
+            let failure = Failure {
+                reason: reason.clone(),
+                actions: failed_actions(&results),
+            };
+            self.let_go(&held, keep_claim_for, failure).await;
             if let (true, Some(delay)) = (
                 retryable.iter().all(|done| done.cut_by_deadline),
                 keep_claim_for,
@@ -913,7 +921,8 @@ impl Processor {
             StoreError::ClaimLost { .. } => Outcome::ClaimLost,
             StoreError::Unavailable(reason) => {
                 let reason = format!("the idempotency store is unavailable: {reason}");
-                self.let_go(held, keep_claim_for, &reason).await;
+                self.let_go(held, keep_claim_for, Failure::of(reason.clone()))
+                    .await;
                 Outcome::StoreUnavailable { reason }
             }
         };
@@ -923,15 +932,15 @@ impl Processor {
     /// Releases the claim after an attempt that failed for `failure`, unless it is to be
     /// kept (for as long as `keep_claim_for` says) while an agent may still be at work on a
     /// request the deadline dropped.
-    async fn let_go(&self, held: &HeldClaim, keep_claim_for: Option<Duration>, failure: &str) {
+    async fn let_go(&self, held: &HeldClaim, keep_claim_for: Option<Duration>, failure: Failure) {
         if keep_claim_for.is_none() {
-            self.release(held, Some(failure)).await;
+            self.release(held, Some(&failure)).await;
         }
     }
 
     /// Releasing is a courtesy that lets the next delivery start at once (and tells the
     /// record why the attempt failed); if it fails, the lease simply runs out.
-    async fn release(&self, held: &HeldClaim, failure: Option<&str>) {
+    async fn release(&self, held: &HeldClaim, failure: Option<&Failure>) {
         if let Err(error) = self.store.release(held, failure).await {
             warn!(idempotency_key = %held.key, %error, "could not release the claim; it frees itself when the lease ends");
         }
@@ -953,6 +962,17 @@ impl Processor {
             }
         }
     }
+}
+
+/// Each action of an attempt that failed, and its error.
+fn failed_actions(results: &[ActionResult<'_>]) -> std::collections::BTreeMap<String, String> {
+    results
+        .iter()
+        .filter_map(|done| {
+            let error = done.result.as_ref().err()?;
+            Some((done.action.name.clone(), error.to_string()))
+        })
+        .collect()
 }
 
 fn metric_for(outcome: &Outcome) -> &'static str {

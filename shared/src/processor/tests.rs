@@ -790,7 +790,11 @@ impl IdempotencyStore for StuckStore {
     ) -> Result<(), StoreError> {
         std::future::pending().await
     }
-    async fn release(&self, _: &HeldClaim, _: Option<&str>) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        _: &HeldClaim,
+        _: Option<&crate::claims::Failure>,
+    ) -> Result<(), StoreError> {
         std::future::pending().await
     }
     async fn record(
@@ -1252,6 +1256,12 @@ async fn a_failed_attempt_leaves_its_reason_in_the_record() {
         record.done_actions.into_iter().collect::<Vec<_>>(),
         ["audit"]
     );
+    assert_eq!(
+        record.failed_actions.keys().collect::<Vec<_>>(),
+        ["agent"],
+        "the action that failed, alone"
+    );
+    assert!(record.failed_actions["agent"].contains("503 busy"));
     let error = record.last_error.expect("the reason");
     assert!(
         error.contains("action `agent`") && error.contains("503 busy"),

@@ -234,7 +234,8 @@ fn migrate(connection: &mut Connection) -> Result<(), DbError> {
 }
 
 /// Version 3 adds the event archive (`hookgate events`, `hookgate replay`), and keeps in
-/// each claim the last error and where its event is archived.
+/// each claim the last error, the actions that failed with it (a JSON object) and where its
+/// event is archived.
 const SCHEMA_V3: &str = "
 CREATE TABLE IF NOT EXISTS archived_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -253,6 +254,7 @@ CREATE INDEX IF NOT EXISTS archived_events_by_key ON archived_events (idempotenc
 CREATE INDEX IF NOT EXISTS archived_events_by_received ON archived_events (received_at_ms);
 ALTER TABLE claims ADD COLUMN last_error TEXT;
 ALTER TABLE claims ADD COLUMN archive TEXT;
+ALTER TABLE claims ADD COLUMN failed_actions TEXT;
 ";
 
 /// Epoch milliseconds by the wall clock.

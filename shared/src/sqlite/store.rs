@@ -12,7 +12,7 @@
 //! it holds. Records past their retention count as absent and are replaced by the next
 //! claim; nothing deletes them otherwise.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ use time::OffsetDateTime;
 use super::database::{immediate, wall_clock_ms, Database, DbError};
 use crate::claims::{
     decide_claim, decide_sighting, new_holder, BodySighting, Claim, ClaimDecision, ClaimRecord,
-    ClaimRequest, EventRecord, FirstSeen, HeldClaim, HeldWrite, IdempotencyStore, SightingRecord,
-    Status, StoreError,
+    ClaimRequest, EventRecord, Failure, FirstSeen, HeldClaim, HeldWrite, IdempotencyStore,
+    SightingRecord, Status, StoreError,
 };
 use crate::idempotency::IdempotencyKey;
 
@@ -219,9 +219,13 @@ impl IdempotencyStore for SqliteStore {
         .await
     }
 
-    async fn release(&self, claim: &HeldClaim, failure: Option<&str>) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        claim: &HeldClaim,
+        failure: Option<&Failure>,
+    ) -> Result<(), StoreError> {
         let write = HeldWrite::Release {
-            failure: failure.map(str::to_owned),
+            failure: failure.cloned(),
         };
         self.write_held("releasing a claim", claim, write).await
     }
@@ -255,7 +259,7 @@ fn load(
     let row = transaction
         .prepare_cached(
             "SELECT status, holder, lease_expires_at_ns, expires_at_ns, payload_hash, attempts, \
-                    done_actions, last_error, archive \
+                    done_actions, last_error, archive, failed_actions \
              FROM claims WHERE idempotency_key = ?1",
         )?
         .query_row(params![key.as_str()], |row| {
@@ -269,6 +273,7 @@ fn load(
                 row.get::<_, String>(6)?,
                 row.get::<_, Option<String>>(7)?,
                 row.get::<_, Option<String>>(8)?,
+                row.get::<_, Option<String>>(9)?,
             ))
         })
         .optional()?;
@@ -282,6 +287,7 @@ fn load(
         done,
         last_error,
         archive,
+        failed,
     )) = row
     else {
         return Ok(None);
@@ -298,6 +304,11 @@ fn load(
         done_actions: serde_json::from_str::<BTreeSet<String>>(&done)
             .map_err(|_| malformed("done_actions"))?,
         last_error,
+        failed_actions: failed
+            .map(|failed| serde_json::from_str::<BTreeMap<String, String>>(&failed))
+            .transpose()
+            .map_err(|_| malformed("failed_actions"))?
+            .unwrap_or_default(),
         archive,
     }))
 }
@@ -309,12 +320,16 @@ fn save(
 ) -> Result<(), DbError> {
     let done_actions = serde_json::to_string(&record.done_actions)
         .map_err(|error| DbError::Malformed(format!("the actions done on {key}: {error}")))?;
+    let failed_actions = (!record.failed_actions.is_empty())
+        .then(|| serde_json::to_string(&record.failed_actions))
+        .transpose()
+        .map_err(|error| DbError::Malformed(format!("the actions failed on {key}: {error}")))?;
     transaction
         .prepare_cached(
             "INSERT OR REPLACE INTO claims \
              (idempotency_key, status, holder, lease_expires_at_ns, expires_at_ns, payload_hash, \
-              attempts, done_actions, updated_at_ms, last_error, archive) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+              attempts, done_actions, updated_at_ms, last_error, archive, failed_actions) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             key.as_str(),
@@ -328,6 +343,7 @@ fn save(
             wall_clock_ms(),
             record.last_error,
             record.archive,
+            failed_actions,
         ])?;
     Ok(())
 }

@@ -187,6 +187,11 @@ async fn inspect_and_replay(dev: &DevServer, agent: &Agent, target: &[&str], env
     );
     let last_error = shown["record"]["last_error"].as_str().unwrap_or_default();
     assert!(last_error.contains("503"), "{shown}");
+    // The agent's 503 was the first attempt's; the second did it.
+    assert_eq!(
+        shown["record"]["actions"],
+        serde_json::json!([{"name": "agent", "outcome": "succeeded"}])
+    );
     let text = hookgate(&on(&["events", "show", &github], target), env).await;
     assert!(text.status.success(), "{}", printed(&text));
     let text = String::from_utf8_lossy(&text.stdout);

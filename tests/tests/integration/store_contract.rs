@@ -18,8 +18,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookgate::aws::DynamoStore;
 use hookgate::claims::{
-    BodySighting, Claim, ClaimRequest, FirstSeen, HeldClaim, IdempotencyStore, MemoryStore, Status,
-    StoreError,
+    BodySighting, Claim, ClaimRequest, Failure, FirstSeen, HeldClaim, IdempotencyStore,
+    MemoryStore, Status, StoreError,
 };
 use hookgate::idempotency::IdempotencyKey;
 use hookgate::provider::Provider;
@@ -263,8 +263,12 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
     )
     .await;
 
+    let failure = Failure {
+        reason: "action `agent`: 503 Service Unavailable".to_owned(),
+        actions: [("agent".to_owned(), "503 Service Unavailable".to_owned())].into(),
+    };
     store
-        .release(&first, Some("action `agent`: 503 Service Unavailable"))
+        .release(&first, Some(&failure))
         .await
         .expect("the holder releases");
 
@@ -278,6 +282,7 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         record.last_error.as_deref(),
         Some("action `agent`: 503 Service Unavailable")
     );
+    assert_eq!(record.failed_actions, failure.actions);
     assert_eq!(record.state(now), "failed");
     // A takeover that does not say where its event is archived keeps what the record had;
     // a release without a failure keeps the last one.
@@ -299,8 +304,12 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
     );
     // A long reason is kept cut to a sentence's length.
     let third = acquire(store.as_ref(), request(&key, FIRST_HASH, now)).await;
+    let long = Failure {
+        reason: "x".repeat(10_000),
+        actions: [("agent".to_owned(), "y".repeat(10_000))].into(),
+    };
     store
-        .release(&third, Some(&"x".repeat(10_000)))
+        .release(&third, Some(&long))
         .await
         .expect("the holder releases");
     let record = store
@@ -311,6 +320,19 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
     assert!(
         record.last_error.expect("a last error").len() <= hookgate::dead_letters::MAX_REASON_BYTES
     );
+    assert!(record.failed_actions["agent"].len() <= hookgate::dead_letters::MAX_REASON_BYTES);
+    // A failure of no action's replaces the last one's actions.
+    let fourth = acquire(store.as_ref(), request(&key, FIRST_HASH, now)).await;
+    store
+        .release(&fourth, Some(&Failure::of("the body store is unavailable")))
+        .await
+        .expect("the holder releases");
+    let record = store
+        .record(&key, now)
+        .await
+        .expect("the store answers")
+        .expect("a record");
+    assert!(record.failed_actions.is_empty(), "{record:?}");
 }
 
 async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_archive(
@@ -327,8 +349,12 @@ async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_a
         },
     )
     .await;
+    let failure = Failure {
+        reason: "action `agent`: timed out".to_owned(),
+        actions: [("agent".to_owned(), "timed out".to_owned())].into(),
+    };
     store
-        .release(&old, Some("action `agent`: timed out"))
+        .release(&old, Some(&failure))
         .await
         .expect("the holder releases");
 
@@ -342,6 +368,7 @@ async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_a
         .expect("a record");
     assert_eq!(record.attempts, 1);
     assert_eq!(record.last_error, None);
+    assert!(record.failed_actions.is_empty());
     assert_eq!(record.archive, None);
 }
 
