@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// The schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i32 = 3;
+pub(crate) const SCHEMA_VERSION: i32 = 4;
 
 /// How long an operation waits for another connection's transaction to end before failing.
 /// Transactions here last milliseconds; seconds of waiting mean something is stuck.
@@ -228,14 +228,16 @@ fn migrate(connection: &mut Connection) -> Result<(), DbError> {
         if found < 3 {
             transaction.execute_batch(SCHEMA_V3)?;
         }
+        if found < 4 {
+            transaction.execute_batch(SCHEMA_V4)?;
+        }
         transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(())
     })
 }
 
 /// Version 3 adds the event archive (`hookgate events`, `hookgate replay`), and keeps in
-/// each claim the last error, the actions that failed with it (a JSON object) and where its
-/// event is archived.
+/// each claim the last error and where its event is archived.
 const SCHEMA_V3: &str = "
 CREATE TABLE IF NOT EXISTS archived_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -254,6 +256,11 @@ CREATE INDEX IF NOT EXISTS archived_events_by_key ON archived_events (idempotenc
 CREATE INDEX IF NOT EXISTS archived_events_by_received ON archived_events (received_at_ms);
 ALTER TABLE claims ADD COLUMN last_error TEXT;
 ALTER TABLE claims ADD COLUMN archive TEXT;
+";
+
+/// Version 4 keeps in each claim the actions that failed with its last error (a JSON
+/// object of action to error).
+const SCHEMA_V4: &str = "
 ALTER TABLE claims ADD COLUMN failed_actions TEXT;
 ";
 
@@ -335,7 +342,9 @@ mod tests {
                     |row| row.get(0),
                 )?;
                 assert_eq!(kept, "kept");
-                for table in ["body_sightings", "stored_bodies"] {
+                // Version 3's and 4's columns on the claims version 1 made.
+                connection.prepare("SELECT last_error, archive, failed_actions FROM claims")?;
+                for table in ["body_sightings", "stored_bodies", "archived_events"] {
                     let count: i64 = connection.query_row(
                         &format!("SELECT count(*) FROM {table}"),
                         [],
