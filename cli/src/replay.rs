@@ -217,7 +217,12 @@ async fn send(
             of: item.event.event.envelope.idempotency_key.clone(),
             actions: (!args.actions.is_empty()).then(|| args.actions.clone()),
         });
-        let message = QueueMessage::replayed(&item.event.event, replay);
+        let message = QueueMessage::replayed(&item.event.event, replay).ok_or_else(|| {
+            EventsError::Usage(format!(
+                "{} is too long to replay under a key of its own",
+                item.event.event.envelope.idempotency_key
+            ))
+        })?;
         match queue.enqueue(&message).await {
             Ok(message_id) => item.message_id = Some(message_id),
             Err(error) => {

@@ -286,22 +286,24 @@ impl QueueMessage {
 
     /// The message that sends an archived envelope through the queue again: as it was
     /// (the idempotency gate then skips what was done), or, as a forced replay, under the
-    /// replay's own key. The archive holds only envelopes the processor took from the queue,
-    /// which only verified deliveries reach.
-    pub fn replayed(archived: &crate::archive::ArchivedEvent, replay: Option<Replay>) -> Self {
+    /// replay's own key; `None` when that key would be too long to be one. The archive holds
+    /// only envelopes the processor took from the queue, which only verified deliveries
+    /// reach.
+    pub fn replayed(
+        archived: &crate::archive::ArchivedEvent,
+        replay: Option<Replay>,
+    ) -> Option<Self> {
         let mut envelope = archived.envelope.clone();
         if let Some(replay) = replay {
-            if let Some(key) = Replay::key(&envelope.idempotency_key, &replay.id) {
-                envelope.idempotency_key = key;
-            }
+            envelope.idempotency_key = Replay::key(&envelope.idempotency_key, &replay.id)?;
             envelope.replay = Some(replay);
         }
-        Self {
+        Some(Self {
             idempotency_key: envelope.idempotency_key.clone(),
             provider: envelope.provider,
             event_type: envelope.event_type.clone(),
             body: Envelope::V1(envelope).to_json(),
-        }
+        })
     }
 
     pub fn idempotency_key(&self) -> &IdempotencyKey {
@@ -342,6 +344,21 @@ impl QueueMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_is_keyed_by_its_event_and_generation_unless_that_is_too_long_for_a_key() {
+        let of = IdempotencyKey::from_stable_id(Provider::Github, "d-1").unwrap();
+        assert_eq!(
+            Replay::key(&of, "r20261124T090000Z-3f9a").map(String::from),
+            Some("github:d-1#replay-r20261124T090000Z-3f9a".to_owned())
+        );
+        let longest = IdempotencyKey::from_stable_id(
+            Provider::Github,
+            &"x".repeat(crate::idempotency::MAX_STABLE_ID_LEN),
+        )
+        .unwrap();
+        assert_eq!(Replay::key(&longest, "r1"), None);
+    }
 
     #[test]
     fn text_bodies_travel_as_text_and_other_bytes_as_base64() {

@@ -1289,7 +1289,7 @@ fn forced_replay(
         of,
         actions: actions.map(|names| names.iter().map(|name| (*name).to_owned()).collect()),
     };
-    let queued = crate::envelope::QueueMessage::replayed(&archived, Some(replay));
+    let queued = crate::envelope::QueueMessage::replayed(&archived, Some(replay)).unwrap();
     delivery(
         &format!("{}-{generation}", message.message_id),
         queued.body().to_owned(),
