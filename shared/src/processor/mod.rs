@@ -324,7 +324,7 @@ impl Processor {
             .iter()
             .map(|delivery| Envelope::from_json(&delivery.body))
             .collect();
-        let archived = self.archive_batch(&envelopes).await;
+        let archived = self.archive_batch(&envelopes, deadline).await;
         let dispositions = join_all(deliveries.iter().zip(envelopes).map(|(delivery, envelope)| {
             let span = tracing::info_span!("message", message_id = %delivery.message_id, receive_count = delivery.receive_count);
             self.process_within(delivery, envelope, &archived, deadline)
@@ -378,18 +378,38 @@ impl Processor {
         deadline: Option<Instant>,
     ) -> Disposition {
         let envelope = Envelope::from_json(&delivery.body);
-        let archived = self.archive_batch(std::slice::from_ref(&envelope)).await;
+        let archived = self
+            .archive_batch(std::slice::from_ref(&envelope), deadline)
+            .await;
         self.process_read(delivery, envelope, &archived, deadline)
             .await
     }
 
-    /// Archives a batch's readable envelopes in one write, when the archive is on.
-    async fn archive_batch(&self, envelopes: &[Result<Envelope, EnvelopeError>]) -> Archived {
+    /// Archives a batch's readable envelopes in one write, when the archive is on, and
+    /// answers by [`ANSWER_MARGIN`] before `deadline` whatever S3 does.
+    async fn archive_batch(
+        &self,
+        envelopes: &[Result<Envelope, EnvelopeError>],
+        deadline: Option<Instant>,
+    ) -> Archived {
         let Some(archive) = &self.archive else {
             return Ok(None);
         };
         let readable: Vec<&Envelope> = envelopes.iter().flatten().collect();
-        let archived = archive.append(&readable, (self.clock)()).await;
+        let append = archive.append(&readable, (self.clock)());
+        let archived = match deadline {
+            None => append.await,
+            Some(deadline) => {
+                let answer_by = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+                tokio::time::timeout_at(answer_by, append)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ArchiveError::Unavailable(
+                            "the invocation's deadline came before the archive answered".into(),
+                        ))
+                    })
+            }
+        };
         if let Err(error) = &archived {
             error!(%error, events = readable.len(), "cannot archive the batch; its events are retried");
         }

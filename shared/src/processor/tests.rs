@@ -1327,3 +1327,47 @@ async fn a_forced_replay_of_a_completed_event_runs_the_chosen_actions_once_under
         Disposition::Acknowledge(Outcome::Duplicate)
     );
 }
+
+/// An archive whose every call waits forever: a stuck connection.
+#[derive(Debug)]
+struct StuckArchive;
+
+#[async_trait::async_trait]
+impl crate::archive::EventArchive for StuckArchive {
+    async fn append(
+        &self,
+        _: &[&Envelope],
+        _: OffsetDateTime,
+    ) -> Result<Option<String>, crate::archive::ArchiveError> {
+        std::future::pending().await
+    }
+    async fn read(
+        &self,
+        _: &str,
+    ) -> Result<Vec<crate::archive::ArchivedEvent>, crate::archive::ArchiveError> {
+        std::future::pending().await
+    }
+    async fn list(
+        &self,
+        _: &crate::archive::ArchiveQuery,
+        _: usize,
+    ) -> Result<Vec<crate::archive::ArchivedEvent>, crate::archive::ArchiveError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_archive_cannot_keep_the_batch_past_its_deadline() {
+    let mut fixture = fixture(ScriptedActions::default());
+    fixture.processor = fixture.processor.with_archive(Arc::new(StuckArchive));
+    let deadline = Instant::now() + Duration::from_secs(30);
+
+    let failed = fixture
+        .processor
+        .process_batch(vec![pr("s-1"), pr("s-2")], Some(deadline))
+        .await;
+
+    assert_eq!(failed, ["s-1", "s-2"]);
+    assert!(Instant::now() <= deadline - ANSWER_MARGIN);
+    assert!(fixture.actions.calls().is_empty());
+}
