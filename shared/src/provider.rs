@@ -5,57 +5,121 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A webhook sender whose signature scheme hookgate implements.
-///
-/// The lowercase name is the path segment (`/webhooks/{provider}`), the prefix of every
-/// idempotency key, and the `provider` field and SQS attribute of the envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Github,
-    Stripe,
-    Shopify,
-    Slack,
-    /// Any Standard Webhooks sender: Svix, OpenAI, Resend, Clerk, Replicate and others.
-    Standard,
-    /// A sender signing with HMAC-SHA256 in a configurable header and encoding.
-    Generic,
+/// Where a provider's signing secret comes from, which the stack's secret says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOrigin {
+    /// The sender takes a secret it is given: the stack generates one to copy into the
+    /// provider's settings.
+    Generated,
+    /// The provider issues its own: the generated value is a placeholder to replace.
+    Issued,
 }
 
-impl Provider {
-    /// Every provider, in the order the documentation lists them.
-    pub const ALL: [Provider; 6] = [
-        Provider::Github,
-        Provider::Stripe,
-        Provider::Shopify,
-        Provider::Slack,
-        Provider::Standard,
-        Provider::Generic,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Provider::Github => "github",
-            Provider::Stripe => "stripe",
-            Provider::Shopify => "shopify",
-            Provider::Slack => "slack",
-            Provider::Standard => "standard",
-            Provider::Generic => "generic",
+/// The provider table: one entry per provider, and nothing else to edit by hand for the
+/// enum, its names, and the template's per-provider resources (`template.in.yaml`).
+macro_rules! providers {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident {
+            name: $name:literal,
+            display: $display:literal,
+            secret: $secret:literal,
+            origin: $origin:ident $(,)?
         }
-    }
-
-    /// The name capitalised, as the template's logical ids and outputs spell it
-    /// (`GithubReceiver`, `GithubWebhookUrl`).
-    pub const fn title(self) -> &'static str {
-        match self {
-            Provider::Github => "Github",
-            Provider::Stripe => "Stripe",
-            Provider::Shopify => "Shopify",
-            Provider::Slack => "Slack",
-            Provider::Standard => "Standard",
-            Provider::Generic => "Generic",
+    ),+ $(,)?) => {
+        /// A webhook sender whose signature scheme hookgate implements.
+        ///
+        /// The lowercase name is the path segment (`/webhooks/{provider}`), the prefix of
+        /// every idempotency key, and the `provider` field and SQS attribute of the envelope.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum Provider {
+            $($(#[$doc])* $variant,)+
         }
-    }
+
+        impl Provider {
+            /// How many providers there are.
+            pub const COUNT: usize = [$(stringify!($variant),)+].len();
+
+            /// Every provider, in the order the documentation lists them.
+            pub const ALL: [Provider; Provider::COUNT] = [$(Provider::$variant,)+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => $name,)+
+                }
+            }
+
+            /// The name capitalised, as the template's logical ids and outputs spell it
+            /// (`GithubReceiver`, `GithubWebhookUrl`).
+            pub const fn title(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => stringify!($variant),)+
+                }
+            }
+
+            /// The name people know the provider by (`GitHub`, `Standard Webhooks`).
+            pub const fn display_name(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => $display,)+
+                }
+            }
+
+            /// What the provider calls the secret it signs with.
+            pub const fn secret_name(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => $secret,)+
+                }
+            }
+
+            pub const fn secret_origin(self) -> SecretOrigin {
+                match self {
+                    $(Provider::$variant => SecretOrigin::$origin,)+
+                }
+            }
+        }
+    };
+}
+
+providers! {
+    Github {
+        name: "github",
+        display: "GitHub",
+        secret: "webhook secret",
+        origin: Generated,
+    },
+    Stripe {
+        name: "stripe",
+        display: "Stripe",
+        secret: "endpoint signing secret (whsec_...)",
+        origin: Issued,
+    },
+    Shopify {
+        name: "shopify",
+        display: "Shopify",
+        secret: "app client secret (or the webhook signing key)",
+        origin: Issued,
+    },
+    Slack {
+        name: "slack",
+        display: "Slack",
+        secret: "app signing secret",
+        origin: Issued,
+    },
+    /// Any Standard Webhooks sender: Svix, OpenAI, Resend, Clerk, Replicate and others.
+    Standard {
+        name: "standard",
+        display: "Standard Webhooks",
+        secret: "signing secret (whsec_... from Svix, OpenAI, Resend, Clerk...)",
+        origin: Issued,
+    },
+    /// A sender signing with HMAC-SHA256 in a configurable header and encoding.
+    Generic {
+        name: "generic",
+        display: "generic HMAC",
+        secret: "key",
+        origin: Generated,
+    },
 }
 
 impl fmt::Display for Provider {
@@ -66,10 +130,16 @@ impl fmt::Display for Provider {
 
 /// The name given is not one of [`Provider::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown provider `{0}` (expected one of: github, stripe, shopify, slack, standard, generic)"
-)]
+#[error("unknown provider `{0}` (expected one of: {known})", known = known_names())]
 pub struct UnknownProvider(pub String);
+
+fn known_names() -> String {
+    Provider::ALL
+        .iter()
+        .map(|provider| provider.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl FromStr for Provider {
     type Err = UnknownProvider;
@@ -85,6 +155,18 @@ impl FromStr for Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_providers_title_is_its_name_capitalised() {
+        for provider in Provider::ALL {
+            let mut name = provider.as_str().chars();
+            let capitalised: String = name
+                .next()
+                .map(|first| first.to_uppercase().chain(name).collect())
+                .unwrap_or_default();
+            assert_eq!(provider.title(), capitalised);
+        }
+    }
 
     #[test]
     fn every_provider_parses_back_from_its_name() {
