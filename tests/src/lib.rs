@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod github_api;
 pub mod hookgate_cli;
 pub mod lambda_runtime_api;
+pub mod template_source;
 
 /// An HTTP client builder for tests, on the TLS trust the functions use ([`hookgate::tls`]):
 /// reqwest is built without a default crypto provider, so `reqwest::Client::new()` would

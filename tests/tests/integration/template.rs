@@ -630,6 +630,40 @@ fn assert_private_encrypted_tls_only_and_retained(template: &Template, id: &str)
 }
 
 #[test]
+fn the_committed_template_is_what_its_source_and_the_provider_table_make() {
+    use hookgate_tests::template_source::{generate, OUTPUT, SOURCE};
+    let source = fs::read_to_string(repo_root().join(SOURCE)).expect("the template's source");
+    let committed = fs::read_to_string(repo_root().join(OUTPUT)).expect("the template");
+
+    let generated = generate(&source).expect("the source generates");
+
+    assert!(
+        generated == committed,
+        "{OUTPUT} is not what {SOURCE} and the provider table make: run scripts/template"
+    );
+    // Every provider has its receiver, secret, alarms and outputs.
+    let template = Template::load();
+    for provider in hookgate::provider::Provider::ALL {
+        let title = provider.title();
+        for id in [
+            format!("{title}Receiver"),
+            format!("{title}ReceiverLogGroup"),
+            format!("{title}Secret"),
+            format!("{title}ReceiverErrorsAlarm"),
+            format!("{title}RejectedAlarm"),
+        ] {
+            template.resource(&id);
+        }
+        for output in [format!("{title}WebhookUrl"), format!("{title}SecretArn")] {
+            assert!(
+                template.root["Outputs"].get(output.as_str()).is_some(),
+                "no output {output}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_body_bucket_is_private_encrypted_tls_only_retained_and_expires_with_the_records() {
     let template = Template::load();
     assert_private_encrypted_tls_only_and_retained(&template, "BodyBucket");
