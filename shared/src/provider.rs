@@ -16,7 +16,8 @@ pub enum SecretOrigin {
 }
 
 /// The provider table: one entry per provider, and nothing else to edit by hand for the
-/// enum, its names, and the template's per-provider resources (`template.in.yaml`).
+/// enum, its names, its signature scheme, and the template's per-provider resources
+/// (`template.in.yaml`).
 macro_rules! providers {
     ($(
         $(#[$doc:meta])*
@@ -24,7 +25,8 @@ macro_rules! providers {
             name: $name:literal,
             display: $display:literal,
             secret: $secret:literal,
-            origin: $origin:ident $(,)?
+            origin: $origin:ident,
+            scheme: $scheme:path $(,)?
         }
     ),+ $(,)?) => {
         /// A webhook sender whose signature scheme hookgate implements.
@@ -77,6 +79,17 @@ macro_rules! providers {
                     $(Provider::$variant => SecretOrigin::$origin,)+
                 }
             }
+
+            /// The provider's signature scheme, configured from `env` (only the generic
+            /// scheme reads settings of its own).
+            pub fn scheme(
+                self,
+                env: &dyn crate::config::Env,
+            ) -> Result<Box<dyn crate::verify::SignatureScheme>, crate::config::ConfigError> {
+                match self {
+                    $(Provider::$variant => $scheme(env),)+
+                }
+            }
         }
     };
 }
@@ -87,24 +100,28 @@ providers! {
         display: "GitHub",
         secret: "webhook secret",
         origin: Generated,
+        scheme: crate::verify::github::scheme,
     },
     Stripe {
         name: "stripe",
         display: "Stripe",
         secret: "endpoint signing secret (whsec_...)",
         origin: Issued,
+        scheme: crate::verify::stripe::scheme,
     },
     Shopify {
         name: "shopify",
         display: "Shopify",
         secret: "app client secret (or the webhook signing key)",
         origin: Issued,
+        scheme: crate::verify::shopify::scheme,
     },
     Slack {
         name: "slack",
         display: "Slack",
         secret: "app signing secret",
         origin: Issued,
+        scheme: crate::verify::slack::scheme,
     },
     /// Any Standard Webhooks sender: Svix, OpenAI, Resend, Clerk, Replicate and others.
     Standard {
@@ -112,6 +129,7 @@ providers! {
         display: "Standard Webhooks",
         secret: "signing secret (whsec_... from Svix, OpenAI, Resend, Clerk...)",
         origin: Issued,
+        scheme: crate::verify::standard::scheme,
     },
     /// A sender signing with HMAC-SHA256 in a configurable header and encoding.
     Generic {
@@ -119,6 +137,7 @@ providers! {
         display: "generic HMAC",
         secret: "key",
         origin: Generated,
+        scheme: crate::verify::generic::scheme,
     },
 }
 

@@ -211,6 +211,15 @@ impl Generic {
     }
 }
 
+impl super::sealed::Sealed for Generic {}
+
+/// The scheme the provider table names for generic.
+pub(crate) fn scheme(
+    env: &dyn Env,
+) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
+    Ok(Box::new(Generic::from_env(env)?))
+}
+
 impl SignatureScheme for Generic {
     fn provider(&self) -> Provider {
         Provider::Generic

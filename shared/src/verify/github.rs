@@ -23,6 +23,15 @@ const EVENT: &str = "x-github-event";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Github;
 
+impl super::sealed::Sealed for Github {}
+
+/// The scheme the provider table names for github.
+pub(crate) fn scheme(
+    _: &dyn crate::config::Env,
+) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
+    Ok(Box::new(Github))
+}
+
 impl SignatureScheme for Github {
     fn provider(&self) -> Provider {
         Provider::Github

@@ -105,14 +105,9 @@ pub struct OutgoingDelivery<'a> {
     pub id: &'a str,
 }
 
-mod sealed {
+/// Only this crate's schemes can be one: each provider's module implements it for its own.
+pub(crate) mod sealed {
     pub trait Sealed {}
-    impl Sealed for super::github::Github {}
-    impl Sealed for super::stripe::Stripe {}
-    impl Sealed for super::shopify::Shopify {}
-    impl Sealed for super::slack::Slack {}
-    impl Sealed for super::standard::StandardWebhooks {}
-    impl Sealed for super::generic::Generic {}
     #[cfg(test)]
     impl Sealed for super::tests::AlwaysValid {}
 }
@@ -123,14 +118,7 @@ pub fn scheme_for(
     provider: Provider,
     env: &dyn Env,
 ) -> Result<Box<dyn SignatureScheme>, ConfigError> {
-    Ok(match provider {
-        Provider::Github => Box::new(github::Github),
-        Provider::Stripe => Box::new(stripe::Stripe),
-        Provider::Shopify => Box::new(shopify::Shopify),
-        Provider::Slack => Box::new(slack::Slack),
-        Provider::Standard => Box::new(standard::StandardWebhooks),
-        Provider::Generic => Box::new(generic::Generic::from_env(env)?),
-    })
+    provider.scheme(env)
 }
 
 /// What a scheme reads from a verified request.

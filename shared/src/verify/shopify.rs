@@ -24,6 +24,15 @@ const TOPIC: &str = "x-shopify-topic";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Shopify;
 
+impl super::sealed::Sealed for Shopify {}
+
+/// The scheme the provider table names for shopify.
+pub(crate) fn scheme(
+    _: &dyn crate::config::Env,
+) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
+    Ok(Box::new(Shopify))
+}
+
 impl SignatureScheme for Shopify {
     fn provider(&self) -> Provider {
         Provider::Shopify

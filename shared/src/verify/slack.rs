@@ -26,6 +26,15 @@ const TIMESTAMP: &str = "x-slack-request-timestamp";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Slack;
 
+impl super::sealed::Sealed for Slack {}
+
+/// The scheme the provider table names for slack.
+pub(crate) fn scheme(
+    _: &dyn crate::config::Env,
+) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
+    Ok(Box::new(Slack))
+}
+
 impl SignatureScheme for Slack {
     fn provider(&self) -> Provider {
         Provider::Slack

@@ -34,6 +34,15 @@ fn first_header<'r>(request: &'r InboundRequest, names: [&str; 2]) -> Option<&'r
     names.into_iter().find_map(|name| request.header(name))
 }
 
+impl super::sealed::Sealed for StandardWebhooks {}
+
+/// The scheme the provider table names for standard.
+pub(crate) fn scheme(
+    _: &dyn crate::config::Env,
+) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
+    Ok(Box::new(StandardWebhooks))
+}
+
 impl SignatureScheme for StandardWebhooks {
     fn provider(&self) -> Provider {
         Provider::Standard

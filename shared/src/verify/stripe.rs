@@ -57,6 +57,15 @@ fn parse_header(value: &str) -> Option<ParsedHeader> {
     })
 }
 
+impl super::sealed::Sealed for Stripe {}
+
+/// The scheme the provider table names for stripe.
+pub(crate) fn scheme(
+    _: &dyn crate::config::Env,
+) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
+    Ok(Box::new(Stripe))
+}
+
 impl SignatureScheme for Stripe {
     fn provider(&self) -> Provider {
         Provider::Stripe

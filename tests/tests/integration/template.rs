@@ -368,11 +368,20 @@ fn workspace_members() -> BTreeSet<String> {
             break;
         }
     }
+    // A member ending in `/*` is every directory there with a manifest, as cargo reads it.
     block
         .split('"')
         .skip(1)
         .step_by(2)
-        .map(|member| member.trim_end_matches('/').to_owned())
+        .flat_map(|member| match member.strip_suffix("/*") {
+            Some(parent) => fs::read_dir(repo_root().join(parent))
+                .unwrap_or_else(|e| panic!("cannot list {parent}: {e}"))
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| entry.path().join("Cargo.toml").is_file())
+                .map(|entry| format!("{parent}/{}", entry.file_name().to_string_lossy()))
+                .collect::<Vec<_>>(),
+            None => vec![member.trim_end_matches('/').to_owned()],
+        })
         .collect()
 }
 
@@ -669,6 +678,21 @@ fn the_committed_template_is_what_its_source_and_the_provider_table_make() {
             );
         }
     }
+}
+
+#[test]
+fn every_provider_in_the_table_has_a_receiver_crate_and_every_receiver_crate_a_provider() {
+    let mut crates: Vec<String> = fs::read_dir(repo_root().join("functions"))
+        .expect("functions/ lists")
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter_map(|name| name.strip_prefix("receiver-").map(str::to_owned))
+        .collect();
+    crates.sort();
+    let mut providers: Vec<String> = PROVIDERS.iter().map(|name| (*name).to_owned()).collect();
+    providers.sort();
+
+    assert_eq!(crates, providers);
 }
 
 #[test]
