@@ -36,6 +36,33 @@ pub fn routes_to_agent(
     path
 }
 
+/// `hookgate dev` on its embedded backends in `directory/data`, every event routed to one
+/// `http` action posting to `agent_url` (signed with `AGENT_SECRET`), with `RUST_LOG=info`
+/// and `env` besides. Returns the server and its data directory.
+pub async fn dev_routing_to(
+    directory: &Path,
+    agent_url: &str,
+    env: &[(&str, &str)],
+) -> (DevServer, PathBuf) {
+    let routes = routes_to_agent(directory, "*", agent_url, 5);
+    let data_dir = directory.join("data");
+    let mut variables: Vec<(String, String)> = vec![
+        ("AGENT_SECRET".to_owned(), AGENT_SECRET.to_owned()),
+        ("RUST_LOG".to_owned(), "info".to_owned()),
+    ];
+    variables.extend(
+        env.iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+    );
+    let dev = DevServer::start(
+        &data_dir,
+        &["--routes", routes.to_str().expect("a UTF-8 path")],
+        variables,
+    )
+    .await;
+    (dev, data_dir)
+}
+
 /// What `hookgate dev` prints first once it serves.
 const SERVING: &str = "hookgate dev: serving on http://";
 

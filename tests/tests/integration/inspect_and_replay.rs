@@ -7,7 +7,7 @@ use std::time::Duration;
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer, Call};
 use hookgate_tests::emulator;
 use hookgate_tests::hookgate_cli::{
-    hookgate, printed, routes_to_agent, scratch_directory, DevServer, AGENT_SECRET,
+    dev_routing_to, hookgate, printed, routes_to_agent, scratch_directory, DevServer, AGENT_SECRET,
 };
 use serde_json::Value;
 
@@ -314,20 +314,13 @@ async fn events_tail_and_replay_work_on_devs_embedded_archive() {
         .await
         .expect("the agent starts");
     let directory = scratch_directory("inspect-embedded");
-    let routes = routes_to_agent(&directory, "*", &agent.url("/hooks"), 5);
-    let data_dir = directory.join("data");
-    let data = data_dir.to_str().expect("UTF-8").to_owned();
-    let dev = DevServer::start(
-        &data_dir,
-        &["--routes", routes.to_str().expect("UTF-8")],
-        vec![
-            ("AGENT_SECRET", AGENT_SECRET.to_owned()),
-            ("BACKOFF_BASE_SECS", "1".to_owned()),
-            ("BACKOFF_CAP_SECS", "1".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ],
+    let (dev, data_dir) = dev_routing_to(
+        &directory,
+        &agent.url("/hooks"),
+        &[("BACKOFF_BASE_SECS", "1"), ("BACKOFF_CAP_SECS", "1")],
     )
     .await;
+    let data = data_dir.to_str().expect("UTF-8").to_owned();
 
     inspect_and_replay(&dev, &agent, &["--data-dir", &data], &[]).await;
 

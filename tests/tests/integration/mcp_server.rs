@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hookgate_tests::agent::{standard_webhooks_verifier, Agent, Answer};
 use hookgate_tests::hookgate_cli::{
-    binary, hookgate, printed, routes_to_agent, scratch_directory, DevServer, AGENT_SECRET,
+    binary, dev_routing_to, hookgate, printed, scratch_directory, AGENT_SECRET,
 };
 use hookgate_tests::lambda_runtime_api::clean_command;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -81,18 +81,9 @@ async fn an_agent_lists_shows_and_replays_events_through_the_mcp_server_read_onl
         .await
         .expect("the agent starts");
     let directory = scratch_directory("mcp");
-    let routes = routes_to_agent(&directory, "*", &agent.url("/hooks"), 5);
-    let data_dir = directory.join("data");
+    let (dev, data_dir) = dev_routing_to(&directory, &agent.url("/hooks"), &[]).await;
     let data = data_dir.to_str().expect("UTF-8").to_owned();
-    let dev = DevServer::start(
-        &data_dir,
-        &["--routes", routes.to_str().expect("UTF-8")],
-        vec![
-            ("AGENT_SECRET", AGENT_SECRET.to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ],
-    )
-    .await;
+    let routes = directory.join("routes.toml");
     let sent = hookgate(
         &[
             "send",
