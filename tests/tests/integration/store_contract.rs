@@ -168,6 +168,19 @@ fn request<'a>(
     }
 }
 
+/// The record of `key` at `now`, which must exist.
+async fn record_of(
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    now: OffsetDateTime,
+) -> hookgate::claims::EventRecord {
+    store
+        .record(key, now)
+        .await
+        .expect("the store answers")
+        .expect("the record exists")
+}
+
 fn actions(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|name| (*name).to_owned()).collect()
 }
@@ -207,11 +220,7 @@ async fn a_record_reads_back_its_status_attempts_actions_and_where_it_is_archive
         .await
         .expect("the holder records its progress");
 
-    let record = store
-        .record(&key, t0 + Duration::from_secs(1))
-        .await
-        .expect("the store answers")
-        .expect("the record exists");
+    let record = record_of(store.as_ref(), &key, t0 + Duration::from_secs(1)).await;
     assert_eq!(record.status, Status::InProgress);
     assert_eq!(record.attempts, 1);
     assert_eq!(record.done_actions, actions(&["notify"]));
@@ -233,11 +242,7 @@ async fn a_record_reads_back_its_status_attempts_actions_and_where_it_is_archive
         )
         .await
         .expect("the holder completes");
-    let record = store
-        .record(&key, t0 + Duration::from_secs(3))
-        .await
-        .expect("the store answers")
-        .expect("the record exists");
+    let record = record_of(store.as_ref(), &key, t0 + Duration::from_secs(3)).await;
     assert_eq!(record.status, Status::Completed);
     assert_eq!(record.done_actions, actions(&["notify", "ticket"]));
     assert_eq!(record.lease_expires_at, None);
@@ -273,11 +278,7 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         .expect("the holder releases");
 
     let now = t0 + Duration::from_secs(1);
-    let record = store
-        .record(&key, now)
-        .await
-        .expect("the store answers")
-        .expect("a record");
+    let record = record_of(store.as_ref(), &key, now).await;
     assert_eq!(
         record.last_error.as_deref(),
         Some("action `agent`: 503 Service Unavailable")
@@ -291,11 +292,7 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         .release(&second, None)
         .await
         .expect("the holder releases");
-    let record = store
-        .record(&key, now)
-        .await
-        .expect("the store answers")
-        .expect("a record");
+    let record = record_of(store.as_ref(), &key, now).await;
     assert_eq!(record.attempts, 2);
     assert_eq!(record.archive.as_deref(), Some("sqlite:archive/first"));
     assert_eq!(
@@ -312,11 +309,7 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         .release(&third, Some(&long))
         .await
         .expect("the holder releases");
-    let record = store
-        .record(&key, now)
-        .await
-        .expect("the store answers")
-        .expect("a record");
+    let record = record_of(store.as_ref(), &key, now).await;
     assert!(
         record.last_error.expect("a last error").len() <= hookgate::dead_letters::MAX_REASON_BYTES
     );
@@ -327,11 +320,7 @@ async fn a_release_after_a_failure_keeps_the_failure_as_the_last_error(adapter: 
         .release(&fourth, Some(&Failure::of("the body store is unavailable")))
         .await
         .expect("the holder releases");
-    let record = store
-        .record(&key, now)
-        .await
-        .expect("the store answers")
-        .expect("a record");
+    let record = record_of(store.as_ref(), &key, now).await;
     assert!(record.failed_actions.is_empty(), "{record:?}");
 }
 
@@ -361,11 +350,7 @@ async fn a_record_started_afresh_after_its_retention_forgets_the_old_error_and_a
     let later = t0 + RETENTION;
     acquire(store.as_ref(), request(&key, OTHER_HASH, later)).await;
 
-    let record = store
-        .record(&key, later)
-        .await
-        .expect("the store answers")
-        .expect("a record");
+    let record = record_of(store.as_ref(), &key, later).await;
     assert_eq!(record.attempts, 1);
     assert_eq!(record.last_error, None);
     assert!(record.failed_actions.is_empty());
