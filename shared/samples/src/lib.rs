@@ -62,27 +62,108 @@ pub const GENERIC_TEST_SETTINGS: [(&str, &str); 6] = [
 /// replay window, so it is refused unless `SIGNATURE_TOLERANCE_SECS` is raised past 600.
 pub const STALE_BY_SECS: i64 = 600;
 
+/// What the samples know of a provider besides its payloads: one entry per provider, in
+/// the provider table's order (a test keeps them in step).
+struct SampleProvider {
+    provider: Provider,
+    /// The secret that signs its samples.
+    secret: &'static str,
+    /// The secret that signs its `rejected-wrong-secret` sample: well-formed for the
+    /// scheme, but not the one the receiver is configured with.
+    wrong_secret: &'static str,
+    /// Where it carries the id its receiver deduplicates on.
+    id_place: IdPlace,
+    /// Whether its scheme, as the samples configure it, signs a timestamp (and so has a
+    /// `rejected-stale-timestamp` sample).
+    signs_a_timestamp: bool,
+    /// Where its deliveries come from: an address in its published webhook ranges where
+    /// it has some, else a documentation address (RFC 5737).
+    source_ip: &'static str,
+}
+
+/// The wrong secret of schemes that take any string.
+const WRONG_SECRET: &str = "hookgate-test-wrong-secret";
+
+const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
+    SampleProvider {
+        provider: Provider::Github,
+        secret: GITHUB_TEST_SECRET,
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::Headers(&["x-github-delivery"]),
+        signs_a_timestamp: false,
+        source_ip: "192.30.252.44",
+    },
+    SampleProvider {
+        provider: Provider::Stripe,
+        secret: STRIPE_TEST_SECRET,
+        wrong_secret: "whsec_hookgate_test_wrong_secret",
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: true,
+        source_ip: "3.18.12.63",
+    },
+    SampleProvider {
+        provider: Provider::Shopify,
+        secret: SHOPIFY_TEST_SECRET,
+        wrong_secret: WRONG_SECRET,
+        // Shopify's retries keep both; the receiver takes the event id where it is sent.
+        id_place: IdPlace::Headers(&["x-shopify-webhook-id", "x-shopify-event-id"]),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.10",
+    },
+    SampleProvider {
+        provider: Provider::Slack,
+        secret: SLACK_TEST_SECRET,
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("event_id"),
+        signs_a_timestamp: true,
+        source_ip: "203.0.113.20",
+    },
+    SampleProvider {
+        provider: Provider::Standard,
+        secret: STANDARD_TEST_SECRET,
+        // base64 of `hookgate-test-wrong-secret`.
+        wrong_secret: "whsec_aG9va2dhdGUtdGVzdC13cm9uZy1zZWNyZXQ=",
+        id_place: IdPlace::Headers(&["webhook-id"]),
+        signs_a_timestamp: true,
+        source_ip: "203.0.113.30",
+    },
+    SampleProvider {
+        provider: Provider::Generic,
+        secret: GENERIC_TEST_SECRET,
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::Headers(&["x-agentx-delivery"]),
+        signs_a_timestamp: true,
+        source_ip: "203.0.113.40",
+    },
+];
+
+// The entries follow the provider table's order, which `sample_provider` relies on: a
+// provider out of place fails the build.
+const _: () = {
+    let mut index = 0;
+    while index < Provider::COUNT {
+        assert!(
+            SAMPLE_PROVIDERS[index].provider as usize == Provider::ALL[index] as usize,
+            "SAMPLE_PROVIDERS must list the providers in the provider table's order"
+        );
+        index += 1;
+    }
+};
+
+/// The samples' entry for `provider`.
+const fn sample_provider(provider: Provider) -> &'static SampleProvider {
+    &SAMPLE_PROVIDERS[provider as usize]
+}
+
 /// The secret that signs a provider's samples.
 pub const fn test_secret(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Github => GITHUB_TEST_SECRET,
-        Provider::Stripe => STRIPE_TEST_SECRET,
-        Provider::Shopify => SHOPIFY_TEST_SECRET,
-        Provider::Slack => SLACK_TEST_SECRET,
-        Provider::Standard => STANDARD_TEST_SECRET,
-        Provider::Generic => GENERIC_TEST_SECRET,
-    }
+    sample_provider(provider).secret
 }
 
 /// The secret that signs a provider's `rejected-wrong-secret` sample: well-formed for the
 /// scheme, but not the one the receiver is configured with.
 pub const fn wrong_secret(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Stripe => "whsec_hookgate_test_wrong_secret",
-        // base64 of `hookgate-test-wrong-secret`.
-        Provider::Standard => "whsec_aG9va2dhdGUtdGVzdC13cm9uZy1zZWNyZXQ=",
-        _ => "hookgate-test-wrong-secret",
-    }
+    sample_provider(provider).wrong_secret
 }
 
 /// The environment a receiver needs, besides `QUEUE_URL`, to accept the provider's
@@ -250,31 +331,21 @@ impl Payload {
 
 /// Where the provider carries the id its receiver deduplicates on, as the samples do: the
 /// headers to give a fresh id, or the body's top-level field.
+#[derive(Debug, Clone, Copy)]
 enum IdPlace {
     Headers(&'static [&'static str]),
     BodyField(&'static str),
 }
 
 fn id_place(provider: Provider) -> IdPlace {
-    match provider {
-        Provider::Github => IdPlace::Headers(&["x-github-delivery"]),
-        // Shopify's retries keep both; the receiver takes the event id where it is sent.
-        Provider::Shopify => IdPlace::Headers(&["x-shopify-webhook-id", "x-shopify-event-id"]),
-        Provider::Standard => IdPlace::Headers(&["webhook-id"]),
-        Provider::Generic => IdPlace::Headers(&["x-agentx-delivery"]),
-        Provider::Stripe => IdPlace::BodyField("id"),
-        Provider::Slack => IdPlace::BodyField("event_id"),
-    }
+    sample_provider(provider).id_place
 }
 
 /// Whether the provider's signature, as the samples configure it, covers its delivery id.
 /// Where it does not (GitHub, Shopify, the generic sample), a body hookgate has seen under
 /// another id is taken for a replay of it.
 fn signs_its_id(provider: Provider) -> bool {
-    !matches!(
-        provider,
-        Provider::Github | Provider::Shopify | Provider::Generic
-    )
+    sample_scheme(provider).signs_stable_id()
 }
 
 /// Whitespace after a JSON body, random, that makes it a body never seen before while its
@@ -346,7 +417,7 @@ pub enum ChangeError {
 
 /// Whether the provider's scheme, as the samples configure it, signs a timestamp.
 fn signs_a_timestamp(provider: Provider) -> bool {
-    !matches!(provider, Provider::Github | Provider::Shopify)
+    sample_provider(provider).signs_a_timestamp
 }
 
 /// A delivery as the provider sends it, before API Gateway: what `hookgate send` posts.
@@ -663,17 +734,9 @@ pub fn event_time(event: &serde_json::Value) -> Option<OffsetDateTime> {
 const API_ID: &str = "a1b2c3d4e5";
 const DOMAIN_NAME: &str = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com";
 
-/// Where the provider's deliveries come from: an address in GitHub's and Stripe's
-/// published webhook ranges, documentation addresses (RFC 5737) for the others.
+/// Where the provider's deliveries come from.
 fn source_ip(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Github => "192.30.252.44",
-        Provider::Stripe => "3.18.12.63",
-        Provider::Shopify => "203.0.113.10",
-        Provider::Slack => "203.0.113.20",
-        Provider::Standard => "203.0.113.30",
-        Provider::Generic => "203.0.113.40",
-    }
+    sample_provider(provider).source_ip
 }
 
 /// `02/Jun/2025:09:30:00 +0000`, API Gateway's `requestContext.time`.
