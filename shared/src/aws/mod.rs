@@ -228,6 +228,21 @@ pub(crate) fn is_no_such_key(
     }
 }
 
+/// `s3://{bucket}/{key}`: how an object in one of the stack's buckets is named in
+/// envelopes, records and messages.
+pub(crate) fn s3_location(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+/// The key of `location` when it names an object under `prefix` in `bucket`.
+pub(crate) fn key_in<'a>(location: &'a str, bucket: &str, prefix: &str) -> Option<&'a str> {
+    location
+        .strip_prefix("s3://")?
+        .strip_prefix(bucket)?
+        .strip_prefix('/')
+        .filter(|key| key.starts_with(prefix))
+}
+
 /// An S3 object could not be read.
 pub(crate) enum ObjectRead {
     /// S3 says the key holds nothing.

@@ -51,16 +51,7 @@ impl S3Archive {
     }
 
     fn location(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
-    }
-
-    /// The object key of a location in this bucket's archive.
-    fn key_of<'a>(&self, location: &'a str) -> Option<&'a str> {
-        location
-            .strip_prefix("s3://")?
-            .strip_prefix(self.bucket.as_str())?
-            .strip_prefix('/')
-            .filter(|key| key.starts_with(PREFIX))
+        super::s3_location(&self.bucket, key)
     }
 
     /// The keys of the objects archived since `since`.
@@ -175,8 +166,7 @@ impl EventArchive for S3Archive {
     }
 
     async fn read(&self, location: &str) -> Result<Vec<ArchivedEvent>, ArchiveError> {
-        let key = self
-            .key_of(location)
+        let key = super::key_in(location, &self.bucket, PREFIX)
             .ok_or_else(|| ArchiveError::Missing(location.to_owned()))?;
         let bytes = super::read_object(&self.client, &self.bucket, key, location)
             .await

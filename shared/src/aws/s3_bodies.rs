@@ -58,21 +58,17 @@ impl S3BodyStore {
     }
 
     fn location(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
+        super::s3_location(&self.bucket, key)
     }
 
     /// The object key of a reference into this bucket.
     fn key_of<'a>(&self, reference: &'a BodyReference) -> Result<&'a str, BodyStoreError> {
-        reference
-            .location
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.strip_prefix(self.bucket.as_str()))
-            .and_then(|rest| rest.strip_prefix('/'))
-            .filter(|key| key.starts_with(PREFIX))
-            .ok_or_else(|| BodyStoreError::Foreign {
+        super::key_in(&reference.location, &self.bucket, PREFIX).ok_or_else(|| {
+            BodyStoreError::Foreign {
                 location: reference.location.clone(),
                 store: self.location(PREFIX),
-            })
+            }
+        })
     }
 }
 
