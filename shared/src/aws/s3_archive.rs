@@ -46,10 +46,6 @@ impl S3Archive {
         Self { client, bucket }
     }
 
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     fn location(&self, key: &str) -> String {
         super::s3_location(&self.bucket, key)
     }

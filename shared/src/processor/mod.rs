@@ -175,6 +175,11 @@ pub const STORED_BODY_BUDGET_BYTES: u64 = 2 * crate::receiver::MAX_REQUEST_BODY_
 /// The budget is counted in KiB, as a semaphore's permits.
 const BUDGET_UNIT_BYTES: u64 = 1024;
 
+/// When a batch whose invocation ends at `deadline` must be answered.
+fn answer_by(deadline: Instant) -> Instant {
+    deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline)
+}
+
 /// Where a batch was archived: `None` when the archive is off or nothing was readable.
 type Archived = Result<Option<String>, ArchiveError>;
 
@@ -357,7 +362,7 @@ impl Processor {
         let Some(deadline) = deadline else {
             return self.process_read(delivery, envelope, archived, None).await;
         };
-        let answer_by = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+        let answer_by = answer_by(deadline);
         let processed = self.process_read(delivery, envelope, archived, Some(deadline));
         match tokio::time::timeout_at(answer_by, processed).await {
             Ok(disposition) => disposition,
@@ -399,16 +404,13 @@ impl Processor {
         let append = archive.append(&readable, (self.clock)());
         let archived = match deadline {
             None => append.await,
-            Some(deadline) => {
-                let answer_by = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
-                tokio::time::timeout_at(answer_by, append)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ArchiveError::Unavailable(
-                            "the invocation's deadline came before the archive answered".into(),
-                        ))
-                    })
-            }
+            Some(deadline) => tokio::time::timeout_at(answer_by(deadline), append)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ArchiveError::Unavailable(
+                        "the invocation's deadline came before the archive answered".into(),
+                    ))
+                }),
         };
         if let Err(error) = &archived {
             error!(%error, events = readable.len(), "cannot archive the batch; its events are retried");
