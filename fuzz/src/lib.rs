@@ -131,6 +131,7 @@ impl Target<'_> {
                         body: &body,
                         signed_at: now,
                         id: "msg_fuzz",
+                        url: "https://hooks.example.com/webhooks/fuzz",
                     },
                     &key,
                 );

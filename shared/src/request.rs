@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Uri};
 use time::OffsetDateTime;
 
 /// The raw request: the exact body bytes the provider signed and its headers, which
@@ -12,6 +12,10 @@ use time::OffsetDateTime;
 #[derive(Debug, Clone)]
 pub struct InboundRequest {
     pub method: Method,
+    /// The URL the sender called. Absolute (scheme, host, path and query) where the edge
+    /// says what the host was, as API Gateway and `hookgate dev` do; schemes that sign the
+    /// URL (Square, HubSpot, Twilio) read it, or the URL configured in its place.
+    pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// The caller's address as the edge saw it, when known.
@@ -24,6 +28,7 @@ impl InboundRequest {
     pub fn post(body: impl Into<Bytes>) -> Self {
         Self {
             method: Method::POST,
+            uri: Uri::from_static("/"),
             headers: HeaderMap::new(),
             body: body.into(),
             source_ip: None,
@@ -37,6 +42,19 @@ impl InboundRequest {
         let value = http::HeaderValue::from_str(value).expect("a valid header value");
         self.headers.append(name, value);
         self
+    }
+
+    /// The same request sent to `url`; a URL that is not one is a programming error.
+    pub fn with_url(mut self, url: &str) -> Self {
+        self.uri = url.parse().expect("a valid URL");
+        self
+    }
+
+    /// A query parameter, percent-decoded; the first where it repeats.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.uri.query()?.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
     }
 
     /// Whether the body is an HTML form (`application/x-www-form-urlencoded`), as GitHub's

@@ -14,16 +14,50 @@ use serde::Deserialize;
 
 pub mod refreshing;
 
-/// How a provider turns the secret it shows its users into HMAC key bytes.
+/// How a provider turns the secret it shows its users into key bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyEncoding {
     /// The secret's UTF-8 bytes, as they are (GitHub, Stripe's whole `whsec_…`, Shopify,
     /// Slack, generic senders).
     Raw,
-    /// Standard Webhooks: an optional `whsec_` prefix, then base64 of the key bytes
-    /// (padding optional, as the reference libraries accept).
+    /// Standard Webhooks: `whsec_` (or no prefix) then base64 of an HMAC key; `whpk_` then
+    /// base64 of an Ed25519 public key (`v1a` signatures); `whsk_` then base64 of an Ed25519
+    /// secret key, which only signs (samples, `hookgate send`). Padding is optional, as the
+    /// reference libraries accept.
     StandardWebhooks,
+    /// An Ed25519 public key in hex, 64 characters (Discord's application public key).
+    Ed25519PublicHex,
+    /// An Ed25519 private key's 32-byte seed in hex, 64 characters: signs only.
+    Ed25519SeedHex,
+    /// An ECDSA P-256 public key as base64 of its DER `SubjectPublicKeyInfo` (SendGrid's
+    /// verification key).
+    P256PublicBase64,
+    /// An ECDSA P-256 private key as base64 of its PKCS#8 DER: signs only.
+    P256PrivateBase64,
 }
+
+/// What kind of key a [`SigningKey`] holds, which decides the signatures it can check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// An HMAC key: signs and checks.
+    Hmac,
+    /// An Ed25519 public key (32 bytes): checks.
+    Ed25519Public,
+    /// An Ed25519 seed (32 bytes): signs.
+    Ed25519Seed,
+    /// An uncompressed P-256 point (65 bytes): checks.
+    P256Public,
+    /// A P-256 private key, PKCS#8 DER: signs.
+    P256Private,
+}
+
+/// The DER that precedes the 65-byte point in every P-256 `SubjectPublicKeyInfo`
+/// (id-ecPublicKey, prime256v1, then the BIT STRING header): such a key has one encoding,
+/// so matching it replaces an ASN.1 parser.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
 
 /// Base64 as the Standard Webhooks reference libraries read secrets: padding optional, and
 /// stray bits in the last symbol ignored (Python's decoder accepts them, so real secrets
@@ -35,9 +69,12 @@ const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPu
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
-/// HMAC key bytes. `Debug` never shows them.
+/// Key bytes and their kind. `Debug` never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SigningKey(Vec<u8>);
+pub struct SigningKey {
+    bytes: Vec<u8>,
+    kind: KeyKind,
+}
 
 impl SigningKey {
     pub fn parse(secret: &str, encoding: KeyEncoding) -> Result<Self, SecretError> {
@@ -45,23 +82,73 @@ impl SigningKey {
         if secret.is_empty() {
             return Err(SecretError::Empty);
         }
+        let key = |kind, bytes: Vec<u8>| Ok(Self { bytes, kind });
         match encoding {
-            KeyEncoding::Raw => Ok(Self(secret.as_bytes().to_vec())),
+            KeyEncoding::Raw => key(KeyKind::Hmac, secret.as_bytes().to_vec()),
             KeyEncoding::StandardWebhooks => {
-                let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+                let (kind, encoded) = if let Some(public) = secret.strip_prefix("whpk_") {
+                    (KeyKind::Ed25519Public, public)
+                } else if let Some(private) = secret.strip_prefix("whsk_") {
+                    (KeyKind::Ed25519Seed, private)
+                } else {
+                    (
+                        KeyKind::Hmac,
+                        secret.strip_prefix("whsec_").unwrap_or(secret),
+                    )
+                };
                 let bytes = LENIENT_BASE64
                     .decode(encoded)
                     .map_err(|_| SecretError::NotStandardWebhooks)?;
-                if bytes.is_empty() {
-                    return Err(SecretError::Empty);
+                match kind {
+                    KeyKind::Hmac if bytes.is_empty() => Err(SecretError::Empty),
+                    KeyKind::Ed25519Public if bytes.len() != 32 => {
+                        Err(SecretError::NotStandardWebhooks)
+                    }
+                    // A secret key is the seed, or the seed followed by its public key.
+                    KeyKind::Ed25519Seed if bytes.len() == 32 || bytes.len() == 64 => {
+                        key(kind, bytes[..32].to_vec())
+                    }
+                    KeyKind::Ed25519Seed => Err(SecretError::NotStandardWebhooks),
+                    _ => key(kind, bytes),
                 }
-                Ok(Self(bytes))
+            }
+            KeyEncoding::Ed25519PublicHex | KeyEncoding::Ed25519SeedHex => {
+                let bytes = hex::decode(secret)
+                    .ok()
+                    .filter(|bytes| bytes.len() == 32)
+                    .ok_or(SecretError::NotEd25519Hex)?;
+                let kind = if encoding == KeyEncoding::Ed25519PublicHex {
+                    KeyKind::Ed25519Public
+                } else {
+                    KeyKind::Ed25519Seed
+                };
+                key(kind, bytes)
+            }
+            KeyEncoding::P256PublicBase64 => {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(secret)
+                    .map_err(|_| SecretError::NotP256PublicKey)?;
+                let point = der
+                    .strip_prefix(P256_SPKI_PREFIX.as_slice())
+                    .filter(|point| point.len() == 65 && point[0] == 0x04)
+                    .ok_or(SecretError::NotP256PublicKey)?;
+                key(KeyKind::P256Public, point.to_vec())
+            }
+            KeyEncoding::P256PrivateBase64 => {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(secret)
+                    .map_err(|_| SecretError::NotP256PrivateKey)?;
+                key(KeyKind::P256Private, der)
             }
         }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    pub fn kind(&self) -> KeyKind {
+        self.kind
     }
 }
 
@@ -134,8 +221,14 @@ pub fn rotating_parts(value: &str) -> Result<(String, Option<String>), SecretErr
 pub enum SecretError {
     #[error("the secret is empty")]
     Empty,
-    #[error("the secret is not a Standard Webhooks secret (`whsec_` followed by base64)")]
+    #[error("the secret is not a Standard Webhooks key (`whsec_` followed by base64, or `whpk_` followed by base64 of a 32-byte Ed25519 public key)")]
     NotStandardWebhooks,
+    #[error("the key is not an Ed25519 key in hex (64 hexadecimal characters)")]
+    NotEd25519Hex,
+    #[error("the key is not a P-256 public key (base64 of its DER SubjectPublicKeyInfo, as SendGrid shows it)")]
+    NotP256PublicKey,
+    #[error("the key is not a P-256 private key (base64 of its PKCS#8 DER)")]
+    NotP256PrivateKey,
     #[error(
         "the secret looks like JSON but is not {{\"current\": \"...\", \"previous\": \"...\"}}: {0}"
     )]

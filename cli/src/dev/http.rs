@@ -101,6 +101,7 @@ async fn answer(
             }
         };
         let inbound = InboundRequest {
+            uri: absolute_uri(&parts),
             method: parts.method,
             headers: parts.headers,
             body,
@@ -111,6 +112,18 @@ async fn answer(
     }
     .instrument(span)
     .await
+}
+
+/// The URL the caller asked for, made absolute from its `Host` header as API Gateway makes
+/// it: `http://` here, as dev serves plain HTTP.
+fn absolute_uri(parts: &http::request::Parts) -> http::Uri {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    host.and_then(|host| format!("http://{host}{path}").parse().ok())
+        .unwrap_or_else(|| parts.uri.clone())
 }
 
 /// `/webhooks/{provider}`, with or without a trailing slash, as API Gateway routes it.

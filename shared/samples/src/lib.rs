@@ -128,6 +128,134 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         source_ip: "203.0.113.30",
     },
     SampleProvider {
+        provider: Provider::Linear,
+        secret: "hookgate-test-linear-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "35.231.147.226",
+    },
+    SampleProvider {
+        provider: Provider::Intercom,
+        secret: "hookgate-test-intercom-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "34.231.68.152",
+    },
+    SampleProvider {
+        provider: Provider::Zendesk,
+        secret: "hookgate-test-zendesk-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.51",
+    },
+    SampleProvider {
+        provider: Provider::Pagerduty,
+        secret: "hookgate-test-pagerduty-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.52",
+    },
+    SampleProvider {
+        provider: Provider::Square,
+        secret: "hookgate-test-square-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.53",
+    },
+    SampleProvider {
+        provider: Provider::Paddle,
+        secret: "hookgate-test-paddle-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "34.232.58.13",
+    },
+    SampleProvider {
+        provider: Provider::Calendly,
+        secret: "hookgate-test-calendly-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.55",
+    },
+    SampleProvider {
+        provider: Provider::Sentry,
+        secret: "hookgate-test-sentry-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "35.184.238.160",
+    },
+    SampleProvider {
+        provider: Provider::Hubspot,
+        secret: "hookgate-test-hubspot-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.57",
+    },
+    SampleProvider {
+        provider: Provider::Jira,
+        secret: "hookgate-test-jira-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.58",
+    },
+    SampleProvider {
+        provider: Provider::Twilio,
+        secret: "hookgate-test-twilio-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.59",
+    },
+    SampleProvider {
+        provider: Provider::Gitlab,
+        secret: "hookgate-test-gitlab-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "34.74.90.64",
+    },
+    SampleProvider {
+        provider: Provider::Discord,
+        secret: "hookgate-test-discord-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.61",
+    },
+    SampleProvider {
+        provider: Provider::Sendgrid,
+        secret: "hookgate-test-sendgrid-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.62",
+    },
+    SampleProvider {
+        provider: Provider::Sns,
+        secret: "hookgate-test-sns-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "54.240.197.10",
+    },
+    SampleProvider {
+        provider: Provider::Msgraph,
+        secret: "hookgate-test-msgraph-secret",
+        wrong_secret: WRONG_SECRET,
+        id_place: IdPlace::BodyField("id"),
+        signs_a_timestamp: false,
+        source_ip: "203.0.113.64",
+    },
+    SampleProvider {
         provider: Provider::Generic,
         secret: GENERIC_TEST_SECRET,
         wrong_secret: WRONG_SECRET,
@@ -212,6 +340,7 @@ pub fn verified_github_message_with_body(delivery_id: &str, body: &str) -> Queue
             body: body.as_bytes(),
             signed_at: now,
             id: delivery_id,
+            url: &sample_url(Provider::Github),
         },
         &key,
     );
@@ -294,13 +423,31 @@ macro_rules! payload {
 }
 
 /// Every payload; a provider's first is the one its rejected samples are made from.
-static PAYLOADS: [Payload; 7] = [
+static PAYLOADS: &[Payload] = &[
     payload!(Github, "github", "pull_request.opened"),
     payload!(Stripe, "stripe", "invoice.paid"),
     payload!(Shopify, "shopify", "orders-create"),
     payload!(Slack, "slack", "app_mention"),
     payload!(Slack, "slack", "url_verification"),
     payload!(Standard, "standard", "response.completed"),
+    payload!(Linear, "linear", "Issue.create"),
+    payload!(Intercom, "intercom", "conversation.user.created"),
+    payload!(Zendesk, "zendesk", "ticket.created"),
+    payload!(Pagerduty, "pagerduty", "incident.triggered"),
+    payload!(Square, "square", "payment.created"),
+    payload!(Paddle, "paddle", "transaction.completed"),
+    payload!(Calendly, "calendly", "invitee.created"),
+    payload!(Sentry, "sentry", "issue.created"),
+    payload!(Hubspot, "hubspot", "contact.creation"),
+    payload!(Jira, "jira", "issue_created"),
+    payload!(Twilio, "twilio", "message.received"),
+    payload!(Gitlab, "gitlab", "push"),
+    payload!(Discord, "discord", "application_command"),
+    payload!(Discord, "discord", "ping"),
+    payload!(Sendgrid, "sendgrid", "delivered"),
+    payload!(Sns, "sns", "notification"),
+    payload!(Sns, "sns", "subscription_confirmation"),
+    payload!(Msgraph, "msgraph", "created"),
     payload!(Generic, "generic", "task.completed"),
 ];
 
@@ -625,6 +772,7 @@ impl SampleEvent {
             body: body.as_bytes(),
             signed_at,
             id: &id,
+            url: &sample_url(provider),
         };
         headers.extend(scheme.sign(&outgoing, &key));
         Ok(SampleDelivery {
@@ -729,6 +877,11 @@ pub fn api_gateway_event(
 pub fn event_time(event: &serde_json::Value) -> Option<OffsetDateTime> {
     let millis = event.pointer("/requestContext/timeEpoch")?.as_i64()?;
     OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000)).ok()
+}
+
+/// The URL the provider's samples are sent to: its route on the samples' API.
+fn sample_url(provider: Provider) -> String {
+    format!("https://{DOMAIN_NAME}/webhooks/{provider}")
 }
 
 const API_ID: &str = "a1b2c3d4e5";

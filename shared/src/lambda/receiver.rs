@@ -55,6 +55,8 @@ pub fn inbound_request(event: Request) -> InboundRequest {
     };
     InboundRequest {
         method: parts.method,
+        // lambda_http builds it from the Host header, the raw path and the raw query string.
+        uri: parts.uri,
         headers: parts.headers,
         body,
         source_ip,

@@ -2,7 +2,7 @@
 //!
 //! | outcome | status |
 //! |---|---|
-//! | verified and durably queued | 202, with the idempotency key |
+//! | verified and durably queued | 202, with the idempotency key; 200 with the provider's own acknowledgement where it expects one (Discord) |
 //! | provider handshake | 200, with what the provider expects |
 //! | missing or invalid signature, timestamp outside the window | 401, one generic message |
 //! | source address not allowed | 403 |
@@ -18,7 +18,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::{Accepted, ReceiveError};
-use crate::verify::Rejection;
+use crate::verify::{Handshake, Rejection};
 
 /// An HTTP answer, independent of what carries it (API Gateway, a local server).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,20 +44,28 @@ impl Answer {
         Self::json(status, json!({ "error": message }))
     }
 
+    fn handshake(handshake: &Handshake) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type: handshake.content_type,
+            body: handshake.body.clone(),
+            headers: Vec::new(),
+        }
+    }
+
     pub fn from_outcome(outcome: &Result<Accepted, ReceiveError>) -> Self {
         match outcome {
+            Ok(Accepted::Queued {
+                acknowledgement: Some(acknowledgement),
+                ..
+            }) => Self::handshake(acknowledgement),
             Ok(Accepted::Queued {
                 idempotency_key, ..
             }) => Self::json(
                 StatusCode::ACCEPTED,
                 json!({ "status": "accepted", "idempotency_key": idempotency_key }),
             ),
-            Ok(Accepted::Handshake(handshake)) => Self {
-                status: StatusCode::OK,
-                content_type: handshake.content_type,
-                body: handshake.body.clone(),
-                headers: Vec::new(),
-            },
+            Ok(Accepted::Handshake(handshake)) => Self::handshake(handshake),
             Err(ReceiveError::Rejected(Rejection::Unauthenticated(_))) => {
                 Self::error(StatusCode::UNAUTHORIZED, "signature verification failed")
             }

@@ -88,6 +88,8 @@ pub enum Accepted {
         idempotency_key: IdempotencyKey,
         event_type: String,
         message_id: String,
+        /// What the provider expects in the answer, where it expects its own (Discord).
+        acknowledgement: Option<Handshake>,
     },
     /// A verified provider handshake, answered directly.
     Handshake(Handshake),
@@ -202,6 +204,7 @@ impl Receiver {
                 idempotency_key,
                 event_type,
                 message_id,
+                ..
             }) => {
                 info!(provider, idempotency_key = %idempotency_key, event_type, message_id, outcome = "enqueued", "webhook enqueued");
                 self.metrics
@@ -277,6 +280,7 @@ impl Receiver {
             idempotency_key: webhook.idempotency_key().clone(),
             event_type: webhook.event_type().to_owned(),
             message_id,
+            acknowledgement: webhook.acknowledgement().cloned(),
         })
     }
 }

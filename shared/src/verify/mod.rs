@@ -11,15 +11,31 @@
 //! ([`SignatureScheme::sign`]), so that sample events and test deliveries are made by the
 //! same code that checks them, and each scheme's tests prove the two agree.
 
+pub mod calendly;
+pub mod discord;
 pub mod generic;
 pub mod github;
+pub mod gitlab;
+pub mod hubspot;
+pub mod intercom;
+pub mod jira;
 mod json_fields;
+pub mod linear;
+pub mod msgraph;
+pub mod paddle;
+pub mod pagerduty;
 #[cfg(test)]
 mod properties;
+pub mod sendgrid;
+pub mod sentry;
 pub mod shopify;
 pub mod slack;
+pub mod sns;
+pub mod square;
 pub mod standard;
 pub mod stripe;
+pub mod twilio;
+pub mod zendesk;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,7 +52,7 @@ use crate::config::{ConfigError, Env};
 use crate::idempotency::{IdempotencyKey, InvalidStableId};
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::{KeyEncoding, KeyRing, SigningKey};
+use crate::secret::{KeyEncoding, KeyKind, KeyRing, SigningKey};
 
 /// A provider's signature scheme and where it keeps an event's id and type.
 ///
@@ -48,6 +64,13 @@ pub trait SignatureScheme: sealed::Sealed + Send + Sync + fmt::Debug {
     /// How the provider's secret becomes key bytes.
     fn key_encoding(&self) -> KeyEncoding {
         KeyEncoding::Raw
+    }
+
+    /// How the key that [`sign`](SignatureScheme::sign) takes is written: the same as
+    /// [`key_encoding`](SignatureScheme::key_encoding) for a shared secret, the private
+    /// half for a scheme whose receivers hold a public key (Discord, SendGrid).
+    fn signing_key_encoding(&self) -> KeyEncoding {
+        self.key_encoding()
     }
 
     /// Checks the request's signature against every key, and its timestamp (where the scheme
@@ -103,6 +126,9 @@ pub struct OutgoingDelivery<'a> {
     /// a generic `{id}` template) use it; the others' providers send their id in a header
     /// of their own or in the body, which the caller provides.
     pub id: &'a str,
+    /// The URL the delivery is sent to, as the provider was given it. Only schemes that
+    /// sign it (Square, HubSpot, Twilio) use it.
+    pub url: &'a str,
 }
 
 /// Only this crate's schemes can be one: each provider's module implements it for its own.
@@ -129,6 +155,10 @@ pub struct Delivery {
     pub event_type: String,
     /// A handshake the provider expects answered directly, instead of being queued.
     pub handshake: Option<Handshake>,
+    /// What the provider expects in the answer to an event once it is queued, where it
+    /// expects more than a 2xx (Discord's deferred interaction response, answered 200).
+    /// `None`: hookgate's own 202.
+    pub acknowledgement: Option<Handshake>,
 }
 
 impl Delivery {
@@ -137,12 +167,22 @@ impl Delivery {
             stable_id,
             event_type: event_type.into(),
             handshake: None,
+            acknowledgement: None,
+        }
+    }
+
+    /// A handshake to answer directly; nothing is queued.
+    pub fn handshake(event_type: impl Into<String>, handshake: Handshake) -> Self {
+        Self {
+            handshake: Some(handshake),
+            ..Self::event(None, event_type)
         }
     }
 }
 
-/// A provider's endpoint check, answered 200 with `body` and not queued (Slack's
-/// `url_verification`).
+/// An answer a provider expects in a given form: a handshake answered 200 with `body` and
+/// not queued (Slack's `url_verification`, Discord's `PING`), or the acknowledgement of a
+/// queued event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handshake {
     pub content_type: &'static str,
@@ -172,9 +212,16 @@ pub struct VerifiedWebhook {
     body: Bytes,
     body_sha256: String,
     id_signed: bool,
+    acknowledgement: Option<Handshake>,
 }
 
 impl VerifiedWebhook {
+    /// What the provider expects in the answer once the event is queued, if it expects
+    /// something of its own ([`Delivery::acknowledgement`]).
+    pub fn acknowledgement(&self) -> Option<&Handshake> {
+        self.acknowledgement.as_ref()
+    }
+
     /// Whether the signature covers the stable id the key is made of (or the key is the
     /// body's hash, which it covers by definition). See [`SignatureScheme::signs_stable_id`].
     pub fn id_signed(&self) -> bool {
@@ -333,10 +380,63 @@ pub fn verify(
         body: request.body.clone(),
         body_sha256,
         id_signed,
+        acknowledgement: delivery.acknowledgement,
     }))
 }
 
 // ---- helpers the schemes share ----
+
+/// Whether `signature` is an Ed25519 signature of `message` by any Ed25519 public key of the
+/// ring. ring's verification is the one rustls already links for TLS.
+pub(crate) fn any_ed25519_key_verifies(keys: &KeyRing, message: &[u8], signature: &[u8]) -> bool {
+    keys.keys()
+        .filter(|key| key.kind() == KeyKind::Ed25519Public)
+        .any(|key| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key.as_bytes())
+                .verify(message, signature)
+                .is_ok()
+        })
+}
+
+/// Signs `message` with an Ed25519 seed; `None` for a key of another kind.
+pub(crate) fn ed25519_sign(key: &SigningKey, message: &[u8]) -> Option<[u8; 64]> {
+    if key.kind() != KeyKind::Ed25519Seed {
+        return None;
+    }
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(key.as_bytes()).ok()?;
+    pair.sign(message).as_ref().try_into().ok()
+}
+
+/// Whether `signature` (ASN.1 DER, as SendGrid sends it) is an ECDSA P-256 SHA-256
+/// signature of `message` by any P-256 public key of the ring.
+pub(crate) fn any_p256_key_verifies(keys: &KeyRing, message: &[u8], signature: &[u8]) -> bool {
+    keys.keys()
+        .filter(|key| key.kind() == KeyKind::P256Public)
+        .any(|key| {
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                key.as_bytes(),
+            )
+            .verify(message, signature)
+            .is_ok()
+        })
+}
+
+/// Signs `message` with a P-256 private key (PKCS#8), the signature in ASN.1 DER; `None`
+/// for a key of another kind or one ring cannot read.
+pub(crate) fn p256_sign(key: &SigningKey, message: &[u8]) -> Option<Vec<u8>> {
+    if key.kind() != KeyKind::P256Private {
+        return None;
+    }
+    let random = ring::rand::SystemRandom::new();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        key.as_bytes(),
+        &random,
+    )
+    .ok()?;
+    Some(pair.sign(&random, message).ok()?.as_ref().to_vec())
+}
 
 /// HMAC-SHA256 over the concatenation of `parts`, so signed content such as
 /// `{t}.{body}` is never copied into one buffer.
@@ -349,19 +449,22 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// True when any candidate signature equals the HMAC of `parts` under any key. Each
-/// comparison is constant-time in the signature's bytes.
+/// True when any candidate signature equals the HMAC of `parts` under any HMAC key of the
+/// ring. Each comparison is constant-time in the signature's bytes. A public key is never
+/// used as an HMAC key: anyone can read it, so an HMAC under it proves nothing.
 pub(crate) fn any_signature_matches(
     keys: &KeyRing,
     candidates: &[Vec<u8>],
     parts: &[&[u8]],
 ) -> bool {
-    keys.keys().any(|key| {
-        let expected = hmac_sha256(key.as_bytes(), parts);
-        candidates
-            .iter()
-            .any(|candidate| bool::from(candidate.as_slice().ct_eq(expected.as_slice())))
-    })
+    keys.keys()
+        .filter(|key| key.kind() == KeyKind::Hmac)
+        .any(|key| {
+            let expected = hmac_sha256(key.as_bytes(), parts);
+            candidates
+                .iter()
+                .any(|candidate| bool::from(candidate.as_slice().ct_eq(expected.as_slice())))
+        })
 }
 
 /// A signed unix timestamp in seconds, read from a header.
@@ -487,6 +590,7 @@ pub(crate) mod test_support {
             body: body.as_bytes(),
             signed_at: at(signed_at),
             id: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+            url: "https://hooks.example.com/webhooks/test",
         }
     }
 

@@ -117,6 +117,7 @@ fn signed(scheme: &dyn SignatureScheme, secret: &str, body: &[u8]) -> InboundReq
             body,
             signed_at: now(),
             id: "msg_property",
+            url: "https://hooks.example.com/webhooks/property",
         },
         &key,
     );

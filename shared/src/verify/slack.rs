@@ -79,14 +79,13 @@ impl SignatureScheme for Slack {
         if kind == "url_verification" {
             let challenge =
                 challenge.ok_or_else(|| MalformedRequest::MissingField("challenge".into()))?;
-            return Ok(Delivery {
-                stable_id: None,
-                event_type: kind,
-                handshake: Some(Handshake {
+            return Ok(Delivery::handshake(
+                kind,
+                Handshake {
                     content_type: "application/json",
                     body: serde_json::json!({ "challenge": challenge }).to_string(),
-                }),
-            });
+                },
+            ));
         }
         Ok(Delivery::event(event_id, event_type.unwrap_or(kind)))
     }

@@ -56,6 +56,7 @@ fn delivery(number: usize) -> Delivery {
                 body: body.as_bytes(),
                 signed_at: OffsetDateTime::now_utc(),
                 id: &id,
+                url: "http://127.0.0.1/webhooks/github",
             },
             &key,
         )

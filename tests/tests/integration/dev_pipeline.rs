@@ -410,6 +410,7 @@ async fn a_700_kb_json_body_and_a_3_mb_binary_body_reach_the_agent_byte_for_byte
                         body,
                         signed_at: OffsetDateTime::now_utc(),
                         id,
+                        url: "http://127.0.0.1/webhooks/github",
                     },
                     &SigningKey::parse(GITHUB_TEST_SECRET, KeyEncoding::Raw).expect("a key"),
                 )

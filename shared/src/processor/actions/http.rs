@@ -129,6 +129,7 @@ impl ActionInvoker for HttpActions {
             body: body.as_bytes(),
             signed_at: OffsetDateTime::now_utc(),
             id,
+            url: url.as_str(),
         };
         let mut request = self
             .client

@@ -1,0 +1,50 @@
+//! Jira: not yet implemented; refuses every request.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme};
+use crate::provider::Provider;
+use crate::request::InboundRequest;
+use crate::secret::{KeyRing, SigningKey};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Jira;
+
+impl super::sealed::Sealed for Jira {}
+
+/// The scheme the provider table names for jira.
+pub(crate) fn scheme(
+    _: &dyn crate::config::Env,
+) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
+    Ok(Box::new(Jira))
+}
+
+impl SignatureScheme for Jira {
+    fn provider(&self) -> Provider {
+        Provider::Jira
+    }
+
+    fn check_signature(
+        &self,
+        _request: &InboundRequest,
+        _keys: &KeyRing,
+        _now: OffsetDateTime,
+        _tolerance: Duration,
+    ) -> Result<(), AuthFailure> {
+        Err(AuthFailure::SignatureMismatch)
+    }
+
+    fn describe(&self, _request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
+        Err(MalformedRequest::MissingField("unimplemented".into()))
+    }
+
+    fn forwarded_headers(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn sign(&self, _delivery: &OutgoingDelivery<'_>, _key: &SigningKey) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
