@@ -317,7 +317,7 @@ fn signed_delivery(
         .clone()
         .or(stack_secret)
         .or_else(|| ProcessEnv.get(&secret_variable(provider)))
-        .unwrap_or_else(|| hookgate_samples::test_secret(provider).to_owned());
+        .unwrap_or_else(|| hookgate_samples::signing_secret(provider).to_owned());
     sample
         .delivery_changed(now, &secret, changes)
         .map_err(|error| match error {

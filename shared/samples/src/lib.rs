@@ -66,11 +66,19 @@ pub const STALE_BY_SECS: i64 = 600;
 /// the provider table's order (a test keeps them in step).
 struct SampleProvider {
     provider: Provider,
-    /// The secret that signs its samples.
+    /// The secret its receiver is configured with (`WEBHOOK_SECRET`): for a scheme whose
+    /// receivers hold a public key, that key.
     secret: &'static str,
+    /// The secret that signs its samples: the same for a shared secret, the private key
+    /// for a public one.
+    signing_secret: &'static str,
     /// The secret that signs its `rejected-wrong-secret` sample: well-formed for the
-    /// scheme, but not the one the receiver is configured with.
+    /// scheme, but not the one (or the pair of the one) the receiver is configured with.
     wrong_secret: &'static str,
+    /// Whether its signature covers the body, and so whether it has a
+    /// `rejected-tampered-body` sample (a GitLab secret token or a Microsoft Graph
+    /// `clientState` proves the sender, not the bytes).
+    signs_its_body: bool,
     /// Where it carries the id its receiver deduplicates on.
     id_place: IdPlace,
     /// Whether its scheme, as the samples configure it, signs a timestamp (and so has a
@@ -88,7 +96,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Github,
         secret: GITHUB_TEST_SECRET,
+        signing_secret: GITHUB_TEST_SECRET,
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::Headers(&["x-github-delivery"]),
         signs_a_timestamp: false,
         source_ip: "192.30.252.44",
@@ -96,7 +106,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Stripe,
         secret: STRIPE_TEST_SECRET,
+        signing_secret: STRIPE_TEST_SECRET,
         wrong_secret: "whsec_hookgate_test_wrong_secret",
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: true,
         source_ip: "3.18.12.63",
@@ -104,8 +116,10 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Shopify,
         secret: SHOPIFY_TEST_SECRET,
+        signing_secret: SHOPIFY_TEST_SECRET,
         wrong_secret: WRONG_SECRET,
         // Shopify's retries keep both; the receiver takes the event id where it is sent.
+        signs_its_body: true,
         id_place: IdPlace::Headers(&["x-shopify-webhook-id", "x-shopify-event-id"]),
         signs_a_timestamp: false,
         source_ip: "203.0.113.10",
@@ -113,7 +127,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Slack,
         secret: SLACK_TEST_SECRET,
+        signing_secret: SLACK_TEST_SECRET,
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("event_id"),
         signs_a_timestamp: true,
         source_ip: "203.0.113.20",
@@ -121,8 +137,10 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Standard,
         secret: STANDARD_TEST_SECRET,
+        signing_secret: STANDARD_TEST_SECRET,
         // base64 of `hookgate-test-wrong-secret`.
         wrong_secret: "whsec_aG9va2dhdGUtdGVzdC13cm9uZy1zZWNyZXQ=",
+        signs_its_body: true,
         id_place: IdPlace::Headers(&["webhook-id"]),
         signs_a_timestamp: true,
         source_ip: "203.0.113.30",
@@ -130,7 +148,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Linear,
         secret: "hookgate-test-linear-secret",
+        signing_secret: "hookgate-test-linear-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "35.231.147.226",
@@ -138,7 +158,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Intercom,
         secret: "hookgate-test-intercom-secret",
+        signing_secret: "hookgate-test-intercom-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "34.231.68.152",
@@ -146,7 +168,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Zendesk,
         secret: "hookgate-test-zendesk-secret",
+        signing_secret: "hookgate-test-zendesk-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.51",
@@ -154,7 +178,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Pagerduty,
         secret: "hookgate-test-pagerduty-secret",
+        signing_secret: "hookgate-test-pagerduty-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.52",
@@ -162,7 +188,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Square,
         secret: "hookgate-test-square-secret",
+        signing_secret: "hookgate-test-square-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.53",
@@ -170,7 +198,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Paddle,
         secret: "hookgate-test-paddle-secret",
+        signing_secret: "hookgate-test-paddle-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "34.232.58.13",
@@ -178,7 +208,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Calendly,
         secret: "hookgate-test-calendly-secret",
+        signing_secret: "hookgate-test-calendly-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.55",
@@ -186,7 +218,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Sentry,
         secret: "hookgate-test-sentry-secret",
+        signing_secret: "hookgate-test-sentry-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "35.184.238.160",
@@ -194,7 +228,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Hubspot,
         secret: "hookgate-test-hubspot-secret",
+        signing_secret: "hookgate-test-hubspot-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.57",
@@ -202,7 +238,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Jira,
         secret: "hookgate-test-jira-secret",
+        signing_secret: "hookgate-test-jira-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.58",
@@ -210,7 +248,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Twilio,
         secret: "hookgate-test-twilio-secret",
+        signing_secret: "hookgate-test-twilio-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.59",
@@ -218,7 +258,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Gitlab,
         secret: "hookgate-test-gitlab-secret",
+        signing_secret: "hookgate-test-gitlab-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "34.74.90.64",
@@ -226,7 +268,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Discord,
         secret: "hookgate-test-discord-secret",
+        signing_secret: "hookgate-test-discord-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.61",
@@ -234,7 +278,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Sendgrid,
         secret: "hookgate-test-sendgrid-secret",
+        signing_secret: "hookgate-test-sendgrid-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.62",
@@ -242,7 +288,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Sns,
         secret: "hookgate-test-sns-secret",
+        signing_secret: "hookgate-test-sns-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "54.240.197.10",
@@ -250,7 +298,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Msgraph,
         secret: "hookgate-test-msgraph-secret",
+        signing_secret: "hookgate-test-msgraph-secret",
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.64",
@@ -258,7 +308,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     SampleProvider {
         provider: Provider::Generic,
         secret: GENERIC_TEST_SECRET,
+        signing_secret: GENERIC_TEST_SECRET,
         wrong_secret: WRONG_SECRET,
+        signs_its_body: true,
         id_place: IdPlace::Headers(&["x-agentx-delivery"]),
         signs_a_timestamp: true,
         source_ip: "203.0.113.40",
@@ -286,6 +338,12 @@ const fn sample_provider(provider: Provider) -> &'static SampleProvider {
 /// The secret that signs a provider's samples.
 pub const fn test_secret(provider: Provider) -> &'static str {
     sample_provider(provider).secret
+}
+
+/// The secret that signs a provider's samples: [`test_secret`] for a shared secret, the
+/// private key of a public one (Discord, SendGrid, Standard Webhooks `whpk_`).
+pub const fn signing_secret(provider: Provider) -> &'static str {
+    sample_provider(provider).signing_secret
 }
 
 /// The secret that signs a provider's `rejected-wrong-secret` sample: well-formed for the
@@ -399,6 +457,10 @@ struct Payload {
 
 macro_rules! payload {
     ($provider:ident, $dir:literal, $name:literal) => {
+        payload!($provider, $dir, $name, ".json")
+    };
+    // A body that is not JSON (a form) is kept as `<name><extension>`.
+    ($provider:ident, $dir:literal, $name:literal, $extension:literal) => {
         Payload {
             provider: Provider::$provider,
             name: $name,
@@ -408,7 +470,7 @@ macro_rules! payload {
                 $dir,
                 "/",
                 $name,
-                ".json"
+                $extension
             )),
             headers: include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -607,7 +669,10 @@ impl SampleEvent {
                 payload,
                 variant: Variant::Genuine,
             }));
-            let mut rejected = vec![Variant::TamperedBody, Variant::WrongSecret];
+            let mut rejected = vec![Variant::WrongSecret];
+            if sample_provider(provider).signs_its_body {
+                rejected.insert(0, Variant::TamperedBody);
+            }
             if signs_a_timestamp(provider) {
                 rejected.push(Variant::StaleTimestamp);
             }
@@ -665,7 +730,7 @@ impl SampleEvent {
         let provider = self.provider();
         let secret = match self.variant {
             Variant::WrongSecret => wrong_secret(provider),
-            _ => test_secret(provider),
+            _ => signing_secret(provider),
         };
         self.delivery_signed_with(at, secret)
             .expect("the sample secrets are valid for their schemes")
@@ -738,7 +803,7 @@ impl SampleEvent {
     /// The sample's headers with `body` instead of its own, signed at `at` with the test
     /// secret: a delivery of any size the provider's scheme accepts, for benchmarks.
     pub fn delivery_with_body(&self, at: OffsetDateTime, body: &str) -> SampleDelivery {
-        self.signed(body, at, test_secret(self.provider()))
+        self.signed(body, at, signing_secret(self.provider()))
             .expect("the sample secrets are valid for their schemes")
     }
 
@@ -763,7 +828,7 @@ impl SampleEvent {
     ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
         let provider = self.provider();
         let scheme = sample_scheme(provider);
-        let key = SigningKey::parse(secret, scheme.key_encoding())?;
+        let key = SigningKey::parse(secret, scheme.signing_key_encoding())?;
         let id = delivery_id_header(provider)
             .and_then(|name| headers.get(name))
             .cloned()
