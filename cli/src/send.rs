@@ -220,6 +220,7 @@ pub async fn deliver(
     let changes = Changes {
         body: data.as_deref(),
         new_id: args.new_id,
+        url: Some(&url),
     };
     let delivery = signed_delivery(&sample, args, changes, stack_secret)?;
     sending(&sample, &url, delivery.body.len());
@@ -309,14 +310,22 @@ fn signed_delivery(
     if sample.variant().is_rejected() {
         return match args.secret {
             Some(_) => Err(SendError::SecretForRejectedSample(sample.name())),
-            None => Ok(sample.delivery(now)),
+            None => Ok(sample.delivery_to(changes.url.unwrap_or_default(), now)),
         };
     }
+    // A receiver that holds a public key (Discord, SendGrid) or a list (SNS) cannot lend its
+    // secret to sign: only --secret (the private key) or the samples' own key can.
+    let scheme = hookgate_samples::sample_scheme(provider);
+    let secret_signs = scheme.signing_key_encoding() == scheme.key_encoding();
     let secret = args
         .secret
         .clone()
-        .or(stack_secret)
-        .or_else(|| ProcessEnv.get(&secret_variable(provider)))
+        .or(stack_secret.filter(|_| secret_signs))
+        .or_else(|| {
+            ProcessEnv
+                .get(&secret_variable(provider))
+                .filter(|_| secret_signs)
+        })
         .unwrap_or_else(|| hookgate_samples::signing_secret(provider).to_owned());
     sample
         .delivery_changed(now, &secret, changes)

@@ -54,7 +54,7 @@ pub enum KeyKind {
 /// The DER that precedes the 65-byte point in every P-256 `SubjectPublicKeyInfo`
 /// (id-ecPublicKey, prime256v1, then the BIT STRING header): such a key has one encoding,
 /// so matching it replaces an ASN.1 parser.
-const P256_SPKI_PREFIX: [u8; 26] = [
+pub(crate) const P256_SPKI_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
@@ -320,6 +320,77 @@ mod tests {
             SigningKey::parse("whsec_not base64!", KeyEncoding::StandardWebhooks),
             Err(SecretError::NotStandardWebhooks)
         );
+    }
+
+    #[test]
+    fn a_standard_webhooks_key_is_hmac_public_or_private_by_its_prefix() {
+        // RFC 8032 TEST 1's public key, base64.
+        let public = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+        let key = SigningKey::parse(public, KeyEncoding::StandardWebhooks).unwrap();
+        assert_eq!(key.kind(), KeyKind::Ed25519Public);
+        assert_eq!(key.as_bytes().len(), 32);
+        let seed = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+        let key = SigningKey::parse(seed, KeyEncoding::StandardWebhooks).unwrap();
+        assert_eq!(key.kind(), KeyKind::Ed25519Seed);
+        let secret = SigningKey::parse(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            KeyEncoding::StandardWebhooks,
+        )
+        .unwrap();
+        assert_eq!(secret.kind(), KeyKind::Hmac);
+    }
+
+    #[test]
+    fn a_standard_webhooks_public_key_of_another_length_is_refused() {
+        assert_eq!(
+            SigningKey::parse("whpk_AAAA", KeyEncoding::StandardWebhooks),
+            Err(SecretError::NotStandardWebhooks)
+        );
+        assert_eq!(
+            SigningKey::parse("whsk_AAAA", KeyEncoding::StandardWebhooks),
+            Err(SecretError::NotStandardWebhooks)
+        );
+    }
+
+    #[test]
+    fn an_ed25519_key_in_hex_is_32_bytes_of_the_kind_asked_for() {
+        let hex = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let public = SigningKey::parse(hex, KeyEncoding::Ed25519PublicHex).unwrap();
+        assert_eq!(public.kind(), KeyKind::Ed25519Public);
+        let seed = SigningKey::parse(hex, KeyEncoding::Ed25519SeedHex).unwrap();
+        assert_eq!(seed.kind(), KeyKind::Ed25519Seed);
+        for bad in [&hex[..62], "zz", "d75a98 0182"] {
+            assert_eq!(
+                SigningKey::parse(bad, KeyEncoding::Ed25519PublicHex),
+                Err(SecretError::NotEd25519Hex),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_p256_public_key_is_read_from_its_subject_public_key_info() {
+        // A P-256 key as `openssl ec -pubout -outform DER | base64` writes it.
+        let spki = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElMrIlONNckg9UhWfs+RYKXY/01rtyLRXTV6DhOp9O896+pmQzXZK+Uzve+YNtW+nNGMNGG57FjlfYxjGrZvLdA==";
+        let key = SigningKey::parse(spki, KeyEncoding::P256PublicBase64).unwrap();
+        assert_eq!(key.kind(), KeyKind::P256Public);
+        assert_eq!(key.as_bytes().len(), 65);
+        assert_eq!(key.as_bytes()[0], 0x04);
+    }
+
+    #[test]
+    fn a_key_that_is_not_p256_is_refused() {
+        // An Ed25519 SubjectPublicKeyInfo, and text that is not base64.
+        for bad in [
+            "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+            "not base64!",
+        ] {
+            assert_eq!(
+                SigningKey::parse(bad, KeyEncoding::P256PublicBase64),
+                Err(SecretError::NotP256PublicKey),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -429,7 +429,15 @@ fn print_banner(address: SocketAddr, secrets: &[(Provider, SecretShown)], backen
     out.push_str(&format!("hookgate dev: serving on http://{address}\n\n"));
     for (provider, secret) in secrets {
         let secret = match secret {
-            SecretShown::Test(secret) => format!("test secret {secret}"),
+            SecretShown::Test(secret) => {
+                let signing = hookgate_samples::signing_secret(*provider);
+                if signing == *secret {
+                    format!("test secret {secret}")
+                } else {
+                    // A public key checks; `hookgate send` signs with its private half.
+                    format!("test key {secret} (send signs with {signing})")
+                }
+            }
             SecretShown::FromVariable(variable) => format!("secret from {variable}"),
         };
         out.push_str(&format!(

@@ -606,6 +606,9 @@ pub struct Changes<'a> {
     /// for a provider that does not sign its id, the body also ends in random whitespace,
     /// or hookgate would take the same body under a new unsigned id for a replay.
     pub new_id: bool,
+    /// The URL it is sent to, which Square, HubSpot and Twilio sign; the samples' API by
+    /// default.
+    pub url: Option<&'a str>,
 }
 
 /// The changes asked for cannot be made.
@@ -635,6 +638,8 @@ pub struct SampleDelivery {
     /// Lowercase names, signature headers included.
     pub headers: BTreeMap<String, String>,
     pub body: String,
+    /// The URL it is signed for (Square, HubSpot and Twilio sign it) and so must be sent to.
+    pub url: String,
 }
 
 /// No sample event has the name asked for.
@@ -725,14 +730,19 @@ impl SampleEvent {
         format!("{}/{}.json", self.provider(), self.name())
     }
 
-    /// The delivery as the provider sends it, arriving at `at`.
+    /// The delivery as the provider sends it to the samples' API, arriving at `at`.
     pub fn delivery(&self, at: OffsetDateTime) -> SampleDelivery {
+        self.delivery_to(&sample_url(self.provider()), at)
+    }
+
+    /// The delivery as the provider sends it to `url`, arriving at `at`.
+    pub fn delivery_to(&self, url: &str, at: OffsetDateTime) -> SampleDelivery {
         let provider = self.provider();
         let secret = match self.variant {
             Variant::WrongSecret => wrong_secret(provider),
             _ => signing_secret(provider),
         };
-        self.delivery_signed_with(at, secret)
+        self.variant_signed(url, at, secret)
             .expect("the sample secrets are valid for their schemes")
     }
 
@@ -744,11 +754,21 @@ impl SampleEvent {
         at: OffsetDateTime,
         secret: &str,
     ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
+        self.variant_signed(&sample_url(self.provider()), at, secret)
+    }
+
+    /// The sample, spoiled as its variant says, sent to `url` and signed with `secret`.
+    fn variant_signed(
+        &self,
+        url: &str,
+        at: OffsetDateTime,
+        secret: &str,
+    ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
         let signed_at = match self.variant {
             Variant::StaleTimestamp => at - time::Duration::seconds(STALE_BY_SECS),
             _ => at,
         };
-        let mut delivery = self.signed(self.payload.body(), signed_at, secret)?;
+        let mut delivery = self.signed(self.payload.body(), url, signed_at, secret)?;
         if self.variant == Variant::TamperedBody {
             delivery.body = with_first_digit_changed(&delivery.body);
         }
@@ -797,32 +817,48 @@ impl SampleEvent {
                 }
             }
         }
-        Ok(self.signed_with_headers(&body, headers, at, secret)?)
+        let url = changes
+            .url
+            .map_or_else(|| sample_url(provider), str::to_owned);
+        Ok(self.signed_with_headers(&body, headers, &url, at, secret)?)
     }
 
     /// The sample's headers with `body` instead of its own, signed at `at` with the test
     /// secret: a delivery of any size the provider's scheme accepts, for benchmarks.
     pub fn delivery_with_body(&self, at: OffsetDateTime, body: &str) -> SampleDelivery {
-        self.signed(body, at, signing_secret(self.provider()))
-            .expect("the sample secrets are valid for their schemes")
+        self.signed(
+            body,
+            &sample_url(self.provider()),
+            at,
+            signing_secret(self.provider()),
+        )
+        .expect("the sample secrets are valid for their schemes")
     }
 
-    /// The sample's headers and `body`, signed at `signed_at` with `secret`.
+    /// The sample's headers and `body`, sent to `url`, signed at `signed_at` with `secret`.
     fn signed(
         &self,
         body: &str,
+        url: &str,
         signed_at: OffsetDateTime,
         secret: &str,
     ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
-        self.signed_with_headers(body, self.payload.headers(signed_at), signed_at, secret)
+        self.signed_with_headers(
+            body,
+            self.payload.headers(signed_at),
+            url,
+            signed_at,
+            secret,
+        )
     }
 
-    /// `body` with `headers` (the sample's, perhaps changed), signed at `signed_at` with
-    /// `secret`.
+    /// `body` with `headers` (the sample's, perhaps changed), sent to `url`, signed at
+    /// `signed_at` with `secret`.
     fn signed_with_headers(
         &self,
         body: &str,
         mut headers: BTreeMap<String, String>,
+        url: &str,
         signed_at: OffsetDateTime,
         secret: &str,
     ) -> Result<SampleDelivery, hookgate::secret::SecretError> {
@@ -837,12 +873,13 @@ impl SampleEvent {
             body: body.as_bytes(),
             signed_at,
             id: &id,
-            url: &sample_url(provider),
+            url,
         };
         headers.extend(scheme.sign(&outgoing, &key));
         Ok(SampleDelivery {
             headers,
             body: body.to_owned(),
+            url: url.to_owned(),
         })
     }
 
@@ -877,7 +914,9 @@ impl SampleEvent {
         let provider = self.provider();
         let route_key = format!("ANY /webhooks/{provider}");
         let path = format!("/webhooks/{provider}");
-        let SampleDelivery { mut headers, body } = self.delivery(at);
+        let SampleDelivery {
+            mut headers, body, ..
+        } = self.delivery(at);
         let seed: [u8; 32] =
             Sha256::digest(format!("{}@{}", self.relative_path(), at.unix_timestamp())).into();
         let source_ip = source_ip(provider).to_owned();
@@ -1450,7 +1489,7 @@ mod tests {
 
     fn inbound(delivery: &SampleDelivery) -> InboundRequest {
         delivery.headers.iter().fold(
-            InboundRequest::post(delivery.body.clone()),
+            InboundRequest::post(delivery.body.clone()).with_url(&delivery.url),
             |request, (name, value)| request.with_header(name, value),
         )
     }

@@ -685,6 +685,76 @@ mod tests {
         assert!(any_signature_matches(&ring, &[signature], &[b"body"]));
     }
 
+    /// RFC 8032, 7.1, TEST 1: the empty message.
+    const RFC8032_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const RFC8032_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const RFC8032_SIGNATURE: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+
+    #[test]
+    fn ed25519_signs_and_checks_rfc_8032s_first_vector() {
+        let seed = SigningKey::parse(RFC8032_SEED, KeyEncoding::Ed25519SeedHex).unwrap();
+        let signature = ed25519_sign(&seed, b"").unwrap();
+        assert_eq!(hex::encode(signature), RFC8032_SIGNATURE);
+        let public =
+            KeyRing::from_secrets(RFC8032_PUBLIC, None, KeyEncoding::Ed25519PublicHex).unwrap();
+        assert!(any_ed25519_key_verifies(&public, b"", &signature));
+        assert!(!any_ed25519_key_verifies(&public, b"x", &signature));
+    }
+
+    #[test]
+    fn a_key_of_another_kind_neither_signs_nor_checks_ed25519() {
+        let hmac = SigningKey::parse(RFC8032_SEED, KeyEncoding::Raw).unwrap();
+        assert_eq!(ed25519_sign(&hmac, b""), None);
+        let signature = hex::decode(RFC8032_SIGNATURE).unwrap();
+        assert!(!any_ed25519_key_verifies(
+            &keys(RFC8032_PUBLIC),
+            b"",
+            &signature
+        ));
+    }
+
+    #[test]
+    fn p256_signs_with_a_pkcs8_key_and_checks_with_its_public_key() {
+        let random = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &random,
+        )
+        .unwrap();
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            pkcs8.as_ref(),
+            &random,
+        )
+        .unwrap();
+        use ring::signature::KeyPair;
+        let spki = [
+            crate::secret::P256_SPKI_PREFIX.as_slice(),
+            pair.public_key().as_ref(),
+        ]
+        .concat();
+        let private = SigningKey::parse(
+            &encode_base64(pkcs8.as_ref()),
+            KeyEncoding::P256PrivateBase64,
+        )
+        .unwrap();
+        let public =
+            KeyRing::from_secrets(&encode_base64(&spki), None, KeyEncoding::P256PublicBase64)
+                .unwrap();
+        let signature = p256_sign(&private, b"1700000000[]").unwrap();
+        assert!(any_p256_key_verifies(&public, b"1700000000[]", &signature));
+        assert!(!any_p256_key_verifies(&public, b"1700000001[]", &signature));
+    }
+
+    #[test]
+    fn a_public_key_is_never_used_as_an_hmac_key() {
+        // Anyone can read a public key: an HMAC made with its bytes must not pass.
+        let ring =
+            KeyRing::from_secrets(RFC8032_PUBLIC, None, KeyEncoding::Ed25519PublicHex).unwrap();
+        let forged = hmac_sha256(&hex::decode(RFC8032_PUBLIC).unwrap(), &[b"body"]).to_vec();
+        assert!(!any_signature_matches(&ring, &[forged], &[b"body"]));
+    }
+
     #[test]
     fn a_signature_of_another_length_never_matches() {
         let signature = hmac_sha256(b"k", &[b"body"]);

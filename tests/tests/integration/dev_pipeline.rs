@@ -417,6 +417,7 @@ async fn a_700_kb_json_body_and_a_3_mb_binary_body_reach_the_agent_byte_for_byte
                 .into_iter()
                 .collect(),
             body: String::new(),
+            url: "http://127.0.0.1/webhooks/github".to_owned(),
         };
         delivery.headers.extend([
             ("content-type".to_owned(), content_type.to_owned()),
