@@ -22,6 +22,7 @@ mod inspect_and_replay;
 mod large_bodies;
 mod live_routes;
 mod mcp_server;
+mod official_sdks;
 mod processor_scenarios;
 mod queue_contract;
 mod queue_control_contract;

@@ -45,14 +45,14 @@ fn request(body: impl Into<bytes::Bytes>, headers: &[(&str, &str)]) -> InboundRe
 
 /// A receiver for one provider, sending to a fresh queue of its own.
 #[derive(Debug)]
-struct Harness {
+pub(super) struct Harness {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     receiver: Receiver,
 }
 
 impl Harness {
-    async fn new(provider: Provider, secret: &str) -> Self {
+    pub(super) async fn new(provider: Provider, secret: &str) -> Self {
         Self::with_queue_attributes(provider, secret, &[]).await
     }
 
@@ -94,12 +94,12 @@ impl Harness {
         }
     }
 
-    async fn answer(&self, request: InboundRequest) -> Answer {
+    pub(super) async fn answer(&self, request: InboundRequest) -> Answer {
         self.receiver.answer(request).await
     }
 
     /// The one message the receiver queued; fails on none or several.
-    async fn the_queued_message(&self) -> Message {
+    pub(super) async fn the_queued_message(&self) -> Message {
         let mut messages = emulator::drain_queue(&self.sqs, &self.queue_url, 1)
             .await
             .expect("the emulator answers ReceiveMessage");
