@@ -520,6 +520,16 @@ impl Payload {
         self.body.strip_suffix('\n').unwrap_or(self.body)
     }
 
+    /// The body as signed at `signed_at`: `{signed_at}` stands for the signing time in
+    /// RFC 3339 and `{signed_at_ms}` for it in unix milliseconds, for providers that sign a
+    /// time inside the body (Linear's `webhookTimestamp`).
+    fn body_at(&self, signed_at: OffsetDateTime) -> String {
+        let millis = signed_at.unix_timestamp_nanos() / 1_000_000;
+        self.body()
+            .replace("{signed_at_ms}", &millis.to_string())
+            .replace("{signed_at}", &rfc3339(signed_at))
+    }
+
     /// Lowercase names, as API Gateway passes them on. `{signed_at}` in a value stands for
     /// the signing time, for headers such as `X-Shopify-Triggered-At`.
     fn headers(&self, signed_at: OffsetDateTime) -> BTreeMap<String, String> {
@@ -768,7 +778,8 @@ impl SampleEvent {
             Variant::StaleTimestamp => at - time::Duration::seconds(STALE_BY_SECS),
             _ => at,
         };
-        let mut delivery = self.signed(self.payload.body(), url, signed_at, secret)?;
+        let body = self.payload.body_at(signed_at);
+        let mut delivery = self.signed(&body, url, signed_at, secret)?;
         if self.variant == Variant::TamperedBody {
             delivery.body = with_first_digit_changed(&delivery.body);
         }
@@ -788,7 +799,9 @@ impl SampleEvent {
             return Err(ChangeError::RejectedSample(self.name()));
         }
         let provider = self.provider();
-        let mut body = changes.body.unwrap_or(self.payload.body()).to_owned();
+        let mut body = changes
+            .body
+            .map_or_else(|| self.payload.body_at(at), str::to_owned);
         let mut headers = self.payload.headers(at);
         if changes.new_id {
             match id_place(provider) {
@@ -900,7 +913,8 @@ impl SampleEvent {
             .is_ok_and(|described| described.handshake.is_some())
     }
 
-    /// The sample's own body.
+    /// The sample's own body, as its payload file has it (with any `{signed_at…}`
+    /// placeholders).
     pub fn body(&self) -> &'static str {
         self.payload.body()
     }
@@ -1607,6 +1621,7 @@ mod tests {
                 Changes {
                     body: Some(data),
                     new_id: false,
+                    ..Changes::default()
                 },
             )
             .unwrap();
@@ -1620,6 +1635,7 @@ mod tests {
                 Changes {
                     body: Some(data),
                     new_id: true,
+                    ..Changes::default()
                 },
             )
             .unwrap();
@@ -1632,6 +1648,7 @@ mod tests {
             Changes {
                 body: Some(r#"{"type": "x"}"#),
                 new_id: true,
+                ..Changes::default()
             },
         );
         assert!(
@@ -1912,7 +1929,7 @@ mod tests {
 
     #[test]
     fn payload_bodies_are_json_and_keep_their_exact_bytes() {
-        for payload in &PAYLOADS {
+        for payload in PAYLOADS {
             let body = payload.body();
             assert!(
                 serde_json::from_str::<serde_json::Value>(body).is_ok(),
