@@ -428,23 +428,7 @@ fn print_banner(address: SocketAddr, secrets: &[(Provider, SecretShown)], backen
     let mut out = String::new();
     out.push_str(&format!("hookgate dev: serving on http://{address}\n\n"));
     for (provider, secret) in secrets {
-        let secret = match secret {
-            SecretShown::Test(secret) => {
-                let signing = hookgate_samples::signing_secret(*provider);
-                if signing == *secret {
-                    format!("test secret {secret}")
-                } else {
-                    // A public key checks; `hookgate send` signs with its private half.
-                    format!("test key {secret} (send signs with {signing})")
-                }
-            }
-            SecretShown::FromVariable(variable) => format!("secret from {variable}"),
-        };
-        out.push_str(&format!(
-            "  {:<9} http://{address}/webhooks/{:<9} {secret}\n",
-            provider.as_str(),
-            provider.as_str()
-        ));
+        out.push_str(&banner_line(address, *provider, secret));
     }
     out.push('\n');
     for line in backend {
@@ -463,6 +447,30 @@ fn print_banner(address: SocketAddr, secrets: &[(Provider, SecretShown)], backen
     // Scripts read the banner through a pipe: flush it now, not when a buffer fills.
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
+}
+
+/// A receiver's line of the banner: its URL and the secret it checks.
+fn banner_line(address: SocketAddr, provider: Provider, secret: &SecretShown) -> String {
+    let secret = match secret {
+        SecretShown::Test(secret) => {
+            let signing = hookgate_samples::signing_secret(provider);
+            if signing == *secret {
+                format!("test secret {secret}")
+            } else if signing.len() > 100 {
+                // A PEM or DER key would fill the screen; `hookgate send` knows it.
+                format!("test key {secret} (send signs with the samples' private key)")
+            } else {
+                // A public key checks; `hookgate send` signs with its private half.
+                format!("test key {secret} (send signs with {signing})")
+            }
+        }
+        SecretShown::FromVariable(variable) => format!("secret from {variable}"),
+    };
+    format!(
+        "  {:<9} http://{address}/webhooks/{:<9} {secret}\n",
+        provider.as_str(),
+        provider.as_str()
+    )
 }
 
 /// How to run this tool again, as the banner's commands say it: `cargo run --bin hookgate
@@ -510,5 +518,56 @@ impl Signals {
             () = received(&mut self.interrupt) => {}
             () = received(&mut self.terminate) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADDRESS: &str = "127.0.0.1:8080";
+
+    #[test]
+    fn a_shared_secret_is_shown_as_the_secret_send_signs_with() {
+        let line = banner_line(
+            ADDRESS.parse().unwrap(),
+            Provider::Github,
+            &SecretShown::Test(hookgate_samples::test_secret(Provider::Github)),
+        );
+        assert!(
+            line.contains("http://127.0.0.1:8080/webhooks/github"),
+            "{line}"
+        );
+        assert!(
+            line.contains("test secret hookgate-test-github-secret"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_public_key_is_shown_with_the_private_key_send_signs_with() {
+        let public = hookgate_samples::test_secret(Provider::Discord);
+        let private = hookgate_samples::signing_secret(Provider::Discord);
+        assert_ne!(public, private, "Discord's receiver holds a public key");
+        let line = banner_line(
+            ADDRESS.parse().unwrap(),
+            Provider::Discord,
+            &SecretShown::Test(public),
+        );
+        assert!(line.contains(&format!("test key {public}")), "{line}");
+        assert!(line.contains(private), "{line}");
+    }
+
+    #[test]
+    fn a_secret_from_a_variable_is_never_printed() {
+        let line = banner_line(
+            ADDRESS.parse().unwrap(),
+            Provider::Stripe,
+            &SecretShown::FromVariable("HOOKGATE_STRIPE_SECRET".to_owned()),
+        );
+        assert!(
+            line.contains("secret from HOOKGATE_STRIPE_SECRET"),
+            "{line}"
+        );
     }
 }
