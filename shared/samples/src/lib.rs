@@ -1856,7 +1856,7 @@ mod tests {
 
     #[test]
     fn payload_bodies_are_json_and_keep_their_exact_bytes() {
-        for payload in &PAYLOADS {
+        for payload in PAYLOADS {
             let body = payload.body();
             assert!(
                 serde_json::from_str::<serde_json::Value>(body).is_ok(),
