@@ -265,14 +265,17 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signs_a_timestamp: false,
         source_ip: "34.74.90.64",
     },
+    // A key pair made for these samples (an application's public key is hex in Discord's
+    // Developer Portal; its private half, the 32-byte seed, signs); the wrong secret is the
+    // seed of another pair. Discord publishes no address ranges.
     SampleProvider {
         provider: Provider::Discord,
-        secret: "hookgate-test-discord-secret",
-        signing_secret: "hookgate-test-discord-secret",
-        wrong_secret: WRONG_SECRET,
+        secret: "3a7c21dbbe8dd6c1d73e21cf4183f549e65f5cd7ce6619e54c1329cd6bab3e21",
+        signing_secret: "a9d848e1afdcc644b380583079c6bd4cbfae05b0be2a2eb7683a625463dfa7d8",
+        wrong_secret: "e78adbc30ad82397d4c41f48ff4e51b979722af1476db41c05687d053e3e017f",
         signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        signs_a_timestamp: true,
         source_ip: "203.0.113.61",
     },
     SampleProvider {
@@ -1735,6 +1738,30 @@ mod tests {
             md5_of_attributes(&attributes),
             "ec6c32bfbc504c9f003ef32cb13e3718"
         );
+    }
+
+    #[test]
+    fn the_handshakes_are_the_samples_a_receiver_answers_itself() {
+        let handshakes: Vec<String> = SampleEvent::all()
+            .iter()
+            .filter(|event| event.is_handshake())
+            .map(SampleEvent::relative_path)
+            .collect();
+        assert_eq!(
+            handshakes,
+            ["slack/url_verification.json", "discord/ping.json"]
+        );
+        for event in SampleEvent::all()
+            .into_iter()
+            .filter(|event| event.is_handshake())
+        {
+            let outcome = verified(&event, at());
+            assert!(
+                matches!(outcome, Ok(Verified::Handshake(_))),
+                "{}: {outcome:?}",
+                event.relative_path()
+            );
+        }
     }
 
     #[test]
