@@ -255,15 +255,17 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signs_a_timestamp: false,
         source_ip: "203.0.113.59",
     },
+    // A secret token (`X-Gitlab-Token`), which covers neither body nor time; gitlab.com
+    // sends webhooks from 34.74.90.64/28 and 34.74.226.0/24.
     SampleProvider {
         provider: Provider::Gitlab,
         secret: "hookgate-test-gitlab-secret",
         signing_secret: "hookgate-test-gitlab-secret",
         wrong_secret: WRONG_SECRET,
-        signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        signs_its_body: false,
+        id_place: IdPlace::Headers(&["idempotency-key", "x-gitlab-event-uuid"]),
         signs_a_timestamp: false,
-        source_ip: "34.74.90.64",
+        source_ip: "34.74.90.66",
     },
     // A key pair made for these samples (an application's public key is hex in Discord's
     // Developer Portal; its private half, the 32-byte seed, signs); the wrong secret is the
