@@ -280,14 +280,18 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signs_a_timestamp: true,
         source_ip: "203.0.113.61",
     },
+    // A P-256 key pair made with openssl for these samples: the verification key (base64 of
+    // its DER SubjectPublicKeyInfo, as SendGrid shows it) and its private half (base64 of
+    // PKCS#8 DER); the wrong secret is another pair's private key. A batch has no id: it is
+    // keyed by its body's hash. SendGrid publishes no fixed addresses.
     SampleProvider {
         provider: Provider::Sendgrid,
-        secret: "hookgate-test-sendgrid-secret",
-        signing_secret: "hookgate-test-sendgrid-secret",
-        wrong_secret: WRONG_SECRET,
+        secret: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEsvdHAMoYxYUUF8suN+D1IMBFsPBRmSWs6E4QahSwW5Q+vy6tw9jq66mDpylUzrHOLtEbeivFEgxeSNCG4Kg0Yw==",
+        signing_secret: "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg6M4hxJ6A+ypeu5Ek54TatuCa3wEzm4FzGWdOrAXdSaGhRANCAASy90cAyhjFhRQXyy434PUgwEWw8FGZJazoThBqFLBblD6/Lq3D2OrrqYOnKVTOsc4u0Rt6K8USDF5I0IbgqDRj",
+        wrong_secret: "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgH4NKVvDMet8lUJBU8jz+yktFpKVsFCygI26JBhCHjzShRANCAATlJ3oYg4CA5BPWfZLzuQ9Fy7CdT/0pJDadNfvQKOImwAet/8LD0fb2gsa9RdfyDSoATKlmIumR6vIniInF4ilN",
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        id_place: IdPlace::Headers(&[]),
+        signs_a_timestamp: true,
         source_ip: "203.0.113.62",
     },
     SampleProvider {
