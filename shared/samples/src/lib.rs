@@ -304,13 +304,16 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signs_a_timestamp: false,
         source_ip: "54.240.197.10",
     },
+    // The secret is the subscription's clientState, which the payload carries: its
+    // `rejected-wrong-secret` sample must carry the wrong one. A delivery has no id: it is
+    // keyed by its body's hash.
     SampleProvider {
         provider: Provider::Msgraph,
         secret: "hookgate-test-msgraph-secret",
         signing_secret: "hookgate-test-msgraph-secret",
         wrong_secret: WRONG_SECRET,
-        signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        signs_its_body: false,
+        id_place: IdPlace::Headers(&[]),
         signs_a_timestamp: false,
         source_ip: "203.0.113.64",
     },
