@@ -255,34 +255,43 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signs_a_timestamp: false,
         source_ip: "203.0.113.59",
     },
+    // A secret token (`X-Gitlab-Token`), which covers neither body nor time; gitlab.com
+    // sends webhooks from 34.74.90.64/28 and 34.74.226.0/24.
     SampleProvider {
         provider: Provider::Gitlab,
         secret: "hookgate-test-gitlab-secret",
         signing_secret: "hookgate-test-gitlab-secret",
         wrong_secret: WRONG_SECRET,
-        signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        signs_its_body: false,
+        id_place: IdPlace::Headers(&["idempotency-key", "x-gitlab-event-uuid"]),
         signs_a_timestamp: false,
-        source_ip: "34.74.90.64",
+        source_ip: "34.74.90.66",
     },
+    // A key pair made for these samples (an application's public key is hex in Discord's
+    // Developer Portal; its private half, the 32-byte seed, signs); the wrong secret is the
+    // seed of another pair. Discord publishes no address ranges.
     SampleProvider {
         provider: Provider::Discord,
-        secret: "hookgate-test-discord-secret",
-        signing_secret: "hookgate-test-discord-secret",
-        wrong_secret: WRONG_SECRET,
+        secret: "3a7c21dbbe8dd6c1d73e21cf4183f549e65f5cd7ce6619e54c1329cd6bab3e21",
+        signing_secret: "a9d848e1afdcc644b380583079c6bd4cbfae05b0be2a2eb7683a625463dfa7d8",
+        wrong_secret: "e78adbc30ad82397d4c41f48ff4e51b979722af1476db41c05687d053e3e017f",
         signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        signs_a_timestamp: true,
         source_ip: "203.0.113.61",
     },
+    // A P-256 key pair made with openssl for these samples: the verification key (base64 of
+    // its DER SubjectPublicKeyInfo, as SendGrid shows it) and its private half (base64 of
+    // PKCS#8 DER); the wrong secret is another pair's private key. A batch has no id: it is
+    // keyed by its body's hash. SendGrid publishes no fixed addresses.
     SampleProvider {
         provider: Provider::Sendgrid,
-        secret: "hookgate-test-sendgrid-secret",
-        signing_secret: "hookgate-test-sendgrid-secret",
-        wrong_secret: WRONG_SECRET,
+        secret: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEsvdHAMoYxYUUF8suN+D1IMBFsPBRmSWs6E4QahSwW5Q+vy6tw9jq66mDpylUzrHOLtEbeivFEgxeSNCG4Kg0Yw==",
+        signing_secret: "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg6M4hxJ6A+ypeu5Ek54TatuCa3wEzm4FzGWdOrAXdSaGhRANCAASy90cAyhjFhRQXyy434PUgwEWw8FGZJazoThBqFLBblD6/Lq3D2OrrqYOnKVTOsc4u0Rt6K8USDF5I0IbgqDRj",
+        wrong_secret: "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgH4NKVvDMet8lUJBU8jz+yktFpKVsFCygI26JBhCHjzShRANCAATlJ3oYg4CA5BPWfZLzuQ9Fy7CdT/0pJDadNfvQKOImwAet/8LD0fb2gsa9RdfyDSoATKlmIumR6vIniInF4ilN",
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        id_place: IdPlace::Headers(&[]),
+        signs_a_timestamp: true,
         source_ip: "203.0.113.62",
     },
     SampleProvider {
@@ -295,13 +304,16 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signs_a_timestamp: false,
         source_ip: "54.240.197.10",
     },
+    // The secret is the subscription's clientState, which the payload carries: its
+    // `rejected-wrong-secret` sample must carry the wrong one. A delivery has no id: it is
+    // keyed by its body's hash.
     SampleProvider {
         provider: Provider::Msgraph,
         secret: "hookgate-test-msgraph-secret",
         signing_secret: "hookgate-test-msgraph-secret",
         wrong_secret: WRONG_SECRET,
-        signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        signs_its_body: false,
+        id_place: IdPlace::Headers(&[]),
         signs_a_timestamp: false,
         source_ip: "203.0.113.64",
     },
@@ -733,6 +745,26 @@ impl SampleEvent {
 
     pub fn variant(&self) -> Variant {
         self.variant
+    }
+
+    /// Whether the receiver answers this sample itself instead of queueing it: a genuine
+    /// provider handshake (Slack's `url_verification`, Discord's `PING`), as the provider's
+    /// scheme describes the payload.
+    pub fn is_handshake(&self) -> bool {
+        if self.variant != Variant::Genuine {
+            return false;
+        }
+        let request = self
+            .payload
+            .headers(OffsetDateTime::UNIX_EPOCH)
+            .iter()
+            .fold(
+                hookgate::request::InboundRequest::post(self.payload.body()),
+                |request, (name, value)| request.with_header(name, value),
+            );
+        sample_scheme(self.provider())
+            .describe(&request)
+            .is_ok_and(|delivery| delivery.handshake.is_some())
     }
 
     /// Where the event lives under `events/`: `<provider>/<name>.json`.
@@ -1566,7 +1598,7 @@ mod tests {
             .filter(|event| !event.variant().is_rejected() && !event.is_handshake())
         {
             let provider = event.provider();
-            let secret = test_secret(provider);
+            let secret = signing_secret(provider);
             let recorded = event
                 .delivery_changed(at(), secret, Changes::default())
                 .unwrap();
@@ -1788,6 +1820,30 @@ mod tests {
             md5_of_attributes(&attributes),
             "ec6c32bfbc504c9f003ef32cb13e3718"
         );
+    }
+
+    #[test]
+    fn the_handshakes_are_the_samples_a_receiver_answers_itself() {
+        let handshakes: Vec<String> = SampleEvent::all()
+            .iter()
+            .filter(|event| event.is_handshake())
+            .map(SampleEvent::relative_path)
+            .collect();
+        assert_eq!(
+            handshakes,
+            ["slack/url_verification.json", "discord/ping.json"]
+        );
+        for event in SampleEvent::all()
+            .into_iter()
+            .filter(|event| event.is_handshake())
+        {
+            let outcome = verified(&event, at());
+            assert!(
+                matches!(outcome, Ok(Verified::Handshake(_))),
+                "{}: {outcome:?}",
+                event.relative_path()
+            );
+        }
     }
 
     #[test]

@@ -1,23 +1,34 @@
 //! Standard Webhooks (Svix, OpenAI, Resend, Clerk, Replicate, …): `webhook-id`,
-//! `webhook-timestamp` and `webhook-signature: v1,<base64> [v1,<base64> …]`, HMAC-SHA256 of
-//! `{id}.{timestamp}.{body}` with the base64-decoded `whsec_…` secret.
+//! `webhook-timestamp` and `webhook-signature: v1,<base64> [v1a,<base64> …]` over
+//! `{id}.{timestamp}.{body}`.
+//!
+//! Two signature versions, as the specification defines them (standard-webhooks
+//! `spec/standard-webhooks.md`, "Signature scheme" and its symmetric/asymmetric table):
+//! `v1` is HMAC-SHA256 with the base64-decoded `whsec_…` secret; `v1a` is Ed25519, checked
+//! with a `whpk_…` public key (base64 of the 32-byte key; signed with the matching `whsk_…`
+//! secret key). A ring may mix the two kinds, so a sender can move from one to the other:
+//! each entry of the header is checked with the keys of its kind. The reference libraries
+//! implement `v1` only; the `v1a` vector in the tests was computed from the specification's
+//! text with another Ed25519 implementation (Python's `cryptography`).
 //!
 //! Svix's `svix-id`, `svix-timestamp` and `svix-signature` are read when the `webhook-*`
-//! headers are absent. Signature entries of other versions (`v1a`, `v2`) are skipped, as the
-//! reference libraries do. Deliveries are deduplicated by `webhook-id`, which a resend keeps.
+//! headers are absent. Entries of other versions (`v2`) are skipped, as the reference
+//! libraries do, and so are entries of a version no configured key can check: a header with
+//! nothing left to check is malformed. Deliveries are deduplicated by `webhook-id`, which a
+//! resend keeps.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_base64, encode_base64, header, hmac_sha256,
-    json_strings, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
-    SignatureScheme,
+    any_ed25519_key_verifies, any_signature_matches, check_window, decode_base64, ed25519_sign,
+    encode_base64, header, hmac_sha256, json_strings, parse_unix_seconds, AuthFailure, Delivery,
+    MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::{KeyEncoding, KeyRing, SigningKey};
+use crate::secret::{KeyEncoding, KeyKind, KeyRing, SigningKey};
 
 const ID: [&str; 2] = ["webhook-id", "svix-id"];
 const TIMESTAMP: [&str; 2] = ["webhook-timestamp", "svix-timestamp"];
@@ -76,16 +87,29 @@ impl SignatureScheme for StandardWebhooks {
             })?;
         check_window(signed_at, now, tolerance)?;
 
-        let v1_entries: Vec<&str> = header
-            .split_whitespace()
-            .filter_map(|entry| entry.strip_prefix("v1,"))
-            .collect();
-        if v1_entries.is_empty() {
+        let has_kind = |kind| keys.keys().any(|key| key.kind() == kind);
+        let (hmac, ed25519) = (has_kind(KeyKind::Hmac), has_kind(KeyKind::Ed25519Public));
+        let mut v1 = Vec::new();
+        let mut v1a = Vec::new();
+        let mut checkable = false;
+        for entry in header.split_whitespace() {
+            match entry.split_once(',') {
+                Some(("v1", signature)) if hmac => {
+                    checkable = true;
+                    v1.extend(decode_base64(signature));
+                }
+                Some(("v1a", signature)) if ed25519 => {
+                    checkable = true;
+                    v1a.extend(decode_ed25519_signature(signature));
+                }
+                _ => {}
+            }
+        }
+        if !checkable {
             return Err(AuthFailure::MalformedSignature {
                 header: SIGNATURE[0].to_owned(),
             });
         }
-        let candidates: Vec<Vec<u8>> = v1_entries.into_iter().filter_map(decode_base64).collect();
         let signed = [
             id.as_bytes(),
             b".",
@@ -93,7 +117,7 @@ impl SignatureScheme for StandardWebhooks {
             b".",
             &request.body,
         ];
-        if any_signature_matches(keys, &candidates, &signed) {
+        if any_signature_matches(keys, &v1, &signed) || any_v1a_verifies(keys, &v1a, &signed) {
             Ok(())
         } else {
             Err(AuthFailure::SignatureMismatch)
@@ -117,8 +141,9 @@ impl SignatureScheme for StandardWebhooks {
             .to_vec()
     }
 
-    /// The specification's `webhook-*` headers, with one `v1` signature; `key` is the
-    /// decoded secret, as [`KeyEncoding::StandardWebhooks`] parses it.
+    /// The specification's `webhook-*` headers, with one signature: `v1` for an HMAC key
+    /// (the decoded `whsec_…`), `v1a` for an Ed25519 secret key (`whsk_…`), as
+    /// [`KeyEncoding::StandardWebhooks`] parses them. A key of another kind signs nothing.
     fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
         let timestamp = delivery.signed_at.unix_timestamp().to_string();
         let id = delivery.id;
@@ -129,13 +154,45 @@ impl SignatureScheme for StandardWebhooks {
             b".",
             delivery.body,
         ];
-        let signature = hmac_sha256(key.as_bytes(), &signed);
+        let signature = match key.kind() {
+            KeyKind::Hmac => format!(
+                "v1,{}",
+                encode_base64(&hmac_sha256(key.as_bytes(), &signed))
+            ),
+            KeyKind::Ed25519Seed => match ed25519_sign(key, &signed.concat()) {
+                Some(signature) => format!("v1a,{}", encode_base64(&signature)),
+                None => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        };
         vec![
             header(ID[0], id),
             header(TIMESTAMP[0], timestamp),
-            header(SIGNATURE[0], format!("v1,{}", encode_base64(&signature))),
+            header(SIGNATURE[0], signature),
         ]
     }
+}
+
+/// A `v1a` entry: standard base64 (padded, as the specification's example is) of a 64-byte
+/// Ed25519 signature. Anything else can never verify, and is dropped like an undecodable `v1`.
+fn decode_ed25519_signature(value: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()
+        .filter(|bytes| bytes.len() == 64)
+}
+
+/// Whether any `v1a` candidate is an Ed25519 signature of the signed content by any public
+/// key of the ring. Ed25519 signs the message whole, so the parts are joined once.
+fn any_v1a_verifies(keys: &KeyRing, candidates: &[Vec<u8>], signed: &[&[u8]]) -> bool {
+    if candidates.is_empty() {
+        return false;
+    }
+    let message = signed.concat();
+    candidates
+        .iter()
+        .any(|signature| any_ed25519_key_verifies(keys, &message, signature))
 }
 
 #[cfg(test)]
@@ -380,5 +437,148 @@ mod tests {
             StandardWebhooks.describe(&untyped).unwrap().event_type,
             UNTYPED_EVENT
         );
+    }
+
+    // `v1a`: the RFC 8032 TEST 1 key pair (seed `9d61b1…7f60`, public `d75a98…511a`) in the
+    // specification's `whsk_`/`whpk_` serialisation, signing the Rust vector's id, timestamp
+    // and body. No reference library implements `v1a`: the signature was computed from the
+    // specification's text with Python's `cryptography` Ed25519, not with this code.
+    const PUBLIC_KEY: &str = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    const SECRET_KEY: &str = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+    const VALID_V1A: &str = "v1a,jfp5j4J3Buv9EPOcc9Bqo8rJqAO1H6lrRl0WZQdzVZI6IttNPT8HSLyPvUvY54dJJt2BQGA01di1ePvigCwlCw==";
+    /// RFC 8032 TEST 2's public key: well-formed, not the pair of [`SECRET_KEY`].
+    const OTHER_PUBLIC_KEY: &str = "whpk_PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw=";
+
+    fn check_with(
+        request: &InboundRequest,
+        current: &str,
+        previous: Option<&str>,
+    ) -> Result<(), AuthFailure> {
+        let ring = KeyRing::from_secrets(current, previous, KeyEncoding::StandardWebhooks).unwrap();
+        StandardWebhooks.check_signature(request, &ring, at(TS), WINDOW)
+    }
+
+    #[test]
+    fn accepts_the_v1a_vector_with_its_public_key() {
+        assert_eq!(
+            check_with(&request(VALID_V1A, TS), PUBLIC_KEY, None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_ring_mixing_a_secret_and_a_public_key_accepts_either_signature() {
+        for (current, previous) in [(SECRET, PUBLIC_KEY), (PUBLIC_KEY, SECRET)] {
+            for signature in [
+                VALID,
+                VALID_V1A,
+                &format!("v1,{} {VALID_V1A}", &VALID[3..10]),
+            ] {
+                assert_eq!(
+                    check_with(&request(signature, TS), current, Some(previous)),
+                    Ok(()),
+                    "{signature}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_a_v1a_signature_checked_with_another_public_key() {
+        assert_eq!(
+            check_with(&request(VALID_V1A, TS), OTHER_PUBLIC_KEY, None),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn rejects_a_v1a_signature_of_another_id_timestamp_or_body() {
+        let mut other_id = request(VALID_V1A, TS);
+        other_id
+            .headers
+            .insert("webhook-id", "msg_other".parse().unwrap());
+        let other_timestamp = request(VALID_V1A, TS + 1);
+        let mut other_body = request(VALID_V1A, TS);
+        other_body.body = bytes::Bytes::from(BODY.replace("test_user", "test_usep"));
+        for changed in [other_id, other_timestamp, other_body] {
+            assert_eq!(
+                check_with(&changed, PUBLIC_KEY, None),
+                Err(AuthFailure::SignatureMismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn a_v1a_entry_that_is_not_a_64_byte_signature_never_matches() {
+        let unpadded = VALID_V1A.trim_end_matches('=');
+        for malformed in ["v1a,", "v1a,not base64", unpadded, &VALID_V1A[..40]] {
+            assert_eq!(
+                check_with(&request(malformed, TS), PUBLIC_KEY, None),
+                Err(AuthFailure::SignatureMismatch),
+                "{malformed}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_a_list_with_no_v1a_signature_when_the_ring_holds_public_keys_only() {
+        assert!(matches!(
+            check_with(&request(VALID, TS), PUBLIC_KEY, None),
+            Err(AuthFailure::MalformedSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn a_public_key_is_never_used_as_an_hmac_key() {
+        // HMAC-SHA256 of the signed content under the public key's 32 bytes (Python's hmac):
+        // anyone can compute it, so it must prove nothing.
+        let forged = "v1,COayEI8SGv82kfh2m9s2ekPF9Mp5eNkYRR35qkmGk3w=";
+        assert_eq!(
+            check_with(&request(forged, TS), SECRET, Some(PUBLIC_KEY)),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn signing_with_a_secret_key_reproduces_the_v1a_vector() {
+        let key = SigningKey::parse(SECRET_KEY, KeyEncoding::StandardWebhooks).unwrap();
+        let delivery = OutgoingDelivery {
+            id: ID_VALUE,
+            ..outgoing(BODY, TS)
+        };
+        assert_eq!(
+            StandardWebhooks.sign(&delivery, &key),
+            [
+                ("webhook-id".to_owned(), ID_VALUE.to_owned()),
+                ("webhook-timestamp".to_owned(), TS.to_string()),
+                ("webhook-signature".to_owned(), VALID_V1A.to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_v1a_signed_delivery_verifies_until_it_is_stale_or_tampered_with() {
+        let key = SigningKey::parse(SECRET_KEY, KeyEncoding::StandardWebhooks).unwrap();
+        let body = r#"{"type":"response.completed","created_at":1719168000}"#;
+        let request = request_with(body, &StandardWebhooks.sign(&outgoing(body, TS), &key));
+        let ring = KeyRing::from_secrets(PUBLIC_KEY, None, KeyEncoding::StandardWebhooks).unwrap();
+        let check_at = |request: &InboundRequest, now| {
+            StandardWebhooks.check_signature(request, &ring, at(now), WINDOW)
+        };
+        assert_eq!(check_at(&request, TS), Ok(()));
+        assert!(matches!(
+            check_at(&request, TS + 301),
+            Err(AuthFailure::TimestampOutsideWindow { .. })
+        ));
+        assert_eq!(
+            check_at(&with_one_byte_changed(request), TS),
+            Err(AuthFailure::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn a_public_key_signs_nothing() {
+        let key = SigningKey::parse(PUBLIC_KEY, KeyEncoding::StandardWebhooks).unwrap();
+        assert_eq!(StandardWebhooks.sign(&outgoing(BODY, TS), &key), []);
     }
 }
