@@ -928,23 +928,6 @@ impl SampleEvent {
         })
     }
 
-    /// Whether its receiver answers it directly instead of queueing it: a genuine
-    /// handshake (Slack's `url_verification`, Discord's `PING`), as the provider's scheme
-    /// reads it.
-    pub fn is_handshake(&self) -> bool {
-        if self.variant.is_rejected() {
-            return false;
-        }
-        let delivery = self.delivery(OffsetDateTime::now_utc());
-        let request = delivery.headers.iter().fold(
-            hookgate::request::InboundRequest::post(delivery.body).with_url(&delivery.url),
-            |request, (name, value)| request.with_header(name, value),
-        );
-        sample_scheme(self.provider())
-            .describe(&request)
-            .is_ok_and(|described| described.handshake.is_some())
-    }
-
     /// The sample's own body, as its payload file has it (with any `{signed_at…}`
     /// placeholders).
     pub fn body(&self) -> &'static str {
