@@ -1,22 +1,26 @@
 //! Linear: `Linear-Signature: <hex>`, HMAC-SHA256 of the raw body with the webhook's signing
 //! secret, lowercase hex; the body's `webhookTimestamp`, unix **milliseconds**, must be within
-//! the window of now.
+//! the window of now (linear.app/developers/webhooks, "Securing webhooks").
 //!
 //! The timestamp is not in a header but in the signed JSON body, so it is read only once the
 //! signature holds, and compared to the millisecond. Linear's docs recommend, and its SDK
-//! (`@linear/sdk`, `LinearWebhookClient.verify`) enforces, one minute either way; hookgate
-//! applies the receiver's tolerance instead. The SDK skips the check when the body has no
-//! `webhookTimestamp`; every Linear payload has one (the docs list it among the fields of
-//! every event), and a body without one could be replayed for ever, so here it is refused.
-//! The SDK compares the hex text, so an uppercase signature, which it refuses, is refused too.
+//! (`@linear/sdk/webhooks`, `LinearWebhookClient.verify`) enforces, one minute either way;
+//! hookgate applies the receiver's tolerance instead. A body without `webhookTimestamp` is
+//! refused, as the SDK does since linear/linear#1268: it could be replayed for ever. Linear
+//! also sends a `Linear-Timestamp` header, which the SDK read for a while; it is signed by
+//! nothing, so a replayed body could carry a fresh one, and the SDK went back to the body's
+//! field (linear/linear#1140): so does hookgate. The SDK compares the hex text, so an
+//! uppercase signature, which it refuses, is refused too.
 //!
 //! Deliveries are deduplicated by `Linear-Delivery`, "a UUID (v4) uniquely identifying this
-//! payload" (linear.app/developers/webhooks). It is a header the signature does not cover;
-//! the body cannot serve instead, as each attempt carries a fresh `webhookTimestamp` (the
-//! SDK's one-minute check would otherwise refuse every retry, sent after 1 min, 1 h and 6 h).
-//! The type is the body's `type` (the entity: `Issue`, `Comment`, also in `Linear-Event`) and
-//! `action` (`create`, `update`, `remove`, or an event's own such as `set`), as
-//! `Issue.create`.
+//! payload"; it is a header the signature does not cover. The type is the body's `type` (the
+//! entity: `Issue`, `Comment`, also in `Linear-Event`) and `action` (`create`, `update`,
+//! `remove`, or an event's own such as `set`), as `Issue.create`.
+//!
+//! Linear retries after 1 min, 1 h and 6 h. Whether a retry is signed anew with a fresh
+//! `webhookTimestamp` is not documented; integrators report retries that carry the first
+//! attempt's body, which any receiver holding Linear's window refuses once the tolerance has
+//! passed, hookgate included.
 
 use std::time::Duration;
 
@@ -271,6 +275,16 @@ mod tests {
             check_at_ms(&request(KNOWN), SECRET, SENT_MS - 301_000),
             Err(AuthFailure::TimestampOutsideWindow { skew_secs: -301 })
         );
+    }
+
+    #[test]
+    fn a_fresh_unsigned_timestamp_header_does_not_renew_a_stale_body() {
+        let now = SENT_MS + 3_600_000;
+        let replayed = request(KNOWN).with_header("Linear-Timestamp", &now.to_string());
+        assert!(matches!(
+            check_at_ms(&replayed, SECRET, now),
+            Err(AuthFailure::TimestampOutsideWindow { .. })
+        ));
     }
 
     #[test]
