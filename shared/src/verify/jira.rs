@@ -6,8 +6,9 @@
 //! Jira signs with SHA-256 only, so any other method is malformed. Atlassian says nothing of
 //! the hex's case and ships no verifier; the digest is compared as bytes, either case. Jira
 //! signs no timestamp: the body's `timestamp` is the event's time, which retries (up to
-//! 30 min later) keep, so it can bound no window. Webhooks registered by Connect or OAuth
-//! apps carry no `X-Hub-Signature` and are refused.
+//! 30 min later) keep, so it can bound no window. A webhook registered without a secret
+//! (as Connect apps' are, authenticated by a JWT instead) carries no `X-Hub-Signature` and is
+//! refused.
 //!
 //! Deliveries are deduplicated by `X-Atlassian-Webhook-Identifier`, which names the delivery
 //! and which Jira's retries (after a 408, 409, 425, 429, 5xx or a timeout, counted by
@@ -146,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_a_missing_signature_as_from_an_app_registered_webhook() {
+    fn rejects_a_missing_signature_as_from_a_webhook_without_a_secret() {
         assert!(matches!(
             check(&InboundRequest::post(BODY), SECRET),
             Err(AuthFailure::MissingSignature { .. })

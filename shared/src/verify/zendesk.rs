@@ -13,9 +13,9 @@
 //! `zen:event-type:` and whose `id` is the event's, kept by every retry: that signed `id` is
 //! the key, and `type` the type. A webhook connected to a trigger or an automation sends
 //! whatever body the admin wrote (JSON, XML or a form, perhaps none), with no event id: it
-//! is keyed by the body's hash, which the retries share, as Zendesk signs their new
-//! timestamps in a header and leaves the body as it is, and typed `conditional_ticket_events`,
-//! the subscription Zendesk gives such webhooks. `X-Zendesk-Webhook-Invocation-Id` is
+//! is keyed by the body's hash, which the attempts of one invocation share, the signing time
+//! being in a header rather than in the body, and typed `conditional_ticket_events`, the
+//! subscription Zendesk gives such webhooks. `X-Zendesk-Webhook-Invocation-Id` is
 //! retry-stable too (the Webhooks API lists the attempts of each invocation) but is outside
 //! the signature: it is forwarded, not keyed on.
 
