@@ -17,6 +17,10 @@
 //! entity: `Issue`, `Comment`, also in `Linear-Event`) and `action` (`create`, `update`,
 //! `remove`, or an event's own such as `set`), as `Issue.create`.
 //!
+//! Linear wants a delivery answered `200`: its docs count "a non-200 HTTP status code" as a
+//! failed delivery, to be retried, so a queued event is acknowledged `200 OK`, as Linear's SDK
+//! answers, rather than with hookgate's `202`.
+//!
 //! Linear retries after 1 min, 1 h and 6 h. Whether a retry is signed anew with a fresh
 //! `webhookTimestamp` is not documented; integrators report retries that carry the first
 //! attempt's body, which any receiver holding Linear's window refuses once the tolerance has
@@ -29,7 +33,7 @@ use time::OffsetDateTime;
 
 use super::{
     any_signature_matches, decode_lowercase_hex, header, hmac_sha256, json_body_strings,
-    AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -40,6 +44,14 @@ const DELIVERY: &str = "linear-delivery";
 const EVENT: &str = "linear-event";
 /// The body field holding the signing time, named where a header name would be.
 const TIMESTAMP_FIELD: &str = "webhookTimestamp";
+
+/// The answer to a queued delivery: a `200`, which is what Linear counts as delivered.
+fn acknowledgement() -> Handshake {
+    Handshake {
+        content_type: "text/plain",
+        body: "OK".to_owned(),
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Linear;
@@ -126,7 +138,10 @@ impl SignatureScheme for Linear {
             None => entity,
         };
         let delivery = request.header(DELIVERY).map(str::to_owned);
-        Ok(Delivery::event(delivery, event_type))
+        Ok(Delivery {
+            acknowledgement: Some(acknowledgement()),
+            ..Delivery::event(delivery, event_type)
+        })
     }
 
     /// `Linear-Delivery` is a header the signature does not cover.
@@ -337,13 +352,19 @@ mod tests {
         let request = request(KNOWN)
             .with_header("Linear-Delivery", "234d1a4e-b617-4388-90fe-adc3633d6b72")
             .with_header("Linear-Event", "Issue");
+        let delivery = Linear.describe(&request).unwrap();
         assert_eq!(
-            Linear.describe(&request).unwrap(),
-            Delivery::event(
-                Some("234d1a4e-b617-4388-90fe-adc3633d6b72".into()),
-                "Issue.create"
-            )
+            delivery.stable_id.as_deref(),
+            Some("234d1a4e-b617-4388-90fe-adc3633d6b72")
         );
+        assert_eq!(delivery.event_type, "Issue.create");
+    }
+
+    #[test]
+    fn a_queued_event_is_acknowledged_with_a_200_as_linear_expects() {
+        let delivery = Linear.describe(&request(KNOWN)).unwrap();
+        assert_eq!(delivery.handshake, None);
+        assert_eq!(delivery.acknowledgement, Some(acknowledgement()));
     }
 
     #[test]
