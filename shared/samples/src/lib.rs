@@ -151,8 +151,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signing_secret: "hookgate-test-linear-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        id_place: IdPlace::Headers(&["linear-delivery"]),
+        // The body's `webhookTimestamp`, which the scheme reads once the signature holds.
+        signs_a_timestamp: true,
         source_ip: "35.231.147.226",
     },
     SampleProvider {
@@ -172,7 +173,7 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
         id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        signs_a_timestamp: true,
         source_ip: "203.0.113.51",
     },
     SampleProvider {
@@ -181,9 +182,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signing_secret: "hookgate-test-pagerduty-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        id_place: IdPlace::Headers(&["x-webhook-id"]),
         signs_a_timestamp: false,
-        source_ip: "203.0.113.52",
+        source_ip: "44.242.69.192",
     },
     SampleProvider {
         provider: Provider::Square,
@@ -211,8 +212,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signing_secret: "hookgate-test-calendly-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        // Calendly sends no id: the receiver keys on the body's hash.
+        id_place: IdPlace::Headers(&[]),
+        signs_a_timestamp: true,
         source_ip: "203.0.113.55",
     },
     SampleProvider {
@@ -221,7 +223,8 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signing_secret: "hookgate-test-sentry-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        // Sentry's `Request-ID` is new on every attempt: the receiver keys on the body's hash.
+        id_place: IdPlace::Headers(&["request-id"]),
         signs_a_timestamp: false,
         source_ip: "35.184.238.160",
     },
@@ -241,7 +244,7 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signing_secret: "hookgate-test-jira-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        id_place: IdPlace::Headers(&["x-atlassian-webhook-identifier"]),
         signs_a_timestamp: false,
         source_ip: "203.0.113.58",
     },
