@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn an_unknown_name_is_refused_with_the_list_of_known_ones() {
-        let error = "gitlab".parse::<Provider>().unwrap_err();
+        let error = "bitbucket".parse::<Provider>().unwrap_err();
         assert!(error.to_string().contains("github, stripe"));
     }
 }

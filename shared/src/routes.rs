@@ -535,8 +535,8 @@ mod tests {
     fn errors_name_the_route_and_the_field() {
         let cases = [
             (
-                "[[route]]\nname = \"prs\"\nprovider = \"gitlab\"\nevents = [\"*\"]\nactions = [\"a\"]\n[action.a]\ntype = \"log\"\n",
-                "route[0] (\"prs\").provider: unknown provider `gitlab`",
+                "[[route]]\nname = \"prs\"\nprovider = \"bitbucket\"\nevents = [\"*\"]\nactions = [\"a\"]\n[action.a]\ntype = \"log\"\n",
+                "route[0] (\"prs\").provider: unknown provider `bitbucket`",
             ),
             (
                 "[[route]]\nprovider = \"github\"\nevents = [\"*\", \"pull_*\"]\nactions = [\"a\"]\n[action.a]\ntype = \"log\"\n",

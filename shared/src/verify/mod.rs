@@ -424,18 +424,27 @@ pub(crate) fn any_p256_key_verifies(keys: &KeyRing, message: &[u8], signature: &
 
 /// Signs `message` with a P-256 private key (PKCS#8), the signature in ASN.1 DER; `None`
 /// for a key of another kind or one ring cannot read.
+///
+/// The signature is deterministic, so that a sample signed twice is the same file (the
+/// samples and `hookgate samples --check` rely on it). ring draws ECDSA's nonce from
+/// SHA-256 of a digest of its random input and the key, the random input again, and the
+/// message's digest: with a fixed input the nonce stays a secret function of the key and
+/// the message, as in RFC 6979's deterministic ECDSA. ring offers no other way than its
+/// fixed-byte generator; hookgate only signs with test keys and keys of its users' own
+/// (SendGrid keeps its private key), never as a provider.
 pub(crate) fn p256_sign(key: &SigningKey, message: &[u8]) -> Option<Vec<u8>> {
     if key.kind() != KeyKind::P256Private {
         return None;
     }
-    let random = ring::rand::SystemRandom::new();
+    #[allow(deprecated)]
+    let fixed = ring::test::rand::FixedByteRandom { byte: 0 };
     let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
         &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
         key.as_bytes(),
-        &random,
+        &fixed,
     )
     .ok()?;
-    Some(pair.sign(&random, message).ok()?.as_ref().to_vec())
+    Some(pair.sign(&fixed, message).ok()?.as_ref().to_vec())
 }
 
 /// HMAC-SHA256 over the concatenation of `parts`, so signed content such as

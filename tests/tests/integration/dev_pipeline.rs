@@ -516,14 +516,14 @@ async fn routes_check_accepts_a_valid_file_and_names_the_field_of_an_invalid_one
     let invalid = directory.join("invalid.toml");
     std::fs::write(
         &invalid,
-        "[[route]]\nprovider = \"gitlab\"\nevents = [\"*\"]\nactions = [\"log\"]\n\n[action.log]\ntype = \"log\"\n",
+        "[[route]]\nprovider = \"bitbucket\"\nevents = [\"*\"]\nactions = [\"log\"]\n\n[action.log]\ntype = \"log\"\n",
     )
     .expect("written");
     let refused = hookgate(&["routes", "check", invalid.to_str().expect("UTF-8")], &[]).await;
     assert!(!refused.status.success(), "{}", printed(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("route[0]") && stderr.contains("gitlab"),
+        stderr.contains("route[0]") && stderr.contains("bitbucket"),
         "{stderr}"
     );
 
