@@ -3,10 +3,12 @@
 //! literal bytes, in lowercase hex.
 //!
 //! "Signatures contain at least one `h1`": any may match, which is how a destination's
-//! secret rotation overlaps. An `h1` that is not 64 lowercase hex digits is kept out of the
-//! candidates rather than spoiling the header (Paddle's SDKs compare each as text with the
-//! lowercase digest, so it could never match); keys other than `ts` and `h1` are ignored,
-//! leaving room for a later algorithm, where paddle-python-sdk refuses them. The timestamp
+//! secret rotation overlaps (paddle-python-sdk tries each; paddle-node-sdk 3.8 keeps only the
+//! last, which would refuse a genuine delivery whose matching `h1` comes first). An `h1` that
+//! is not 64 lowercase hex digits is kept out of the candidates rather than spoiling the
+//! header (the SDKs compare it as text with the lowercase digest, so it could never match);
+//! keys other than `ts` and `h1` are ignored, leaving room for a later algorithm, as
+//! paddle-node-sdk ignores them and paddle-python-sdk does not. The timestamp
 //! must lie within the receiver's `tolerance` either way; Paddle's SDKs allow only five
 //! seconds of lateness, which a Lambda cold start or a retry queue can exceed.
 //!
