@@ -23,8 +23,13 @@
 //! `<Gather>` callbacks, so a key made of them would drop real events). Type: the
 //! parameters' `EventType` where Twilio sends one (Conversations, TaskRouter), else
 //! `message.<MessageStatus or SmsStatus>` (`message.received` for an inbound SMS,
-//! `message.delivered` for a status callback), else `call.<CallStatus>`, else `webhook`. A
-//! `GET` webhook's parameters are its query's.
+//! `message.delivered` for a status callback), else `call.<CallStatus>`, else `webhook`.
+//!
+//! Twilio reads the answer to an inbound message or call as TwiML instructions, and logs an
+//! error for anything else (a JSON body is "Invalid Content-Type"; on a voice call, "an
+//! application error has occurred"). A queued event is therefore acknowledged with an empty
+//! `<Response/>`, 200 `text/xml`: do nothing more. The receivers take `POST` only, Twilio's
+//! default method for its webhooks.
 //!
 //! HMAC-SHA1 is ring's (`HMAC_SHA1_FOR_LEGACY_USE_ONLY`, the library rustls already links):
 //! the `sha1` crate in the lockfile comes with the AWS SDK's checksums and is not a
@@ -46,7 +51,7 @@ use time::OffsetDateTime;
 
 use super::public_url::PublicUrl;
 use super::{
-    encode_base64, header, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
+    encode_base64, header, AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery,
     SignatureScheme,
 };
 use crate::provider::Provider;
@@ -59,6 +64,9 @@ const BODY_SHA256: &str = "bodySHA256";
 
 /// The type of a request whose parameters name none.
 pub const UNTYPED_EVENT: &str = "webhook";
+
+/// TwiML that asks Twilio for nothing: no reply to a message, the end of a call.
+pub const EMPTY_TWIML: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
 
 #[derive(Debug, Clone, Default)]
 pub struct Twilio {
@@ -142,15 +150,6 @@ fn with_and_without_port(url: &str) -> [String; 2] {
     ]
 }
 
-/// The parameters a request's type is read from: the body's, or a `GET`'s query.
-fn request_parameters(request: &InboundRequest) -> BTreeMap<String, BTreeSet<String>> {
-    if request.body.is_empty() {
-        parameters(request.uri.query().unwrap_or_default().as_bytes())
-    } else {
-        parameters(&request.body)
-    }
-}
-
 impl SignatureScheme for Twilio {
     fn provider(&self) -> Provider {
         Provider::Twilio
@@ -210,7 +209,7 @@ impl SignatureScheme for Twilio {
             .header(IDEMPOTENCY_TOKEN)
             .filter(|token| !token.is_empty())
             .map(str::to_owned);
-        let parameters = request_parameters(request);
+        let parameters = parameters(&request.body);
         let value = |name: &str| {
             parameters
                 .get(name)
@@ -225,7 +224,13 @@ impl SignatureScheme for Twilio {
         } else {
             UNTYPED_EVENT.to_owned()
         };
-        Ok(Delivery::event(id, event_type))
+        Ok(Delivery {
+            acknowledgement: Some(Handshake {
+                content_type: "text/xml",
+                body: EMPTY_TWIML.to_owned(),
+            }),
+            ..Delivery::event(id, event_type)
+        })
     }
 
     /// The idempotency token is a header of its own, outside the signature.
@@ -582,12 +587,14 @@ mod tests {
     }
 
     #[test]
-    fn a_get_webhook_is_typed_by_its_query() {
-        let request = InboundRequest::post("")
-            .with_url("https://h.example/voice?CallSid=CA1&CallStatus=in-progress&Digits=1");
+    fn a_queued_event_is_acknowledged_with_empty_twiml() {
+        let acknowledgement = described(SDK_FORM)
+            .acknowledgement
+            .expect("an acknowledgement");
+        assert_eq!(acknowledgement.content_type, "text/xml");
         assert_eq!(
-            Twilio::default().describe(&request).unwrap().event_type,
-            "call.in-progress"
+            acknowledgement.body,
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#
         );
     }
 
