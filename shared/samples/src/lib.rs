@@ -188,13 +188,14 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     },
     SampleProvider {
         provider: Provider::Square,
-        secret: "hookgate-test-square-secret",
-        signing_secret: "hookgate-test-square-secret",
+        secret: "hookgate-test-square-signature-key",
+        signing_secret: "hookgate-test-square-signature-key",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        id_place: IdPlace::BodyField("event_id"),
         signs_a_timestamp: false,
-        source_ip: "203.0.113.53",
+        // Square's production webhook addresses, as its developer forum lists them.
+        source_ip: "54.245.1.154",
     },
     SampleProvider {
         provider: Provider::Paddle,
@@ -202,8 +203,8 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signing_secret: "hookgate-test-paddle-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        id_place: IdPlace::BodyField("event_id"),
+        signs_a_timestamp: true,
         source_ip: "34.232.58.13",
     },
     SampleProvider {
@@ -228,12 +229,13 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     },
     SampleProvider {
         provider: Provider::Hubspot,
-        secret: "hookgate-test-hubspot-secret",
-        signing_secret: "hookgate-test-hubspot-secret",
+        secret: "hookgate-test-hubspot-client-secret",
+        signing_secret: "hookgate-test-hubspot-client-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
-        signs_a_timestamp: false,
+        // A batch has no id of its own: its key is the body's hash.
+        id_place: IdPlace::Headers(&[]),
+        signs_a_timestamp: true,
         source_ip: "203.0.113.57",
     },
     SampleProvider {
@@ -248,11 +250,12 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     },
     SampleProvider {
         provider: Provider::Twilio,
-        secret: "hookgate-test-twilio-secret",
-        signing_secret: "hookgate-test-twilio-secret",
+        secret: "hookgate-test-twilio-auth-token",
+        signing_secret: "hookgate-test-twilio-auth-token",
         wrong_secret: WRONG_SECRET,
+        // The signature covers the form's parameters, so a changed digit fails it.
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        id_place: IdPlace::Headers(&["i-twilio-idempotency-token"]),
         signs_a_timestamp: false,
         source_ip: "203.0.113.59",
     },
@@ -515,7 +518,7 @@ static PAYLOADS: &[Payload] = &[
     payload!(Sentry, "sentry", "issue.created"),
     payload!(Hubspot, "hubspot", "contact.creation"),
     payload!(Jira, "jira", "issue_created"),
-    payload!(Twilio, "twilio", "message.received"),
+    payload!(Twilio, "twilio", "message.received", ".form"),
     payload!(Gitlab, "gitlab", "push"),
     payload!(Discord, "discord", "application_command"),
     payload!(Discord, "discord", "ping"),

@@ -26,6 +26,7 @@ pub mod paddle;
 pub mod pagerduty;
 #[cfg(test)]
 mod properties;
+mod public_url;
 pub mod sendgrid;
 pub mod sentry;
 pub mod shopify;
