@@ -234,7 +234,7 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
         // A batch has no id of its own: its key is the body's hash.
-        id_place: IdPlace::Headers(&[]),
+        id_place: IdPlace::BodyHash,
         signs_a_timestamp: true,
         source_ip: "203.0.113.57",
     },
@@ -468,6 +468,8 @@ struct Payload {
     provider: Provider,
     name: &'static str,
     body: &'static str,
+    /// `.json`, or `.form` for a form.
+    extension: &'static str,
     headers: &'static str,
 }
 
@@ -488,6 +490,7 @@ macro_rules! payload {
                 $name,
                 $extension
             )),
+            extension: $extension,
             headers: include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../events/payloads/",
@@ -1535,6 +1538,7 @@ mod tests {
                 event.provider(),
                 Provider::Github
                     | Provider::Shopify
+                    | Provider::Twilio
                     | Provider::Gitlab
                     | Provider::Linear
                     | Provider::Pagerduty
@@ -1615,8 +1619,12 @@ mod tests {
             if !signs_its_id(provider) {
                 // Else the processor would take the second for a replay of the first.
                 assert_ne!(first.body, second.body, "{provider}");
-                let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
-                assert_eq!(json(&first.body), json(&recorded.body), "{provider}");
+                // Only whitespace is added after the body.
+                assert_eq!(
+                    first.body.trim_end(),
+                    recorded.body.trim_end(),
+                    "{provider}"
+                );
             }
             assert_eq!(
                 key_of(provider, &event.delivery(at())),
@@ -1849,30 +1857,15 @@ mod tests {
     #[test]
     fn every_genuine_webhook_sample_but_the_handshake_has_an_sqs_event() {
         let names: Vec<String> = SqsSampleEvent::all().iter().map(|e| e.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "github-pull_request.opened",
-                "stripe-invoice.paid",
-                "shopify-orders-create",
-                "slack-app_mention",
-                "standard-response.completed",
-                "linear-Issue.create",
-                "intercom-conversation.user.created",
-                "zendesk-ticket.created",
-                "pagerduty-incident.triggered",
-                "calendly-invitee.created",
-                "sentry-issue.created",
-                "jira-issue_created",
-                "gitlab-push",
-                "discord-application_command",
-                "sendgrid-delivered",
-                "msgraph-created",
-                "generic-task.completed",
-                "batch",
-                "unreadable-envelope",
-            ]
-        );
+        let mut expected: Vec<String> = SampleEvent::all()
+            .into_iter()
+            .filter(|event| event.variant() == Variant::Genuine && !event.is_handshake())
+            .map(|event| format!("{}-{}", event.provider(), event.name()))
+            .collect();
+        assert!(expected.contains(&"github-pull_request.opened".to_owned()));
+        assert!(!expected.contains(&"slack-url_verification".to_owned()));
+        expected.extend(["batch".to_owned(), "unreadable-envelope".to_owned()]);
+        assert_eq!(names, expected);
     }
 
     #[test]
@@ -1999,7 +1992,8 @@ mod tests {
         for payload in PAYLOADS {
             let body = &payload.body_at(at());
             assert!(
-                serde_json::from_str::<serde_json::Value>(body).is_ok(),
+                payload.extension != ".json"
+                    || serde_json::from_str::<serde_json::Value>(body).is_ok(),
                 "{}",
                 payload.name
             );
