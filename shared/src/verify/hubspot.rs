@@ -14,10 +14,10 @@
 //!
 //! A webhooks-API delivery is a JSON array of up to 100 events. Each has an `eventId`, which
 //! HubSpot says "is not guaranteed to be unique", and an `attemptNumber` that grows with
-//! every retry, so a batch has no id of its own that holds across retries: the key falls back
-//! to the body's hash (`None`). Retries of a batch therefore differ by their `attemptNumber`s
-//! and are queued again; consumers deduplicate the events themselves (by `eventId`,
-//! `subscriptionId`, `portalId` and `occurredAt`). The type is the events' `subscriptionType`
+//! every retry, so a batch has no id of its own, and its bytes change from one attempt to the
+//! next. Its id is therefore the SHA-256 of the batch with every `attemptNumber` left out
+//! (`batch-<hex>`): a retry is the same event, while two batches that differ in anything else
+//! are two. It is signed, as the body is. The type is the events' `subscriptionType`
 //! (`contact.creation`) when all share one, else `batch`; a single event sent as an object
 //! (workflow and extension requests are signed the same way) is typed by its own.
 //!
@@ -163,7 +163,7 @@ impl SignatureScheme for Hubspot {
                 event_type = MIXED_BATCH;
             }
         }
-        Ok(Delivery::event(None, event_type))
+        Ok(Delivery::event(Some(batch_id(&body)), event_type))
     }
 
     fn forwarded_headers(&self) -> Vec<String> {
@@ -185,9 +185,46 @@ impl SignatureScheme for Hubspot {
     }
 }
 
+/// The batch's id across its attempts: the SHA-256 of its JSON with every event's
+/// `attemptNumber` removed. serde_json writes an object's keys sorted, so the id does not
+/// depend on the order HubSpot writes them in either.
+fn batch_id(body: &serde_json::Value) -> String {
+    let mut body = body.clone();
+    let events = match &mut body {
+        serde_json::Value::Array(events) => events.iter_mut().collect::<Vec<_>>(),
+        single => vec![single],
+    };
+    for event in events {
+        if let Some(event) = event.as_object_mut() {
+            event.remove("attemptNumber");
+        }
+    }
+    format!(
+        "batch-{}",
+        crate::bodies::sha256_hex(body.to_string().as_bytes())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retried_batch_keeps_its_id_while_another_batch_has_its_own() {
+        let first = br#"[{"eventId":1,"subscriptionId":7,"attemptNumber":0,"subscriptionType":"contact.creation"}]"#;
+        let retry = br#"[{"attemptNumber":1,"eventId":1,"subscriptionId":7,"subscriptionType":"contact.creation"}]"#;
+        let other = br#"[{"eventId":2,"subscriptionId":7,"attemptNumber":0,"subscriptionType":"contact.creation"}]"#;
+        let id = |body: &'static [u8]| {
+            Hubspot::default()
+                .describe(&InboundRequest::post(body))
+                .unwrap()
+                .stable_id
+                .unwrap()
+        };
+        assert_eq!(id(first), id(retry));
+        assert_ne!(id(first), id(other));
+        assert!(id(first).starts_with("batch-"), "{}", id(first));
+    }
     use crate::verify::test_support::*;
 
     // hubspot-api-python, tests/spec/utils/test_signature.py, `test_get_signature__v3`.
@@ -423,19 +460,24 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_keyed_by_its_body_and_typed_by_its_subscription_type() {
-        assert_eq!(
-            Hubspot::default().describe(&InboundRequest::post(BATCH)),
-            Ok(Delivery::event(None, "contact.creation"))
-        );
+    fn a_batch_is_keyed_by_its_events_and_typed_by_its_subscription_type() {
+        let described = Hubspot::default()
+            .describe(&InboundRequest::post(BATCH))
+            .unwrap();
+        assert_eq!(described.event_type, "contact.creation");
+        assert!(described
+            .stable_id
+            .is_some_and(|id| id.starts_with("batch-")));
     }
 
     #[test]
     fn a_batch_of_several_types_is_typed_batch() {
         let body = r#"[{"eventId":1,"subscriptionType":"contact.creation"},{"eventId":2,"subscriptionType":"deal.creation"},{"eventId":3,"subscriptionType":"contact.creation"}]"#;
         assert_eq!(
-            Hubspot::default().describe(&InboundRequest::post(body)),
-            Ok(Delivery::event(None, MIXED_BATCH))
+            Hubspot::default()
+                .describe(&InboundRequest::post(body))
+                .map(|described| described.event_type),
+            Ok(MIXED_BATCH.to_owned())
         );
     }
 
@@ -443,8 +485,10 @@ mod tests {
     fn a_single_event_object_is_typed_by_its_own_subscription_type() {
         let body = r#"{"eventId":1,"subscriptionType":"deal.propertyChange"}"#;
         assert_eq!(
-            Hubspot::default().describe(&InboundRequest::post(body)),
-            Ok(Delivery::event(None, "deal.propertyChange"))
+            Hubspot::default()
+                .describe(&InboundRequest::post(body))
+                .map(|described| described.event_type),
+            Ok("deal.propertyChange".to_owned())
         );
     }
 
