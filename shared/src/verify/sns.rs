@@ -88,7 +88,7 @@ use super::{
 use crate::https::{HttpsError, HttpsGet};
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::{KeyKind, KeyRing, SigningKey};
+use crate::secret::{KeyEncoding, KeyKind, KeyRing, SigningKey};
 
 /// The largest certificate accepted: SNS's are under 2.5 KB as PEM.
 const CERTIFICATE_LIMIT: usize = 16 * 1024;
@@ -433,6 +433,16 @@ fn malformed(field: &str) -> AuthFailure {
 impl SignatureScheme for Sns {
     fn provider(&self) -> Provider {
         Provider::Sns
+    }
+
+    /// The receiver's secret is its list of topic ARNs, taken as it is written.
+    fn key_encoding(&self) -> KeyEncoding {
+        KeyEncoding::Raw
+    }
+
+    /// What signs, for the samples and `hookgate send`: an RSA private key.
+    fn signing_key_encoding(&self) -> KeyEncoding {
+        KeyEncoding::RsaPrivatePem
     }
 
     /// No window: see the module's documentation.
