@@ -26,9 +26,10 @@
 //! us-east-1.amazonaws.com`, `sns.s3.amazonaws.com`). That is the official validators'
 //! `^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$` (JavaScript, PHP, Ruby), made strict.
 //! The certificate is fetched over HTTPS with the trust of the SDK's own clients
-//! ([`crate::https`]), at most 16 KiB, as PEM, and kept per URL (32 URLs at most, the oldest
-//! forgotten first; SNS signs with one certificate per region for months). What proves it
-//! is SNS's is where it came from: a TLS connection to an SNS host. Its own chain is not
+//! ([`crate::https`]: Amazon's roots, and `HOOKGATE_CA_FILE`'s), at most 16 KiB, as PEM, and
+//! kept per URL (32 URLs at most, the oldest forgotten first; SNS's certificates last about a
+//! year, and a new one comes at a new URL). What proves it is SNS's is where it came from: a
+//! TLS connection to an SNS host. Its own chain is not
 //! built (the PEM holds the leaf alone), nor are its dates checked: the official
 //! validators check neither (PHP's tests verify real messages with a certificate expired in
 //! 2022). aws-sdk-java-v2's newer message manager also matches the certificate's name
@@ -60,10 +61,14 @@
 //! agents have nothing to do with it.
 //!
 //! **No replay window.** `Timestamp` is signed, but SNS retries a message with the same
-//! body and `Timestamp` for up to an hour under a custom delivery policy (3,600 s is the
-//! cap, after a throttled queue's wait), and AWS's validators and documentation check no
-//! age. A replay is instead one `MessageId` twice, which the processor's idempotency
-//! record stops.
+//! body and `Timestamp` for up to an hour under a custom delivery policy (3,600 s is its
+//! cap), and AWS's validators and documentation check no age. A replay is instead one
+//! `MessageId` twice, which the processor's idempotency record stops.
+//!
+//! **Answers.** SNS retries 5xx and 429 answers only. A certificate fetch or a confirmation
+//! that may succeed later (no answer, 5xx, 429) is answered 503, and SNS tries again; what
+//! is refused (an unknown topic, a URL not SNS's, a certificate SNS does not serve, a bad
+//! signature) is 401, which it does not retry.
 //!
 //! Surprises: `SignatureVersion`, `SigningCertURL`, `UnsubscribeURL` and
 //! `MessageAttributes` are outside the signature (SNS's design); a signed field given twice
