@@ -31,6 +31,7 @@ pub mod claims;
 pub mod config;
 pub mod dead_letters;
 pub mod envelope;
+pub mod https;
 pub mod idempotency;
 #[cfg(feature = "aws")]
 pub mod lambda;

@@ -34,6 +34,9 @@ pub enum KeyEncoding {
     P256PublicBase64,
     /// An ECDSA P-256 private key as base64 of its PKCS#8 DER: signs only.
     P256PrivateBase64,
+    /// An RSA private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`): signs only (the
+    /// Amazon SNS samples; SNS's receivers hold no key, they fetch SNS's certificate).
+    RsaPrivatePem,
 }
 
 /// What kind of key a [`SigningKey`] holds, which decides the signatures it can check.
@@ -49,6 +52,8 @@ pub enum KeyKind {
     P256Public,
     /// A P-256 private key, PKCS#8 DER: signs.
     P256Private,
+    /// An RSA private key, PKCS#8 DER: signs.
+    RsaPrivate,
 }
 
 /// The DER that precedes the 65-byte point in every P-256 `SubjectPublicKeyInfo`
@@ -140,6 +145,14 @@ impl SigningKey {
                     .map_err(|_| SecretError::NotP256PrivateKey)?;
                 key(KeyKind::P256Private, der)
             }
+            KeyEncoding::RsaPrivatePem => {
+                use rustls_pki_types::pem::PemObject;
+                let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(secret.as_bytes())
+                    .map_err(|_| SecretError::NotRsaPrivateKey)?;
+                ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+                    .map_err(|_| SecretError::NotRsaPrivateKey)?;
+                key(KeyKind::RsaPrivate, der.secret_pkcs8_der().to_vec())
+            }
         }
     }
 
@@ -229,6 +242,8 @@ pub enum SecretError {
     NotP256PublicKey,
     #[error("the key is not a P-256 private key (base64 of its PKCS#8 DER)")]
     NotP256PrivateKey,
+    #[error("the key is not an RSA private key (PKCS#8 PEM, -----BEGIN PRIVATE KEY-----)")]
+    NotRsaPrivateKey,
     #[error(
         "the secret looks like JSON but is not {{\"current\": \"...\", \"previous\": \"...\"}}: {0}"
     )]
@@ -389,6 +404,23 @@ mod tests {
                 SigningKey::parse(bad, KeyEncoding::P256PublicBase64),
                 Err(SecretError::NotP256PublicKey),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_rsa_private_key_is_read_from_its_pkcs8_pem_and_anything_else_refused() {
+        // Generated with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`.
+        let pem = include_str!("../samples/sns-test/signing-key.pem");
+        let key = SigningKey::parse(pem, KeyEncoding::RsaPrivatePem).unwrap();
+        assert_eq!(key.kind(), KeyKind::RsaPrivate);
+        assert!(key.as_bytes().starts_with(&[0x30, 0x82]), "PKCS#8 DER");
+        // A P-256 key, PKCS#8 too, made with openssl: a key, but not RSA.
+        let p256 = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgWbWKhndJv5yMgaPn\nB0x5jDdWBotN1394md7rXn/U6vGhRANCAASKKJNraTTFvGpsoyCt7bEYChCvYYjY\nIqi27+1pSlok4Y6RnwMsBeDIqT1z90mJaQgblS5h6Va7pbLrLgaTdECJ\n-----END PRIVATE KEY-----\n";
+        for not_rsa in ["not a key", p256, &pem.replace("MII", "XII")] {
+            assert_eq!(
+                SigningKey::parse(not_rsa, KeyEncoding::RsaPrivatePem),
+                Err(SecretError::NotRsaPrivateKey)
             );
         }
     }

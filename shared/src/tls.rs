@@ -103,6 +103,16 @@ impl Trust {
     }
 
     fn build_aws_http_client(&self) -> aws_sdk_sqs::config::SharedHttpClient {
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(smithy_tls::Provider::rustls(CryptoMode::Ring))
+            .tls_context(self.aws_tls_context())
+            .build_https()
+    }
+
+    /// The TLS context of the SDK's clients: Amazon's roots (or the platform's) and the CA
+    /// file's. SNS's signing certificates are fetched from AWS endpoints on it too
+    /// ([`crate::https::TlsHttps`]).
+    pub(crate) fn aws_tls_context(&self) -> TlsContext {
         let mut store = match self.roots {
             Roots::CompiledIn => TrustStore::empty().with_pem_certificate(AWS_ROOTS_PEM),
             Roots::Platform => TrustStore::default(),
@@ -110,16 +120,11 @@ impl Trust {
         if let Some(pem) = &self.extra_pem {
             store = store.with_pem_certificate(pem.clone());
         }
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(smithy_tls::Provider::rustls(CryptoMode::Ring))
-            .tls_context(
-                TlsContext::builder()
-                    .with_trust_store(store)
-                    .build()
-                    // It only fails for checks it does not make (1.5: none).
-                    .expect("a TLS context of a trust store builds"),
-            )
-            .build_https()
+        TlsContext::builder()
+            .with_trust_store(store)
+            .build()
+            // It only fails for checks it does not make (1.5: none).
+            .expect("a TLS context of a trust store builds")
     }
 
     /// The rustls configuration for HTTP clients of our own (`reqwest`'s

@@ -31,6 +31,7 @@ use hookgate::sqlite::{
     SqliteArchive, SqliteBodyStore, SqliteQueue, SqliteQueueSettings, SqliteStore,
 };
 use hookgate::telemetry::Metrics;
+use hookgate::verify::scheme_for;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -378,9 +379,15 @@ pub fn receivers(
     let mut receivers = Receivers::new();
     let mut shown = Vec::new();
     for provider in Provider::ALL {
-        // The generic receiver takes the samples' settings, as `hookgate send` signs them.
-        let scheme = hookgate_samples::sample_scheme(provider);
         let variable = secret_variable(provider);
+        let scheme = match provider {
+            // SNS's samples are signed with a public test key, which only the samples'
+            // scheme trusts: a receiver given topics of the user's own trusts SNS's real
+            // certificates alone, fetched from SNS as the Lambda receiver does.
+            Provider::Sns if env.get(&variable).is_some() => scheme_for(provider, env)?,
+            // The generic receiver takes the samples' settings, as `hookgate send` signs them.
+            _ => hookgate_samples::sample_scheme(provider),
+        };
         let (secret, secret_shown) = match env.get(&variable) {
             Some(secret) => (secret, SecretShown::FromVariable(variable.clone())),
             None => (

@@ -21,6 +21,7 @@
 //! must never be configured on a deployed receiver.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::Serialize;
@@ -28,8 +29,10 @@ use sha2::{Digest, Sha256};
 use time::{OffsetDateTime, UtcOffset};
 
 use hookgate::envelope::QueueMessage;
+use hookgate::https::MemoryHttps;
 use hookgate::provider::Provider;
 use hookgate::secret::{KeyRing, SigningKey};
+use hookgate::verify::sns::Sns;
 use hookgate::verify::{scheme_for, verify, OutgoingDelivery, SignatureScheme, Verified};
 
 /// Public, test-only: the GitHub samples' webhook secret.
@@ -46,6 +49,22 @@ pub const SLACK_TEST_SECRET: &str = "hookgate-test-slack-signing-secret";
 pub const STANDARD_TEST_SECRET: &str = "whsec_aG9va2dhdGUtdGVzdC1zdGFuZGFyZC1zZWNyZXQ=";
 /// Public, test-only: the generic samples' secret.
 pub const GENERIC_TEST_SECRET: &str = "hookgate-test-generic-secret";
+
+/// Public, test-only: the topic the Amazon SNS samples come from; the SNS receiver's secret
+/// is the list of topic ARNs it accepts.
+pub const SNS_TEST_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:hookgate-test-alarms";
+/// Public, test-only: where the SNS samples say their signing certificate is. SNS serves
+/// nothing there: only the samples' scheme ([`sample_scheme`]) takes
+/// [`SNS_TEST_CERTIFICATE`] for it, without fetching.
+pub const SNS_TEST_CERTIFICATE_URL: &str =
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-hookgate-test.pem";
+/// Public, test-only: the self-signed certificate of [`SNS_TEST_SIGNING_KEY`], made with
+/// openssl (`shared/samples/sns-test/`).
+pub const SNS_TEST_CERTIFICATE: &str = include_str!("../sns-test/certificate.pem");
+/// Public, test-only: the RSA-2048 key the SNS samples are signed with (PKCS#8 PEM).
+pub const SNS_TEST_SIGNING_KEY: &str = include_str!("../sns-test/signing-key.pem");
+/// Public, test-only: another RSA-2048 key, whose signature the test certificate refuses.
+const SNS_WRONG_SIGNING_KEY: &str = include_str!("../sns-test/wrong-signing-key.pem");
 
 /// The generic receiver's settings for the samples, which come from a fictional "AgentX"
 /// sender: `X-AgentX-Signature: sha256=<hex>` over `{timestamp}.{body}`.
@@ -233,8 +252,9 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         signing_secret: "hookgate-test-hubspot-client-secret",
         wrong_secret: WRONG_SECRET,
         signs_its_body: true,
-        // A batch has no id of its own: its key is the body's hash.
-        id_place: IdPlace::BodyHash,
+        // A batch is keyed by its events (less their attempt numbers): a new `eventId`
+        // makes a new batch.
+        id_place: IdPlace::BodyNumbers("eventId"),
         signs_a_timestamp: true,
         source_ip: "203.0.113.57",
     },
@@ -300,13 +320,17 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
     },
     SampleProvider {
         provider: Provider::Sns,
-        secret: "hookgate-test-sns-secret",
-        signing_secret: "hookgate-test-sns-secret",
-        wrong_secret: WRONG_SECRET,
+        // A topic ARN cannot start `hookgate-test-`: the topic's name does.
+        secret: SNS_TEST_TOPIC_ARN,
+        signing_secret: SNS_TEST_SIGNING_KEY,
+        wrong_secret: SNS_WRONG_SIGNING_KEY,
         signs_its_body: true,
-        id_place: IdPlace::BodyField("id"),
+        id_place: IdPlace::BodyField("MessageId"),
+        // `Timestamp` is signed, but no window applies (see `hookgate::verify::sns`).
         signs_a_timestamp: false,
-        source_ip: "54.240.197.10",
+        // SNS publishes no ranges of its own for HTTP deliveries (AWS's ip-ranges.json has
+        // no SNS service): a documentation address.
+        source_ip: "203.0.113.63",
     },
     // The secret is the subscription's clientState, which the payload carries: its
     // `rejected-wrong-secret` sample must carry the wrong one. A delivery has no id: it is
@@ -382,14 +406,42 @@ pub fn receiver_environment(provider: Provider) -> Vec<(&'static str, String)> {
     environment
 }
 
-/// The scheme a receiver configured with [`receiver_environment`] uses.
+/// The scheme a receiver configured with [`receiver_environment`] uses; for Amazon SNS, the
+/// one [`sns_sample_scheme`] makes.
 pub fn sample_scheme(provider: Provider) -> Box<dyn SignatureScheme> {
+    if provider == Provider::Sns {
+        return Box::new(sns_sample_scheme());
+    }
     let environment: HashMap<String, String> = receiver_environment(provider)
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
     scheme_for(provider, &environment).expect("the sample settings are a valid configuration")
 }
+
+/// The Amazon SNS scheme for the samples: it takes [`SNS_TEST_CERTIFICATE`] for
+/// [`SNS_TEST_CERTIFICATE_URL`] without fetching it, and confirms the sample subscription
+/// with an in-memory client that answers its `SubscribeURL` as SNS does. The Lambda
+/// receiver's scheme fetches SNS's real certificates and never holds this one: the samples'
+/// key is public, so only the samples, the tests and `hookgate dev` may trust it.
+pub fn sns_sample_scheme() -> Sns {
+    let https = PAYLOADS
+        .iter()
+        .filter(|payload| payload.provider == Provider::Sns)
+        .filter_map(|payload| {
+            let message: serde_json::Value = serde_json::from_str(payload.body()).ok()?;
+            message["SubscribeURL"].as_str().map(str::to_owned)
+        })
+        .fold(MemoryHttps::new(), |https, url| {
+            https.answer(&url, 200, SNS_CONFIRMED)
+        });
+    Sns::new(Arc::new(https))
+        .with_certificate(SNS_TEST_CERTIFICATE_URL, SNS_TEST_CERTIFICATE)
+        .expect("the samples' certificate is one, at an SNS URL")
+}
+
+/// What SNS answers a `SubscribeURL` with.
+const SNS_CONFIRMED: &str = "<ConfirmSubscriptionResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">\n  <ConfirmSubscriptionResult>\n    <SubscriptionArn>arn:aws:sns:us-east-1:123456789012:hookgate-test-alarms:4f6e2c1a-8b3d-4e5f-9a7c-2d1b0e8f6a53</SubscriptionArn>\n  </ConfirmSubscriptionResult>\n  <ResponseMetadata>\n    <RequestId>4e6f2a1c-3b5d-5e7f-8a9b-0c1d2e3f4a5b</RequestId>\n  </ResponseMetadata>\n</ConfirmSubscriptionResponse>\n";
 
 /// A queue message for a GitHub `issues` delivery with the given delivery id and `action`,
 /// made the only way there is: the delivery signed with [`GITHUB_TEST_SECRET`] at the
@@ -573,6 +625,9 @@ impl Payload {
 enum IdPlace {
     Headers(&'static [&'static str]),
     BodyField(&'static str),
+    /// Numbers of a field the body repeats (HubSpot's events' `eventId`), which its key is
+    /// made from.
+    BodyNumbers(&'static str),
     /// Nowhere: the provider sends no id its retries keep (Sentry, Calendly), so the
     /// receiver keys on the body's hash, and a new id is a body never seen before.
     BodyHash,
@@ -603,7 +658,7 @@ fn fresh_trailing_whitespace() -> String {
 fn delivery_id_header(provider: Provider) -> Option<&'static str> {
     match id_place(provider) {
         IdPlace::Headers(names) => names.first().copied(),
-        IdPlace::BodyField(_) | IdPlace::BodyHash => None,
+        IdPlace::BodyField(_) | IdPlace::BodyNumbers(_) | IdPlace::BodyHash => None,
     }
 }
 
@@ -627,6 +682,30 @@ fn fresh_id_like(old: &str) -> String {
             format!("{prefix}{}", suffix[..10].to_ascii_uppercase())
         }
     }
+}
+
+/// `body` with every number of `"field":` replaced by a random one of as many digits: the
+/// layout stays byte for byte but for those digits.
+fn with_fresh_numbers(body: &str, field: &str) -> String {
+    let label = format!("\"{field}\":");
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find(&label) {
+        let (before, after) = rest.split_at(at + label.len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let random = uuid::Uuid::new_v4().as_u128().to_string();
+        if (1..=random.len()).contains(&digits) {
+            // A leading digit other than 0 keeps it a JSON number.
+            out.push('1');
+            out.push_str(&random[..digits - 1]);
+            rest = &after[digits..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What `hookgate send` changes in a sample before it signs it.
@@ -823,7 +902,8 @@ impl SampleEvent {
         let body = self.payload.body_at(signed_at);
         let mut delivery = self.signed(&body, url, signed_at, secret)?;
         if self.variant == Variant::TamperedBody {
-            delivery.body = with_first_digit_changed(&delivery.body);
+            delivery.body =
+                with_first_digit_changed_after(&delivery.body, tampered_from(self.provider()));
         }
         Ok(delivery)
     }
@@ -858,6 +938,7 @@ impl SampleEvent {
                     }
                 }
                 IdPlace::BodyHash => body.push_str(&fresh_trailing_whitespace()),
+                IdPlace::BodyNumbers(field) => body = with_fresh_numbers(&body, field),
                 IdPlace::BodyField(field) => {
                     let old = serde_json::from_str::<serde_json::Value>(&body)
                         .ok()
@@ -865,11 +946,13 @@ impl SampleEvent {
                         .filter(|old| !old.is_empty())
                         .ok_or(ChangeError::NoIdInBody { provider, field })?;
                     // The id's string, wherever it stands: the body keeps its own layout,
-                    // byte for byte, but for the id.
-                    body = body.replace(
-                        &format!("\"{old}\""),
-                        &format!("\"{}\"", fresh_id_like(&old)),
-                    );
+                    // byte for byte, but for the id; so does a header that repeats it
+                    // (SNS's `x-amz-sns-message-id`).
+                    let fresh = fresh_id_like(&old);
+                    body = body.replace(&format!("\"{old}\""), &format!("\"{fresh}\""));
+                    for value in headers.values_mut().filter(|value| **value == old) {
+                        value.clone_from(&fresh);
+                    }
                 }
             }
         }
@@ -934,10 +1017,21 @@ impl SampleEvent {
             id: &id,
             url,
         };
-        headers.extend(scheme.sign(&outgoing, &key));
+        // A scheme whose signature travels in the body (SNS) gives the body to send.
+        let body = match scheme.sign_body(&outgoing, &key) {
+            Some(signed) => String::from_utf8(signed).expect("a text body stays text once signed"),
+            None => body.to_owned(),
+        };
+        headers.extend(scheme.sign(
+            &OutgoingDelivery {
+                body: body.as_bytes(),
+                ..outgoing
+            },
+            &key,
+        ));
         Ok(SampleDelivery {
             headers,
-            body: body.to_owned(),
+            body,
             url: url.to_owned(),
         })
     }
@@ -1084,8 +1178,28 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 /// The body with its first ASCII digit changed to another digit: one byte, and still JSON.
+#[cfg(test)]
 fn with_first_digit_changed(body: &str) -> String {
-    let Some(at) = body.find(|c: char| c.is_ascii_digit()) else {
+    with_first_digit_changed_after(body, "")
+}
+
+/// Where a tampered sample's changed digit is looked for: from the body's start, but for a
+/// provider whose body carries its signature and ids beside the event, from the field that
+/// holds the event (SNS's `Message`), so that the sample is a changed event refused.
+fn tampered_from(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Sns => "\"Message\"",
+        _ => "",
+    }
+}
+
+/// [`with_first_digit_changed`], the digit looked for from where `marker` first is.
+fn with_first_digit_changed_after(body: &str, marker: &str) -> String {
+    let from = body.find(marker).unwrap_or(0);
+    let Some(at) = body[from..]
+        .find(|c: char| c.is_ascii_digit())
+        .map(|at| from + at)
+    else {
         return body.to_owned();
     };
     let next = match body.as_bytes()[at] {
@@ -1839,7 +1953,11 @@ mod tests {
             .collect();
         assert_eq!(
             handshakes,
-            ["slack/url_verification.json", "discord/ping.json"]
+            [
+                "slack/url_verification.json",
+                "discord/ping.json",
+                "sns/subscription_confirmation.json"
+            ]
         );
         for event in SampleEvent::all()
             .into_iter()
@@ -1970,6 +2088,69 @@ mod tests {
             let value: serde_json::Value = serde_json::from_str(&contents).unwrap();
             assert_eq!(value, event.api_gateway_event(at()));
         }
+    }
+
+    #[test]
+    fn the_sns_samples_carry_their_signature_in_the_body_and_the_tampered_one_a_changed_message() {
+        let genuine = SampleEvent::find(Provider::Sns, "notification").unwrap();
+        let delivery = genuine.delivery(at());
+        // Signed as the payload file already is (RSA PKCS#1 v1.5 is deterministic).
+        assert_eq!(delivery.body, genuine.body());
+        assert!(!delivery
+            .headers
+            .keys()
+            .any(|name| name.contains("signature")));
+        assert_eq!(delivery.headers["x-amz-sns-message-type"], "Notification");
+
+        let tampered = SampleEvent::find(Provider::Sns, "rejected-tampered-body").unwrap();
+        let field = |body: &str, name: &str| {
+            serde_json::from_str::<serde_json::Value>(body).unwrap()[name].clone()
+        };
+        let tampered = tampered.delivery(at()).body;
+        assert_ne!(
+            field(&tampered, "Message"),
+            field(&delivery.body, "Message")
+        );
+        for unchanged in ["MessageId", "Signature", "Timestamp", "Subject"] {
+            assert_eq!(
+                field(&tampered, unchanged),
+                field(&delivery.body, unchanged)
+            );
+        }
+
+        let wrong = SampleEvent::find(Provider::Sns, "rejected-wrong-secret").unwrap();
+        let wrong = wrong.delivery(at()).body;
+        assert_ne!(
+            field(&wrong, "Signature"),
+            field(&delivery.body, "Signature")
+        );
+        assert_eq!(field(&wrong, "SigningCertURL"), SNS_TEST_CERTIFICATE_URL);
+    }
+
+    #[test]
+    fn the_sns_test_certificate_is_trusted_by_the_samples_scheme_alone() {
+        let notification = SampleEvent::find(Provider::Sns, "notification").unwrap();
+        assert!(verified(&notification, at()).is_ok());
+        // The scheme the provider table builds, as a Lambda receiver's, fetches SNS's own
+        // certificates: it has not the samples' one, and refuses their signature.
+        let env: HashMap<String, String> = receiver_environment(Provider::Sns)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        let deployed = scheme_for(Provider::Sns, &env).unwrap();
+        let keys =
+            KeyRing::from_secrets(SNS_TEST_TOPIC_ARN, None, deployed.key_encoding()).unwrap();
+        let refused = verify(
+            deployed.as_ref(),
+            &inbound(&notification.delivery(at())),
+            &keys,
+            at(),
+            Duration::from_secs(300),
+        );
+        assert_eq!(
+            refused.unwrap_err(),
+            Rejection::Unauthenticated(AuthFailure::SignatureMismatch)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | method other than POST | 405 |
 //! | body over the limit | 413 |
 //! | body or headers malformed | 400 |
-//! | secrets, body store or queue unavailable | 503, so the provider retries (if it does) |
+//! | secrets, body store, queue or a call to the provider unavailable | 503, so the provider retries (if it does) |
 //!
 //! Refusal details go to the log, never to the caller, except for 400s: those come from a
 //! caller whose signature already held, and saying what is missing helps them fix it.
@@ -90,7 +90,8 @@ impl Answer {
             Err(
                 ReceiveError::SecretsUnavailable(_)
                 | ReceiveError::BodyStoreUnavailable(_)
-                | ReceiveError::QueueUnavailable(_),
+                | ReceiveError::QueueUnavailable(_)
+                | ReceiveError::ProviderUnavailable(_),
             ) => Self {
                 headers: vec![("retry-after", "5")],
                 ..Self::error(

@@ -28,7 +28,9 @@ use crate::queue::{EventQueue, QueueError, SQS_MAX_MESSAGE_BYTES};
 use crate::request::InboundRequest;
 use crate::secret::{SecretError, SecretSource};
 use crate::telemetry::Metrics;
-use crate::verify::{self, Handshake, Rejection, SignatureScheme, Verified, VerifiedWebhook};
+use crate::verify::{
+    self, Handshake, ProviderUnavailable, Rejection, SignatureScheme, Verified, VerifiedWebhook,
+};
 
 /// The largest body a receiver can be handed at all: Lambda takes a request of 6 MiB
 /// (6,291,456 bytes), API Gateway passes a body that is not text as base64 (4 bytes for 3),
@@ -112,6 +114,10 @@ pub enum ReceiveError {
     BodyStoreUnavailable(#[from] BodyStoreError),
     #[error(transparent)]
     QueueUnavailable(#[from] QueueError),
+    /// A call the scheme makes to the provider (SNS's certificate, its subscription
+    /// confirmation) failed, and may succeed when the provider retries.
+    #[error(transparent)]
+    ProviderUnavailable(#[from] ProviderUnavailable),
 }
 
 impl ReceiveError {
@@ -126,6 +132,7 @@ impl ReceiveError {
             ReceiveError::SecretsUnavailable(_) => "secrets_unavailable",
             ReceiveError::BodyStoreUnavailable(_) => "body_store_unavailable",
             ReceiveError::QueueUnavailable(_) => "queue_unavailable",
+            ReceiveError::ProviderUnavailable(_) => "provider_unavailable",
         }
     }
 }
@@ -224,7 +231,8 @@ impl Receiver {
                 let metric = match refusal {
                     ReceiveError::SecretsUnavailable(_)
                     | ReceiveError::BodyStoreUnavailable(_)
-                    | ReceiveError::QueueUnavailable(_) => {
+                    | ReceiveError::QueueUnavailable(_)
+                    | ReceiveError::ProviderUnavailable(_) => {
                         error!(provider, outcome = "unavailable", reason, error = %refusal, "webhook not accepted");
                         "Unavailable"
                     }
@@ -263,6 +271,9 @@ impl Receiver {
             });
         }
         let keys = self.secrets.key_ring().await?;
+        // What the check needs from the provider (SNS's certificate) is fetched first: the
+        // check itself is synchronous.
+        self.scheme.prepare(&request, &keys).await?;
         let now = (self.clock)();
         let webhook = match verify::verify(
             self.scheme.as_ref(),
@@ -271,7 +282,10 @@ impl Receiver {
             now,
             self.settings.tolerance,
         )? {
-            Verified::Handshake(handshake) => return Ok(Accepted::Handshake(handshake)),
+            Verified::Handshake(handshake) => {
+                self.scheme.complete_handshake(&request).await?;
+                return Ok(Accepted::Handshake(handshake));
+            }
             Verified::Webhook(webhook) => webhook,
         };
         let message = self.queue_message(&webhook).await?;

@@ -40,7 +40,9 @@ pub mod zendesk;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -113,7 +115,49 @@ pub trait SignatureScheme: sealed::Sealed + Send + Sync + fmt::Debug {
     ///
     /// [`check_signature`]: SignatureScheme::check_signature
     fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)>;
+
+    /// For a scheme whose signature travels in the body (SNS's `Signature` field): the
+    /// body to send instead of `delivery.body`, signed with `key`; [`sign`] then gives the
+    /// headers for that body. `None`, every other scheme's answer: the signature travels in
+    /// the headers [`sign`] returns, and the body is sent as it is.
+    ///
+    /// [`sign`]: SignatureScheme::sign
+    fn sign_body(&self, _delivery: &OutgoingDelivery<'_>, _key: &SigningKey) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Fetches what [`check_signature`] needs besides the request and the keys, before it
+    /// runs: SNS's signing certificate, from the URL the message names. What the fetch
+    /// gives, or fails to give, [`check_signature`] then judges; an error is only a call that
+    /// asking again later may mend (no answer, a server error), which the receiver answers
+    /// 503 so that the provider retries. Schemes whose keys are all in the ring need nothing.
+    ///
+    /// [`check_signature`]: SignatureScheme::check_signature
+    fn prepare<'a>(&'a self, _request: &'a InboundRequest, _keys: &'a KeyRing) -> ProviderCall<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Completes a verified handshake ([`Delivery::handshake`]) that the provider expects
+    /// completed by a call back to it, not by the answer alone: SNS's subscription
+    /// confirmation, confirmed by a GET of its `SubscribeURL`. The receiver calls it once
+    /// the request is verified and described, before it answers; an error is answered 503,
+    /// so the provider sends the handshake again. Other schemes' handshakes are complete
+    /// with their answer.
+    fn complete_handshake<'a>(&'a self, _request: &'a InboundRequest) -> ProviderCall<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// A call a scheme makes to its provider ([`SignatureScheme::prepare`],
+/// [`SignatureScheme::complete_handshake`]), boxed: the trait stays object-safe.
+pub type ProviderCall<'a> =
+    Pin<Box<dyn Future<Output = Result<(), ProviderUnavailable>> + Send + 'a>>;
+
+/// A call to the provider failed in a way asking again later may mend: answered 503, so that
+/// the provider retries the delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a call to the provider failed: {0}")]
+pub struct ProviderUnavailable(pub String);
 
 /// A delivery to be signed, as a provider has it just before sending.
 #[derive(Debug, Clone, Copy)]
