@@ -520,7 +520,8 @@ struct Payload {
     provider: Provider,
     name: &'static str,
     body: &'static str,
-    /// `.json`, or `.form` for a form.
+    /// `.json`, or `.form` for a form; the payload tests check each body is what it says.
+    #[cfg_attr(not(test), allow(dead_code))]
     extension: &'static str,
     headers: &'static str,
 }

@@ -15,25 +15,28 @@
 
 use std::path::PathBuf;
 
-use hookgate_samples::{
-    GENERIC_TEST_SECRET, GITHUB_TEST_SECRET, SHOPIFY_TEST_SECRET, SLACK_TEST_SECRET,
-    STANDARD_TEST_SECRET, STRIPE_TEST_SECRET,
-};
+use hookgate::provider::Provider;
 use hookgate_tests::lambda_runtime_api::binary_directory;
 
 /// Strings only test material has: every public test secret, and text from the sample
 /// payloads (a GitHub sample's delivery id, and the folder the payloads are compiled from).
 fn test_material() -> Vec<&'static str> {
-    vec![
-        GITHUB_TEST_SECRET,
-        STRIPE_TEST_SECRET,
-        SHOPIFY_TEST_SECRET,
-        SLACK_TEST_SECRET,
-        STANDARD_TEST_SECRET,
-        GENERIC_TEST_SECRET,
+    let mut material = vec![
         "0b9c1e20-3f8a-11f0-8d3c-7e2f1a6b5c41",
         "events/payloads/",
-    ]
+        "SimpleNotificationService-hookgate-test",
+    ];
+    for provider in Provider::ALL {
+        for secret in [
+            hookgate_samples::test_secret(provider),
+            hookgate_samples::signing_secret(provider),
+            hookgate_samples::wrong_secret(provider),
+        ] {
+            // A PEM key is looked for by its first line of base64, which is its own.
+            material.push(secret.lines().nth(1).unwrap_or(secret));
+        }
+    }
+    material
 }
 
 /// Every function crate under `functions/`, by its binary's name.
