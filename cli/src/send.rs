@@ -343,9 +343,12 @@ fn listed_samples(provider: Option<Provider>) -> Vec<(SampleEvent, &'static str)
         .filter(|event| provider.is_none_or(|provider| event.provider() == provider))
         .map(|event| {
             // As the receiver answers it: what it does not queue, it answers itself.
+            let now = OffsetDateTime::now_utc();
             let answer = if event.variant().is_rejected() {
                 "401, signed wrongly on purpose"
-            } else if event.queue_message(OffsetDateTime::now_utc()).is_some() {
+            } else if event.acknowledgement(now).is_some() {
+                "200, queued and answered as the provider expects"
+            } else if event.queue_message(now).is_some() {
                 "202, queued"
             } else {
                 "200, a handshake answered at once"

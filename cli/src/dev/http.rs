@@ -194,7 +194,7 @@ mod tests {
                 assert_eq!(found, Some(provider), "{path}");
             }
         }
-        for path in ["/webhooks/gitlab", "/github", "/webhooks/", "/"] {
+        for path in ["/webhooks/bitbucket", "/github", "/webhooks/", "/"] {
             assert!(receiver_for(&receivers, path).is_none(), "{path}");
         }
         assert_eq!(not_found("/hooks/x").status(), StatusCode::NOT_FOUND);

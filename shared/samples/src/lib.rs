@@ -1285,6 +1285,19 @@ impl SampleEvent {
     /// receiver does. `None` when the receiver queues nothing: a rejected event, or a
     /// handshake it answers itself.
     pub fn queue_message(&self, at: OffsetDateTime) -> Option<QueueMessage> {
+        self.verified_webhook(at)
+            .map(|webhook| QueueMessage::from_verified(&webhook))
+    }
+
+    /// What the receiver answers this genuine sample once it is queued, where the provider
+    /// expects an answer of its own (Discord's deferred response, Linear's `OK`, Twilio's
+    /// TwiML); `None` for hookgate's own 202, or a sample that is not queued.
+    pub fn acknowledgement(&self, at: OffsetDateTime) -> Option<hookgate::verify::Handshake> {
+        self.verified_webhook(at)?.acknowledgement().cloned()
+    }
+
+    /// The sample arriving at `at`, verified as its receiver verifies it, if it queues it.
+    fn verified_webhook(&self, at: OffsetDateTime) -> Option<hookgate::verify::VerifiedWebhook> {
         let at = whole_second(at);
         let request = lambda_http::request::from_str(&self.file_contents(at))
             .expect("a sample event is an API Gateway event");
@@ -1301,7 +1314,7 @@ impl SampleEvent {
             at,
             std::time::Duration::from_secs(300),
         ) {
-            Ok(Verified::Webhook(webhook)) => Some(QueueMessage::from_verified(&webhook)),
+            Ok(Verified::Webhook(webhook)) => Some(webhook),
             Ok(Verified::Handshake(_)) | Err(_) => None,
         }
     }
@@ -1324,11 +1337,15 @@ pub struct SqsSampleEvent {
     kind: SqsSampleKind,
 }
 
+/// The most records a Lambda SQS event holds here: the template's `BatchSize`.
+pub const BATCH_SIZE: usize = 10;
+
 #[derive(Debug, Clone, Copy)]
 enum SqsSampleKind {
     /// One record: the message queued for this sample.
     Single(SampleEvent),
-    /// One record per queued sample, every provider's.
+    /// One record per queued sample, of the first [`BATCH_SIZE`] providers: as full a batch
+    /// as the template's event source mapping hands the processor.
     Batch,
     /// One record whose body is no envelope.
     UnreadableEnvelope,
@@ -1393,6 +1410,7 @@ impl SqsSampleEvent {
             SqsSampleKind::Single(sample) => vec![self.queued_record(sample, at, 0)],
             SqsSampleKind::Batch => queued_samples()
                 .into_iter()
+                .take(BATCH_SIZE)
                 .enumerate()
                 .map(|(index, sample)| self.queued_record(sample, at, index))
                 .collect(),
@@ -2018,13 +2036,13 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_has_one_record_per_queued_sample_with_distinct_ids() {
+    fn the_batch_is_full_with_one_record_per_queued_sample_and_distinct_ids() {
         let batch = SqsSampleEvent {
             kind: SqsSampleKind::Batch,
         }
         .sqs_event(at());
         let records = batch["Records"].as_array().unwrap();
-        assert_eq!(records.len(), queued_samples().len());
+        assert_eq!(records.len(), queued_samples().len().min(BATCH_SIZE));
         let ids: std::collections::BTreeSet<&str> = records
             .iter()
             .map(|record| record["messageId"].as_str().unwrap())

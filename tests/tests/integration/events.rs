@@ -155,8 +155,12 @@ async fn invoke(file: &EventFile, now: OffsetDateTime) -> (u16, Value, MemoryQue
     (status, response_json(&response), queue)
 }
 
+/// The answer's body as JSON; an answer of another type (Linear's `OK`, Twilio's TwiML)
+/// as a JSON string.
 fn response_json(response: &Response<Body>) -> Value {
-    serde_json::from_slice(response.body().as_ref()).expect("receivers answer JSON")
+    let body = response.body().as_ref();
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 #[tokio::test]
@@ -170,7 +174,16 @@ async fn every_genuine_event_is_queued_with_its_body_byte_for_byte() {
     for file in genuine {
         let path = file.path.display();
         let (status, answer, queue) = invoke(file, file.time()).await;
-        assert_eq!(status, 202, "{path}: {answer}");
+        // 202, or 200 with the answer the provider expects (Discord, Linear, Twilio).
+        let acknowledged = SampleEvent::find(file.provider, &file.name)
+            .expect("a sample's file")
+            .acknowledgement(file.time())
+            .is_some();
+        assert_eq!(
+            status,
+            if acknowledged { 200 } else { 202 },
+            "{path}: {answer}"
+        );
         let messages = queue.messages();
         assert_eq!(messages.len(), 1, "{path}");
         let envelope = Envelope::from_json(&messages[0].body).unwrap();
@@ -181,11 +194,13 @@ async fn every_genuine_event_is_queued_with_its_body_byte_for_byte() {
             RawBody::Utf8(file.body().to_owned()),
             "{path}"
         );
-        assert_eq!(
-            answer["idempotency_key"],
-            envelope.idempotency_key.as_str(),
-            "{path}"
-        );
+        if !acknowledged {
+            assert_eq!(
+                answer["idempotency_key"],
+                envelope.idempotency_key.as_str(),
+                "{path}"
+            );
+        }
     }
 }
 
@@ -427,21 +442,19 @@ fn each_single_processor_event_carries_its_samples_body_byte_for_byte() {
 }
 
 #[test]
-fn the_batch_holds_one_envelope_per_provider_and_the_unreadable_event_none() {
+fn the_batch_holds_a_full_batch_of_envelopes_of_distinct_providers_and_the_unreadable_event_none() {
     let batch = sqs_file("batch");
-    let mut providers: Vec<Provider> = batch
+    let providers: std::collections::BTreeSet<&str> = batch
         .event
         .records
         .iter()
         .map(|record| {
             let body = record.body.as_deref().unwrap_or_default();
-            Envelope::from_json(body).unwrap().v1().provider
+            Envelope::from_json(body).unwrap().v1().provider.as_str()
         })
         .collect();
-    providers.sort_by_key(|p| p.as_str());
-    let mut expected = Provider::ALL.to_vec();
-    expected.sort_by_key(|p| p.as_str());
-    assert_eq!(providers, expected);
+    assert_eq!(batch.event.records.len(), hookgate_samples::BATCH_SIZE);
+    assert_eq!(providers.len(), hookgate_samples::BATCH_SIZE);
 
     let unreadable = sqs_file("unreadable-envelope");
     assert_eq!(unreadable.event.records.len(), 1);

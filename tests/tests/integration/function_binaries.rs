@@ -260,7 +260,8 @@ fn every_function_links_only_what_it_runs_on() {
         .filter_map(|binary| binary.file_name())
         .map(|name| name.to_string_lossy().into_owned())
         .collect();
-    assert_eq!(functions.len(), 8, "{functions:?}");
+    // A receiver per provider, the processor and the reconciler.
+    assert_eq!(functions.len(), Provider::COUNT + 2, "{functions:?}");
     for function in &functions {
         let graph = build_graph(function);
         assert!(

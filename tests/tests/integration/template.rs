@@ -31,7 +31,7 @@ const PROVIDERS: [&str; hookgate::provider::Provider::COUNT] = {
 const TELEMETRY_CONFIG: &str = "shared/src/telemetry/mod.rs";
 
 /// What every receiver reads from its environment.
-const COMMON_ENV: [&str; 9] = [
+const COMMON_ENV: [&str; 10] = [
     "QUEUE_URL",
     "BODY_BUCKET",
     "WEBHOOK_SECRET",
@@ -41,6 +41,9 @@ const COMMON_ENV: [&str; 9] = [
     "MAX_BODY_BYTES",
     "ALLOWED_SOURCE_CIDRS",
     "METRICS_NAMESPACE",
+    // Read by the schemes that sign the URL (Square, HubSpot, Twilio); set for every
+    // receiver so that the block stays one for all.
+    "WEBHOOK_URL",
 ];
 
 /// What `receiver-generic` reads on top of `COMMON_ENV`.
@@ -884,10 +887,25 @@ fn every_environment_variable_the_receivers_read_is_set() {
                     "{id}: {name} refers to {target}, which does not exist"
                 );
             } else {
-                assert!(
-                    scalar_text(value).is_some() || sub_text(value).is_some(),
-                    "{id}: {name} is neither a literal, a Ref nor a Sub: {value:?}"
-                );
+                // A value may also be chosen by a condition of the template's, between
+                // literals and Subs (WEBHOOK_URL behind the custom domain).
+                let choices = match intrinsic(value, "Fn::If") {
+                    Some(Value::Sequence(parts)) if parts.len() == 3 => {
+                        let condition = parts[0].as_str().unwrap_or_default();
+                        assert!(
+                            template.root["Conditions"].get(condition).is_some(),
+                            "{id}: {name} depends on {condition}, which does not exist"
+                        );
+                        parts[1..].iter().collect()
+                    }
+                    _ => vec![value],
+                };
+                for choice in choices {
+                    assert!(
+                        scalar_text(choice).is_some() || sub_text(choice).is_some(),
+                        "{id}: {name} is neither a literal, a Ref, a Sub nor an If of them: {value:?}"
+                    );
+                }
             }
         }
         assert_eq!(
