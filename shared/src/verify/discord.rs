@@ -35,8 +35,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{
-    any_ed25519_key_verifies, check_window, ed25519_sign, header, unix_timestamp, AuthFailure,
-    Delivery, Handshake, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    any_ed25519_key_verifies, check_window, ed25519_sign, header, signature_header, unix_timestamp,
+    AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -107,11 +107,7 @@ impl SignatureScheme for Discord {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = hex::decode(header)
             .ok()
             .filter(|bytes| bytes.len() == 64)

@@ -22,7 +22,7 @@ use http::HeaderName;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, encode_base64, header, hmac_sha256, json_strings,
+    check_hmac, check_window, encode_base64, header, hmac_sha256, json_strings, signature_header,
     unix_timestamp, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::config::{ConfigError, Env};
@@ -233,11 +233,7 @@ impl SignatureScheme for Generic {
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
         let header_name = self.signature_header.as_str();
-        let header = request
-            .header(header_name)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: header_name.to_owned(),
-            })?;
+        let header = signature_header(request, header_name)?;
         let candidates: Vec<Vec<u8>> = header
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|entry| !entry.is_empty())
@@ -271,11 +267,7 @@ impl SignatureScheme for Generic {
             timestamp.as_deref().unwrap_or_default(),
             id.unwrap_or_default(),
         );
-        if any_signature_matches(keys, &candidates, &signed) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &candidates, &signed)
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_lowercase_hex, header, hmac_sha256, json_strings, AuthFailure,
-    Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    check_hmac, decode_lowercase_hex, header, hmac_sha256, json_strings, signature_header,
+    AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -44,22 +44,14 @@ impl SignatureScheme for Github {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = header
             .strip_prefix("sha256=")
             .and_then(decode_lowercase_hex)
             .ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             })?;
-        if any_signature_matches(keys, &[signature], &[&request.body]) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &[signature], &[&request.body])
     }
 
     /// The type is `X-GitHub-Event`, refined by the payload's `action` when it has one

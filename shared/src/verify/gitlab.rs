@@ -28,8 +28,8 @@ use time::OffsetDateTime;
 
 use super::standard::StandardWebhooks;
 use super::{
-    header, json_strings, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
-    SignatureScheme,
+    header, json_strings, signature_header, AuthFailure, Delivery, MalformedRequest,
+    OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -97,11 +97,7 @@ impl SignatureScheme for Gitlab {
                 return StandardWebhooks.check_signature(request, &signing, now, tolerance);
             }
         }
-        let token = request
-            .header(TOKEN)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: TOKEN.to_owned(),
-            })?;
+        let token = signature_header(request, TOKEN)?;
         if tokens
             .iter()
             .any(|key| bool::from(token.as_bytes().ct_eq(key.as_bytes())))

@@ -31,8 +31,9 @@ use time::OffsetDateTime;
 
 use super::public_url::PublicUrl;
 use super::{
-    any_signature_matches, check_window, decode_base64, encode_base64, header, hmac_sha256,
-    parse_unix_seconds, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    check_hmac, check_window, decode_base64, encode_base64, header, hmac_sha256,
+    parse_unix_seconds, signature_header, AuthFailure, Delivery, MalformedRequest,
+    OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -110,11 +111,7 @@ impl SignatureScheme for Hubspot {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = decode_base64(header).ok_or_else(|| AuthFailure::MalformedSignature {
             header: SIGNATURE.to_owned(),
         })?;
@@ -135,11 +132,7 @@ impl SignatureScheme for Hubspot {
             &request.body,
             timestamp.as_bytes(),
         ];
-        if any_signature_matches(keys, &[signature], &signed) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &[signature], &signed)
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {

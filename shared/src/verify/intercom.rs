@@ -14,8 +14,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    header, json_body_strings, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery,
-    SignatureScheme,
+    header, json_body_strings, signature_header, AuthFailure, Delivery, MalformedRequest,
+    OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -73,11 +73,7 @@ impl SignatureScheme for Intercom {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = header
             .strip_prefix(PREFIX)
             .and_then(decode_sha1_hex)

@@ -20,7 +20,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_hex, header, hmac_sha256, json_body_strings, AuthFailure,
+    check_hmac, decode_hex, header, hmac_sha256, json_body_strings, signature_header, AuthFailure,
     Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
@@ -57,22 +57,14 @@ impl SignatureScheme for Jira {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = header
             .strip_prefix(METHOD)
             .and_then(decode_hex)
             .ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             })?;
-        if any_signature_matches(keys, &[signature], &[&request.body]) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &[signature], &[&request.body])
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {

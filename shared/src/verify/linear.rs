@@ -33,7 +33,8 @@ use time::OffsetDateTime;
 
 use super::{
     any_signature_matches, decode_lowercase_hex, header, hmac_sha256, json_body_strings,
-    AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    signature_header, AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery,
+    SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -114,11 +115,7 @@ impl SignatureScheme for Linear {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature =
             decode_lowercase_hex(header).ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),

@@ -521,6 +521,31 @@ pub(crate) fn any_signature_matches(
         })
 }
 
+/// The signature header `name`'s value, or [`AuthFailure::MissingSignature`].
+pub(crate) fn signature_header<'r>(
+    request: &'r InboundRequest,
+    name: &str,
+) -> Result<&'r str, AuthFailure> {
+    request
+        .header(name)
+        .ok_or_else(|| AuthFailure::MissingSignature {
+            header: name.to_owned(),
+        })
+}
+
+/// [`any_signature_matches`] as a check: `Ok`, or [`AuthFailure::SignatureMismatch`].
+pub(crate) fn check_hmac(
+    keys: &KeyRing,
+    candidates: &[Vec<u8>],
+    parts: &[&[u8]],
+) -> Result<(), AuthFailure> {
+    if any_signature_matches(keys, candidates, parts) {
+        Ok(())
+    } else {
+        Err(AuthFailure::SignatureMismatch)
+    }
+}
+
 /// A signed unix timestamp in seconds, read from a header.
 pub(crate) fn unix_timestamp(request: &InboundRequest, header: &str) -> Result<i64, AuthFailure> {
     let value = request

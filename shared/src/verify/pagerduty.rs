@@ -17,7 +17,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_hex, header, hmac_sha256, json_body_strings, AuthFailure,
+    check_hmac, decode_hex, header, hmac_sha256, json_body_strings, signature_header, AuthFailure,
     Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
@@ -63,22 +63,14 @@ impl SignatureScheme for Pagerduty {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signatures = v1_signatures(header);
         if signatures.is_empty() {
             return Err(AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             });
         }
-        if any_signature_matches(keys, &signatures, &[&request.body]) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &signatures, &[&request.body])
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{
-    any_p256_key_verifies, check_window, encode_base64, header, p256_sign, unix_timestamp,
-    AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    any_p256_key_verifies, check_window, encode_base64, header, p256_sign, signature_header,
+    unix_timestamp, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -78,11 +78,7 @@ impl SignatureScheme for Sendgrid {
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
         use base64::Engine;
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = base64::engine::general_purpose::STANDARD
             .decode(header)
             .ok()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, decode_base64, encode_base64, header, hmac_sha256, AuthFailure,
+    check_hmac, decode_base64, encode_base64, header, hmac_sha256, signature_header, AuthFailure,
     Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
@@ -45,19 +45,11 @@ impl SignatureScheme for Shopify {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = decode_base64(header).ok_or_else(|| AuthFailure::MalformedSignature {
             header: SIGNATURE.to_owned(),
         })?;
-        if any_signature_matches(keys, &[signature], &[&request.body]) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &[signature], &[&request.body])
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256,
-    json_body_strings, json_strings, unix_timestamp, AuthFailure, Delivery, Handshake,
+    check_hmac, check_window, decode_lowercase_hex, header, hmac_sha256, json_body_strings,
+    json_strings, signature_header, unix_timestamp, AuthFailure, Delivery, Handshake,
     MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
@@ -47,11 +47,7 @@ impl SignatureScheme for Slack {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = header
             .strip_prefix("v0=")
             .and_then(decode_lowercase_hex)
@@ -62,11 +58,7 @@ impl SignatureScheme for Slack {
         check_window(timestamp, now, tolerance)?;
         let timestamp = timestamp.to_string();
         let signed = [b"v0:", timestamp.as_bytes(), b":", &request.body];
-        if any_signature_matches(keys, &[signature], &signed) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &[signature], &signed)
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {

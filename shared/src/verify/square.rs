@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use super::public_url::PublicUrl;
 use super::{
     any_signature_matches, decode_base64, encode_base64, header, hmac_sha256, json_body_strings,
-    AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    signature_header, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -61,11 +61,7 @@ impl SignatureScheme for Square {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = decode_base64(header).ok_or_else(|| AuthFailure::MalformedSignature {
             header: SIGNATURE.to_owned(),
         })?;

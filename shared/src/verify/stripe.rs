@@ -9,8 +9,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_lowercase_hex, header, hmac_sha256,
-    json_body_strings, parse_unix_seconds, AuthFailure, Delivery, MalformedRequest,
+    check_hmac, check_window, decode_lowercase_hex, header, hmac_sha256, json_body_strings,
+    parse_unix_seconds, signature_header, AuthFailure, Delivery, MalformedRequest,
     OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
@@ -78,22 +78,14 @@ impl SignatureScheme for Stripe {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let parsed = parse_header(header).ok_or_else(|| AuthFailure::MalformedSignature {
             header: SIGNATURE.to_owned(),
         })?;
         check_window(parsed.timestamp, now, tolerance)?;
         let timestamp = parsed.timestamp.to_string();
         let signed = [timestamp.as_bytes(), b".", &request.body];
-        if any_signature_matches(keys, &parsed.signatures, &signed) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &parsed.signatures, &signed)
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {

@@ -51,8 +51,8 @@ use time::OffsetDateTime;
 
 use super::public_url::PublicUrl;
 use super::{
-    encode_base64, header, AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery,
-    SignatureScheme,
+    encode_base64, header, signature_header, AuthFailure, Delivery, Handshake, MalformedRequest,
+    OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -162,11 +162,7 @@ impl SignatureScheme for Twilio {
         _now: OffsetDateTime,
         _tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = base64::engine::general_purpose::STANDARD
             .decode(header)
             .ok()

@@ -25,8 +25,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{
-    any_signature_matches, check_window, decode_base64, encode_base64, header, hmac_sha256,
-    json_strings, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    check_hmac, check_window, decode_base64, encode_base64, header, hmac_sha256, json_strings,
+    signature_header, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -79,11 +79,7 @@ impl SignatureScheme for Zendesk {
         now: OffsetDateTime,
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
-        let header = request
-            .header(SIGNATURE)
-            .ok_or_else(|| AuthFailure::MissingSignature {
-                header: SIGNATURE.to_owned(),
-            })?;
+        let header = signature_header(request, SIGNATURE)?;
         let signature = decode_base64(header).ok_or_else(|| AuthFailure::MalformedSignature {
             header: SIGNATURE.to_owned(),
         })?;
@@ -98,11 +94,7 @@ impl SignatureScheme for Zendesk {
             }
         })?;
         check_window(signed_at.unix_timestamp(), now, tolerance)?;
-        if any_signature_matches(keys, &[signature], &[timestamp.as_bytes(), &request.body]) {
-            Ok(())
-        } else {
-            Err(AuthFailure::SignatureMismatch)
-        }
+        check_hmac(keys, &[signature], &[timestamp.as_bytes(), &request.body])
     }
 
     /// Never malformed: a trigger's body may be anything, even empty.
