@@ -20,9 +20,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    check_hmac, check_window, decode_lowercase_hex, header, hmac_sha256, json_body_strings,
-    parse_unix_seconds, signature_header, AuthFailure, Delivery, MalformedRequest,
-    OutgoingDelivery, SignatureScheme,
+    check_hmac, check_window, header, hmac_sha256, json_body_strings, parse_timestamped_signatures,
+    signature_header, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -42,39 +41,6 @@ pub(crate) fn scheme(
     Ok(Box::new(Calendly))
 }
 
-struct ParsedHeader<'h> {
-    /// `t` as sent: the signed text.
-    timestamp: &'h str,
-    signed_at: i64,
-    signatures: Vec<Vec<u8>>,
-}
-
-/// Reads exactly one `t` and every `v1`; a `v1` that is not 64 lowercase hex digits can never
-/// match and is left out. No `v1` at all, or no single `t`, is malformed.
-fn parse_header(value: &str) -> Option<ParsedHeader<'_>> {
-    let mut timestamp = None;
-    let mut any_v1 = false;
-    let mut signatures = Vec::new();
-    for item in value.split(',') {
-        let (name, value) = item.trim().split_once('=')?;
-        match name {
-            "t" if timestamp.is_none() => timestamp = Some((value, parse_unix_seconds(value)?)),
-            "t" => return None,
-            "v1" => {
-                any_v1 = true;
-                signatures.extend(decode_lowercase_hex(value));
-            }
-            _ => {}
-        }
-    }
-    let (timestamp, signed_at) = timestamp?;
-    any_v1.then_some(ParsedHeader {
-        timestamp,
-        signed_at,
-        signatures,
-    })
-}
-
 impl SignatureScheme for Calendly {
     fn provider(&self) -> Provider {
         Provider::Calendly
@@ -88,11 +54,13 @@ impl SignatureScheme for Calendly {
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
         let header = signature_header(request, SIGNATURE)?;
-        let parsed = parse_header(header).ok_or_else(|| AuthFailure::MalformedSignature {
-            header: SIGNATURE.to_owned(),
+        let parsed = parse_timestamped_signatures(header, ',', "t", "v1").ok_or_else(|| {
+            AuthFailure::MalformedSignature {
+                header: SIGNATURE.to_owned(),
+            }
         })?;
-        check_window(parsed.signed_at, now, tolerance)?;
-        let signed = [parsed.timestamp.as_bytes(), b".", &request.body];
+        check_window(parsed.unix, now, tolerance)?;
+        let signed = [parsed.text.as_bytes(), b".", &request.body];
         check_hmac(keys, &parsed.signatures, &signed)
     }
 

@@ -546,6 +546,51 @@ pub(crate) fn check_hmac(
     }
 }
 
+/// A signature header of `key=value` items that carries one timestamp and any number of
+/// hex signatures: Stripe's `t=…,v1=…`, Calendly's (the same), Paddle's `ts=…;h1=…`.
+pub(crate) struct TimestampedSignatures<'h> {
+    /// The timestamp as sent.
+    pub text: &'h str,
+    /// The timestamp, unix seconds.
+    pub unix: i64,
+    pub signatures: Vec<Vec<u8>>,
+}
+
+/// Reads exactly one `timestamp_key` and every `signature_key` of `value`'s items, split at
+/// `separator`; other keys are ignored. A signature that is not 64 lowercase hex digits is
+/// kept out of the candidates rather than spoiling the header: the providers' own libraries
+/// compare each as text with the lowercase hex they compute, so such a value can never
+/// match, and another beside it still may. No signature item at all, no single timestamp,
+/// or an item that is not `key=value`, is malformed (`None`).
+pub(crate) fn parse_timestamped_signatures<'h>(
+    value: &'h str,
+    separator: char,
+    timestamp_key: &str,
+    signature_key: &str,
+) -> Option<TimestampedSignatures<'h>> {
+    let mut timestamp = None;
+    let mut any_signature = false;
+    let mut signatures = Vec::new();
+    for item in value.split(separator) {
+        let (name, value) = item.trim().split_once('=')?;
+        if name == timestamp_key {
+            if timestamp.is_some() {
+                return None;
+            }
+            timestamp = Some((value, parse_unix_seconds(value)?));
+        } else if name == signature_key {
+            any_signature = true;
+            signatures.extend(decode_lowercase_hex(value));
+        }
+    }
+    let (text, unix) = timestamp?;
+    any_signature.then_some(TimestampedSignatures {
+        text,
+        unix,
+        signatures,
+    })
+}
+
 /// A signed unix timestamp in seconds, read from a header.
 pub(crate) fn unix_timestamp(request: &InboundRequest, header: &str) -> Result<i64, AuthFailure> {
     let value = request

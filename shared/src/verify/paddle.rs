@@ -27,9 +27,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    check_hmac, check_window, decode_lowercase_hex, header, hmac_sha256, json_body_strings,
-    parse_unix_seconds, signature_header, AuthFailure, Delivery, MalformedRequest,
-    OutgoingDelivery, SignatureScheme,
+    check_hmac, check_window, header, hmac_sha256, json_body_strings, parse_timestamped_signatures,
+    signature_header, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -49,38 +48,6 @@ pub(crate) fn scheme(
     Ok(Box::new(Paddle))
 }
 
-struct ParsedHeader {
-    timestamp: i64,
-    signatures: Vec<Vec<u8>>,
-}
-
-/// Reads `ts` and every `h1`. A header without exactly one `ts`, without any `h1`, or with
-/// an item that is not `key=value` is malformed.
-fn parse_header(value: &str) -> Option<ParsedHeader> {
-    let mut timestamp = None;
-    let mut any_h1 = false;
-    let mut signatures = Vec::new();
-    for item in value.split(';') {
-        let (name, value) = item.trim().split_once('=')?;
-        match name {
-            "ts" if timestamp.is_none() => timestamp = Some(parse_unix_seconds(value)?),
-            "ts" => return None,
-            "h1" => {
-                any_h1 = true;
-                signatures.extend(decode_lowercase_hex(value));
-            }
-            _ => {}
-        }
-    }
-    if !any_h1 {
-        return None;
-    }
-    Some(ParsedHeader {
-        timestamp: timestamp?,
-        signatures,
-    })
-}
-
 impl SignatureScheme for Paddle {
     fn provider(&self) -> Provider {
         Provider::Paddle
@@ -94,11 +61,13 @@ impl SignatureScheme for Paddle {
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
         let header = signature_header(request, SIGNATURE)?;
-        let parsed = parse_header(header).ok_or_else(|| AuthFailure::MalformedSignature {
-            header: SIGNATURE.to_owned(),
+        let parsed = parse_timestamped_signatures(header, ';', "ts", "h1").ok_or_else(|| {
+            AuthFailure::MalformedSignature {
+                header: SIGNATURE.to_owned(),
+            }
         })?;
-        check_window(parsed.timestamp, now, tolerance)?;
-        let timestamp = parsed.timestamp.to_string();
+        check_window(parsed.unix, now, tolerance)?;
+        let timestamp = parsed.unix.to_string();
         let signed = [timestamp.as_bytes(), b":", &request.body];
         check_hmac(keys, &parsed.signatures, &signed)
     }

@@ -9,9 +9,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    check_hmac, check_window, decode_lowercase_hex, header, hmac_sha256, json_body_strings,
-    parse_unix_seconds, signature_header, AuthFailure, Delivery, MalformedRequest,
-    OutgoingDelivery, SignatureScheme,
+    check_hmac, check_window, header, hmac_sha256, json_body_strings, parse_timestamped_signatures,
+    signature_header, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -21,41 +20,6 @@ const SIGNATURE: &str = "stripe-signature";
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stripe;
-
-struct ParsedHeader {
-    timestamp: i64,
-    signatures: Vec<Vec<u8>>,
-}
-
-/// Reads `t` and every `v1`. A `v1` that is not 64 lowercase hex digits is kept out of the
-/// candidates rather than spoiling the header: Stripe's own libraries compare each `v1` as
-/// text with the lowercase hex they compute, so such a value can never match, and another
-/// `v1` beside it still may. A header with no `v1` at all, or without exactly one `t`, is
-/// malformed.
-fn parse_header(value: &str) -> Option<ParsedHeader> {
-    let mut timestamp = None;
-    let mut any_v1 = false;
-    let mut signatures = Vec::new();
-    for item in value.split(',') {
-        let (name, value) = item.trim().split_once('=')?;
-        match name {
-            "t" if timestamp.is_none() => timestamp = Some(parse_unix_seconds(value)?),
-            "t" => return None,
-            "v1" => {
-                any_v1 = true;
-                signatures.extend(decode_lowercase_hex(value));
-            }
-            _ => {}
-        }
-    }
-    if !any_v1 {
-        return None;
-    }
-    Some(ParsedHeader {
-        timestamp: timestamp?,
-        signatures,
-    })
-}
 
 impl super::sealed::Sealed for Stripe {}
 
@@ -79,11 +43,14 @@ impl SignatureScheme for Stripe {
         tolerance: Duration,
     ) -> Result<(), AuthFailure> {
         let header = signature_header(request, SIGNATURE)?;
-        let parsed = parse_header(header).ok_or_else(|| AuthFailure::MalformedSignature {
-            header: SIGNATURE.to_owned(),
+        let parsed = parse_timestamped_signatures(header, ',', "t", "v1").ok_or_else(|| {
+            AuthFailure::MalformedSignature {
+                header: SIGNATURE.to_owned(),
+            }
         })?;
-        check_window(parsed.timestamp, now, tolerance)?;
-        let timestamp = parsed.timestamp.to_string();
+        check_window(parsed.unix, now, tolerance)?;
+        // Stripe's libraries sign the timestamp as the integer they read.
+        let timestamp = parsed.unix.to_string();
         let signed = [timestamp.as_bytes(), b".", &request.body];
         check_hmac(keys, &parsed.signatures, &signed)
     }
