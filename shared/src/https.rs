@@ -15,8 +15,9 @@
 //!   [`HttpsError::Unreachable`].
 //!
 //! Adapters: [`TlsHttps`], the AWS SDK's own HTTP connector (hyper and rustls on ring,
-//! already in every receiver: the port costs a receiver no second HTTP client), trusting what
-//! the SDK's clients trust; [`MemoryHttps`], answers set beforehand, for tests and for
+//! already in every receiver, so the port links no second HTTP library; at run time it is a
+//! connector and connection pool of its own, built once at start), trusting what the SDK's
+//! clients trust; [`MemoryHttps`], answers set beforehand, for tests and for
 //! `hookgate dev`'s samples; and, in a build without the AWS adapters (the fuzz targets),
 //! none that calls anything ([`default_client`]).
 

@@ -275,7 +275,8 @@ const SAMPLE_PROVIDERS: [SampleProvider; Provider::COUNT] = [
         wrong_secret: WRONG_SECRET,
         // The signature covers the form's parameters, so a changed digit fails it.
         signs_its_body: true,
-        id_place: IdPlace::Headers(&["i-twilio-idempotency-token"]),
+        // Keyed by its signed parameters: a new message is a new `MessageSid`.
+        id_place: IdPlace::FormField("MessageSid"),
         signs_a_timestamp: false,
         source_ip: "203.0.113.59",
     },
@@ -375,13 +376,14 @@ const fn sample_provider(provider: Provider) -> &'static SampleProvider {
     &SAMPLE_PROVIDERS[provider as usize]
 }
 
-/// The secret that signs a provider's samples.
+/// The secret a provider's receiver is configured with for the samples (`WEBHOOK_SECRET`):
+/// a shared secret, a public key (Discord, SendGrid) or a list of topics (SNS).
 pub const fn test_secret(provider: Provider) -> &'static str {
     sample_provider(provider).secret
 }
 
 /// The secret that signs a provider's samples: [`test_secret`] for a shared secret, the
-/// private key of a public one (Discord, SendGrid, Standard Webhooks `whpk_`).
+/// private key of a public one (Discord, SendGrid), SNS's test certificate's key.
 pub const fn signing_secret(provider: Provider) -> &'static str {
     sample_provider(provider).signing_secret
 }
@@ -626,6 +628,9 @@ impl Payload {
 enum IdPlace {
     Headers(&'static [&'static str]),
     BodyField(&'static str),
+    /// A field of a form body (Twilio's `MessageSid`), whose value is renewed wherever the
+    /// form repeats it (`SmsSid`, `SmsMessageSid`).
+    FormField(&'static str),
     /// Numbers of a field the body repeats (HubSpot's events' `eventId`), which its key is
     /// made from.
     BodyNumbers(&'static str),
@@ -659,7 +664,10 @@ fn fresh_trailing_whitespace() -> String {
 fn delivery_id_header(provider: Provider) -> Option<&'static str> {
     match id_place(provider) {
         IdPlace::Headers(names) => names.first().copied(),
-        IdPlace::BodyField(_) | IdPlace::BodyNumbers(_) | IdPlace::BodyHash => None,
+        IdPlace::BodyField(_)
+        | IdPlace::FormField(_)
+        | IdPlace::BodyNumbers(_)
+        | IdPlace::BodyHash => None,
     }
 }
 
@@ -726,7 +734,7 @@ pub struct Changes<'a> {
 /// The changes asked for cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
-    #[error("{provider} carries its delivery id in the body's top-level `{field}`, which this body has not as a string; add one, or leave out --new-id")]
+    #[error("{provider} carries its delivery id in the body's `{field}`, which this body has not; add one, or leave out --new-id")]
     NoIdInBody {
         provider: Provider,
         field: &'static str,
@@ -940,6 +948,14 @@ impl SampleEvent {
                 }
                 IdPlace::BodyHash => body.push_str(&fresh_trailing_whitespace()),
                 IdPlace::BodyNumbers(field) => body = with_fresh_numbers(&body, field),
+                IdPlace::FormField(field) => {
+                    let old = form_urlencoded::parse(body.as_bytes())
+                        .find(|(name, _)| name == field)
+                        .map(|(_, value)| value.into_owned())
+                        .filter(|old| !old.is_empty())
+                        .ok_or(ChangeError::NoIdInBody { provider, field })?;
+                    body = body.replace(&format!("={old}"), &format!("={}", fresh_id_like(&old)));
+                }
                 IdPlace::BodyField(field) => {
                     let old = serde_json::from_str::<serde_json::Value>(&body)
                         .ok()
@@ -1671,7 +1687,6 @@ mod tests {
                 event.provider(),
                 Provider::Github
                     | Provider::Shopify
-                    | Provider::Twilio
                     | Provider::Gitlab
                     | Provider::Linear
                     | Provider::Pagerduty

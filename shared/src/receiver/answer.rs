@@ -2,7 +2,7 @@
 //!
 //! | outcome | status |
 //! |---|---|
-//! | verified and durably queued | 202, with the idempotency key; 200 with the provider's own acknowledgement where it expects one (Discord) |
+//! | verified and durably queued | 202, with the idempotency key; 200 with the provider's own acknowledgement where it expects one (Discord, Linear, Twilio) |
 //! | provider handshake | 200, with what the provider expects |
 //! | missing or invalid signature, timestamp outside the window | 401, one generic message |
 //! | source address not allowed | 403 |

@@ -90,7 +90,8 @@ pub enum Accepted {
         idempotency_key: IdempotencyKey,
         event_type: String,
         message_id: String,
-        /// What the provider expects in the answer, where it expects its own (Discord).
+        /// What the provider expects in the answer, where it expects its own (Discord,
+        /// Linear, Twilio).
         acknowledgement: Option<Handshake>,
     },
     /// A verified provider handshake, answered directly.

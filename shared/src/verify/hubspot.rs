@@ -18,8 +18,9 @@
 //! next. Its id is therefore the SHA-256 of the batch with every `attemptNumber` left out
 //! (`batch-<hex>`): a retry is the same event, while two batches that differ in anything else
 //! are two. It is signed, as the body is. The type is the events' `subscriptionType`
-//! (`contact.creation`) when all share one, else `batch`; a single event sent as an object
-//! (workflow and extension requests are signed the same way) is typed by its own.
+//! (`contact.creation`) when all share one, else `batch`; a single event sent as an object is
+//! typed by its own. Workflow and extension requests are signed the same way but carry no
+//! `subscriptionType`: they are answered 400, as this receiver is for webhook subscriptions.
 //!
 //! Sources: developers.hubspot.com/docs/apps/legacy-apps/authentication/validating-requests
 //! (the v3 steps and the decoding table), the webhooks API reference (payload fields), and

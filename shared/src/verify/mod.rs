@@ -153,8 +153,9 @@ pub trait SignatureScheme: sealed::Sealed + Send + Sync + fmt::Debug {
 pub type ProviderCall<'a> =
     Pin<Box<dyn Future<Output = Result<(), ProviderUnavailable>> + Send + 'a>>;
 
-/// A call to the provider failed in a way asking again later may mend: answered 503, so that
-/// the provider retries the delivery.
+/// A call to the provider failed: answered 503, so that the provider retries the delivery.
+/// Most such failures pass; one that does not (a subscription confirmation whose token has
+/// expired) fails again on each retry, until the provider gives up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a call to the provider failed: {0}")]
 pub struct ProviderUnavailable(pub String);

@@ -16,11 +16,16 @@
 //! same (a body that is not a form yields parameters Twilio never signed, and fails), so no
 //! body goes unsigned whatever its `Content-Type`.
 //!
-//! Id: the `I-Twilio-Idempotency-Token` header, which Twilio keeps across its retries of a
-//! request. The signature does not cover it ([`SignatureScheme::signs_stable_id`] is false),
-//! and without it the key is the body's hash: a retry carries the same parameters, while the
-//! Sids are no substitute (a call's `CallSid` and `CallStatus` repeat across its distinct
-//! `<Gather>` callbacks, so a key made of them would drop real events). Type: the
+//! Id: what the signature covers, so that a captured request cannot come back as a new
+//! event. For a form, `params-` and the SHA-256 of the signed parameters (each name then
+//! its value, sorted, as signed): re-encoding the form, reordering it, repeating a value or
+//! moving the boundary between a name and its value leaves both signature and key as they
+//! were. For a JSON body, whose bytes the URL's `bodySHA256` signs, the body's hash. A retry
+//! carries the same parameters, so it is the same event. Twilio's `I-Twilio-Idempotency-Token`
+//! is not the key: the signature does not cover it, so a replay could change it at will; it
+//! is forwarded to the agent. Two callbacks with the very same parameters are one event,
+//! which the Sids and statuses Twilio sends make rare; the Sids alone are no key (a call's
+//! `CallSid` and `CallStatus` repeat across its distinct `<Gather>` callbacks). Type: the
 //! parameters' `EventType` where Twilio sends one (Conversations, TaskRouter), else
 //! `message.<MessageStatus or SmsStatus>` (`message.received` for an inbound SMS,
 //! `message.delivered` for a status callback), else `call.<CallStatus>`, else `webhook`.
@@ -98,6 +103,27 @@ fn parameters(form: &[u8]) -> BTreeMap<String, BTreeSet<String>> {
     parameters
 }
 
+/// The `bodySHA256` of a URL's query, which Twilio adds when it signs a JSON body.
+fn body_sha256_of(url: &str) -> Option<String> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == BODY_SHA256)
+        .map(|(_, hash)| hash.into_owned())
+}
+
+/// The SHA-256, hex, of the parameters as the signature covers them: each name then its
+/// value, in order, with nothing between them.
+fn signed_parameters_sha256(parameters: &BTreeMap<String, BTreeSet<String>>) -> String {
+    let mut digest = Sha256::new();
+    for (name, values) in parameters {
+        for value in values {
+            digest.update(name.as_bytes());
+            digest.update(value.as_bytes());
+        }
+    }
+    hex::encode(digest.finalize())
+}
+
 fn hmac_sha1(key: &[u8], url: &str, parameters: &BTreeMap<String, BTreeSet<String>>) -> [u8; 20] {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
     let mut context = ring::hmac::Context::with_key(&key);
@@ -171,11 +197,7 @@ impl SignatureScheme for Twilio {
                 header: SIGNATURE.to_owned(),
             })?;
         let url = self.url.signed_url(request)?;
-        let query = url.split_once('?').map_or("", |(_, query)| query);
-        let body_sha256 = form_urlencoded::parse(query.as_bytes())
-            .find(|(name, _)| name == BODY_SHA256)
-            .map(|(_, hash)| hash);
-        let signed_parameters = match &body_sha256 {
+        let signed_parameters = match &body_sha256_of(&url) {
             // The SDKs compare the lowercase hex digest as text.
             Some(hash) if *hash != hex::encode(Sha256::digest(&request.body)) => {
                 return Err(AuthFailure::SignatureMismatch);
@@ -201,11 +223,13 @@ impl SignatureScheme for Twilio {
     }
 
     fn describe(&self, request: &InboundRequest) -> Result<Delivery, MalformedRequest> {
-        let id = request
-            .header(IDEMPOTENCY_TOKEN)
-            .filter(|token| !token.is_empty())
-            .map(str::to_owned);
         let parameters = parameters(&request.body);
+        // A JSON body signed through the URL's `bodySHA256` is keyed by its bytes' hash.
+        let json = self
+            .url
+            .signed_url(request)
+            .is_ok_and(|url| body_sha256_of(&url).is_some());
+        let id = (!json).then(|| format!("params-{}", signed_parameters_sha256(&parameters)));
         let value = |name: &str| {
             parameters
                 .get(name)
@@ -227,11 +251,6 @@ impl SignatureScheme for Twilio {
             }),
             ..Delivery::event(id, event_type)
         })
-    }
-
-    /// The idempotency token is a header of its own, outside the signature.
-    fn signs_stable_id(&self) -> bool {
-        false
     }
 
     fn forwarded_headers(&self) -> Vec<String> {
@@ -534,25 +553,40 @@ mod tests {
     }
 
     #[test]
-    fn the_key_is_the_idempotency_token_which_the_signature_does_not_cover() {
+    fn the_key_is_what_the_signature_covers_not_the_idempotency_token() {
         let request = InboundRequest::post(SDK_FORM).with_header(
             "I-Twilio-Idempotency-Token",
             "c5c1a2e8-9a4f-4d3b-8e7f-1a2b3c4d5e6f",
         );
-        assert_eq!(
-            Twilio::default()
-                .describe(&request)
-                .unwrap()
-                .stable_id
-                .as_deref(),
-            Some("c5c1a2e8-9a4f-4d3b-8e7f-1a2b3c4d5e6f")
-        );
-        assert!(!Twilio::default().signs_stable_id());
+        let key = Twilio::default().describe(&request).unwrap().stable_id;
+        assert_eq!(key, described(SDK_FORM).stable_id);
+        assert!(key.is_some_and(|key| key.starts_with("params-")));
+        assert!(Twilio::default().signs_stable_id());
     }
 
     #[test]
-    fn without_an_idempotency_token_the_key_is_the_bodys_hash() {
-        assert_eq!(described(SDK_FORM).stable_id, None);
+    fn a_form_reencoded_reordered_or_with_a_moved_boundary_keeps_its_key() {
+        // Each of these carries the same signature as the first: Twilio signs the sorted
+        // name-value concatenation, not the bytes.
+        let original = described("Body=hi+there&From=%2B1415").stable_id;
+        for same in [
+            "From=%2B1415&Body=hi%20there",
+            "Body=hi+there&Body=hi+there&From=%2B1415",
+            "Bo=dyhi+there&From=%2B1415",
+        ] {
+            assert_eq!(described(same).stable_id, original, "{same}");
+        }
+        assert_ne!(described("Body=hi&From=%2B1415").stable_id, original);
+    }
+
+    #[test]
+    fn a_json_body_signed_through_its_hash_is_keyed_by_its_bytes() {
+        let request = InboundRequest::post(r#"{"a":1}"#)
+            .with_url("https://h.example.com/webhooks/twilio?bodySHA256=00");
+        assert_eq!(
+            Twilio::default().describe(&request).unwrap().stable_id,
+            None
+        );
     }
 
     #[test]
