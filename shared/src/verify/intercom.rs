@@ -14,12 +14,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{
-    header, json_body_strings, signature_header, AuthFailure, Delivery, MalformedRequest,
-    OutgoingDelivery, SignatureScheme,
+    any_sha1_signature_matches, header, hmac_sha1, json_body_strings, signature_header,
+    AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::{KeyKind, KeyRing, SigningKey};
+use crate::secret::{KeyRing, SigningKey};
 
 const SIGNATURE: &str = "x-hub-signature";
 const PREFIX: &str = "sha1=";
@@ -35,18 +35,6 @@ pub(crate) fn scheme(
     _: &dyn crate::config::Env,
 ) -> Result<Box<dyn SignatureScheme>, crate::config::ConfigError> {
     Ok(Box::new(Intercom))
-}
-
-fn hmac_sha1_key(key: &[u8]) -> ring::hmac::Key {
-    ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key)
-}
-
-/// HMAC-SHA1 of `message`.
-fn hmac_sha1(key: &[u8], message: &[u8]) -> [u8; SHA1_LEN] {
-    ring::hmac::sign(&hmac_sha1_key(key), message)
-        .as_ref()
-        .try_into()
-        .expect("an HMAC-SHA1 tag is 20 bytes")
 }
 
 /// A 20-byte signature in lowercase hex, as Intercom writes it.
@@ -80,15 +68,7 @@ impl SignatureScheme for Intercom {
             .ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             })?;
-        // ring's verify compares in constant time; a public key is never an HMAC key.
-        let matches = keys
-            .keys()
-            .filter(|key| key.kind() == KeyKind::Hmac)
-            .any(|key| {
-                ring::hmac::verify(&hmac_sha1_key(key.as_bytes()), &request.body, &signature)
-                    .is_ok()
-            });
-        if matches {
+        if any_sha1_signature_matches(keys, &[signature], &[&request.body]) {
             Ok(())
         } else {
             Err(AuthFailure::SignatureMismatch)
@@ -106,7 +86,7 @@ impl SignatureScheme for Intercom {
     }
 
     fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
-        let signature = hmac_sha1(key.as_bytes(), delivery.body);
+        let signature = hmac_sha1(key.as_bytes(), &[delivery.body]);
         vec![header(
             SIGNATURE,
             format!("{PREFIX}{}", hex::encode(signature)),
@@ -137,11 +117,11 @@ mod tests {
     #[test]
     fn hmac_sha1_gives_the_rfc_2202_answers() {
         assert_eq!(
-            hex::encode(hmac_sha1(&[0x0b; 20], b"Hi There")),
+            hex::encode(hmac_sha1(&[0x0b; 20], &[b"Hi There"])),
             "b617318655057264e28bc0b6fb378c8ef146be00"
         );
         assert_eq!(
-            hex::encode(hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
+            hex::encode(hmac_sha1(b"Jefe", &[b"what do ya want for nothing?"])),
             "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
         );
     }

@@ -504,6 +504,37 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// HMAC-SHA1 over the concatenation of `parts`, for the providers that still sign with it
+/// (Intercom, Twilio): ring's legacy algorithm, which rustls already links.
+pub(crate) fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let mut context = ring::hmac::Context::with_key(&key);
+    for part in parts {
+        context.update(part);
+    }
+    context
+        .sign()
+        .as_ref()
+        .try_into()
+        .expect("an HMAC-SHA1 tag is 20 bytes")
+}
+
+/// [`any_signature_matches`] with HMAC-SHA1.
+pub(crate) fn any_sha1_signature_matches(
+    keys: &KeyRing,
+    candidates: &[Vec<u8>],
+    parts: &[&[u8]],
+) -> bool {
+    keys.keys()
+        .filter(|key| key.kind() == KeyKind::Hmac)
+        .any(|key| {
+            let expected = hmac_sha1(key.as_bytes(), parts);
+            candidates
+                .iter()
+                .any(|candidate| bool::from(candidate.as_slice().ct_eq(expected.as_slice())))
+        })
+}
+
 /// True when any candidate signature equals the HMAC of `parts` under any HMAC key of the
 /// ring. Each comparison is constant-time in the signature's bytes. A public key is never
 /// used as an HMAC key: anyone can read it, so an HMAC under it proves nothing.

@@ -51,17 +51,16 @@ use std::time::Duration;
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::public_url::PublicUrl;
 use super::{
-    encode_base64, header, signature_header, AuthFailure, Delivery, Handshake, MalformedRequest,
-    OutgoingDelivery, SignatureScheme,
+    any_sha1_signature_matches, encode_base64, header, hmac_sha1, signature_header, AuthFailure,
+    Delivery, Handshake, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
-use crate::secret::{KeyKind, KeyRing, SigningKey};
+use crate::secret::{KeyRing, SigningKey};
 
 const SIGNATURE: &str = "x-twilio-signature";
 const IDEMPOTENCY_TOKEN: &str = "i-twilio-idempotency-token";
@@ -124,19 +123,18 @@ fn signed_parameters_sha256(parameters: &BTreeMap<String, BTreeSet<String>>) -> 
     hex::encode(digest.finalize())
 }
 
-fn hmac_sha1(key: &[u8], url: &str, parameters: &BTreeMap<String, BTreeSet<String>>) -> [u8; 20] {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
-    let mut context = ring::hmac::Context::with_key(&key);
-    context.update(url.as_bytes());
+/// What Twilio signs, in order: the URL, then each parameter's name and value.
+fn signed_parts<'p>(
+    url: &'p str,
+    parameters: &'p BTreeMap<String, BTreeSet<String>>,
+) -> Vec<&'p [u8]> {
+    let mut parts = vec![url.as_bytes()];
     for (name, values) in parameters {
         for value in values {
-            context.update(name.as_bytes());
-            context.update(value.as_bytes());
+            parts.extend([name.as_bytes(), value.as_bytes()]);
         }
     }
-    let mut tag = [0; 20];
-    tag.copy_from_slice(context.sign().as_ref());
-    tag
+    parts
 }
 
 /// The URL without any port, and with its port or else the scheme's: twilio-python's
@@ -205,16 +203,10 @@ impl SignatureScheme for Twilio {
             Some(_) => BTreeMap::new(),
             None => parameters(&request.body),
         };
-        let urls = with_and_without_port(&url);
-        let matches = keys
-            .keys()
-            .filter(|key| key.kind() == KeyKind::Hmac)
-            .any(|key| {
-                urls.iter().any(|url| {
-                    let expected = hmac_sha1(key.as_bytes(), url, &signed_parameters);
-                    bool::from(signature.as_slice().ct_eq(&expected))
-                })
-            });
+        let signature = [signature];
+        let matches = with_and_without_port(&url).iter().any(|url| {
+            any_sha1_signature_matches(keys, &signature, &signed_parts(url, &signed_parameters))
+        });
         if matches {
             Ok(())
         } else {
@@ -263,7 +255,8 @@ impl SignatureScheme for Twilio {
     /// belongs in the URL it is sent to, which a signer returning headers cannot change; a
     /// caller sending one signs a `delivery.url` that already carries it, and an empty body.
     fn sign(&self, delivery: &OutgoingDelivery<'_>, key: &SigningKey) -> Vec<(String, String)> {
-        let signature = hmac_sha1(key.as_bytes(), delivery.url, &parameters(delivery.body));
+        let parameters = parameters(delivery.body);
+        let signature = hmac_sha1(key.as_bytes(), &signed_parts(delivery.url, &parameters));
         vec![header(SIGNATURE, encode_base64(&signature))]
     }
 }
