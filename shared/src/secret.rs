@@ -143,6 +143,14 @@ impl SigningKey {
                 let der = base64::engine::general_purpose::STANDARD
                     .decode(secret)
                     .map_err(|_| SecretError::NotP256PrivateKey)?;
+                // Read once here, so that a bad key is refused with its reason rather than
+                // signing nothing later.
+                ring::signature::EcdsaKeyPair::from_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &der,
+                    &ring::rand::SystemRandom::new(),
+                )
+                .map_err(|_| SecretError::NotP256PrivateKey)?;
                 key(KeyKind::P256Private, der)
             }
             KeyEncoding::RsaPrivatePem => {
@@ -391,6 +399,21 @@ mod tests {
         assert_eq!(key.kind(), KeyKind::P256Public);
         assert_eq!(key.as_bytes().len(), 65);
         assert_eq!(key.as_bytes()[0], 0x04);
+    }
+
+    #[test]
+    fn a_p256_private_key_that_ring_cannot_read_is_refused_when_parsed() {
+        // Base64, but of no PKCS#8 key; and the public key where the private one belongs.
+        for bad in [
+            "aG9va2dhdGU=",
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElMrIlONNckg9UhWfs+RYKXY/01rtyLRXTV6DhOp9O896+pmQzXZK+Uzve+YNtW+nNGMNGG57FjlfYxjGrZvLdA==",
+        ] {
+            assert_eq!(
+                SigningKey::parse(bad, KeyEncoding::P256PrivateBase64),
+                Err(SecretError::NotP256PrivateKey),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
