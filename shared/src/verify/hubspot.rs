@@ -43,8 +43,7 @@ use crate::secret::{KeyRing, SigningKey};
 const SIGNATURE: &str = "x-hubspot-signature-v3";
 const TIMESTAMP: &str = "x-hubspot-request-timestamp";
 
-/// The type of a batch whose events are of several types.
-pub const MIXED_BATCH: &str = "batch";
+pub use super::MIXED_BATCH;
 
 #[derive(Debug, Clone, Default)]
 pub struct Hubspot {

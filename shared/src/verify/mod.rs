@@ -193,6 +193,10 @@ pub fn scheme_for(
     provider.scheme(env)
 }
 
+/// The type of a delivery that batches events of several types (HubSpot, SendGrid,
+/// Microsoft Graph); one whose events share a type has that type.
+pub const MIXED_BATCH: &str = "batch";
+
 /// What a scheme reads from a verified request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {

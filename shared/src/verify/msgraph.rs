@@ -54,8 +54,7 @@ const CLIENT_STATE: &str = "clientState";
 /// the bound keeps the endpoint from echoing anything large.
 pub const MAX_VALIDATION_TOKEN_LEN: usize = 1024;
 
-/// The type of a delivery whose notifications are of several kinds.
-pub const MIXED_BATCH: &str = "batch";
+pub use super::MIXED_BATCH;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Msgraph;
