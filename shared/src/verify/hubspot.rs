@@ -43,7 +43,7 @@ use crate::secret::{KeyRing, SigningKey};
 const SIGNATURE: &str = "x-hubspot-signature-v3";
 const TIMESTAMP: &str = "x-hubspot-request-timestamp";
 
-pub use super::MIXED_BATCH;
+use super::MIXED_BATCH;
 
 #[derive(Debug, Clone, Default)]
 pub struct Hubspot {

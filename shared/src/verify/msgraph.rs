@@ -54,7 +54,7 @@ const CLIENT_STATE: &str = "clientState";
 /// the bound keeps the endpoint from echoing anything large.
 pub const MAX_VALIDATION_TOKEN_LEN: usize = 1024;
 
-pub use super::MIXED_BATCH;
+use super::MIXED_BATCH;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Msgraph;

@@ -33,7 +33,7 @@ use crate::secret::{KeyEncoding, KeyRing, SigningKey};
 const SIGNATURE: &str = "x-twilio-email-event-webhook-signature";
 const TIMESTAMP: &str = "x-twilio-email-event-webhook-timestamp";
 
-pub use super::MIXED_BATCH;
+use super::MIXED_BATCH;
 
 /// The longest DER encoding of a P-256 signature: two 33-byte integers and their headers.
 const MAX_SIGNATURE_LEN: usize = 72;
