@@ -464,11 +464,12 @@ fn banner_line(address: SocketAddr, provider: Provider, secret: &SecretShown) ->
             if signing == *secret {
                 format!("test secret {secret}")
             } else if signing.len() > 100 {
-                // A PEM or DER key would fill the screen; `hookgate send` knows it.
-                format!("test key {secret} (send signs with the samples' private key)")
+                // What the receiver holds (a public key, SNS's topics) checks; a PEM or DER
+                // key would fill the screen, and `hookgate send` knows it.
+                format!("checks {secret} (send signs with the samples' private key)")
             } else {
                 // A public key checks; `hookgate send` signs with its private half.
-                format!("test key {secret} (send signs with {signing})")
+                format!("checks {secret} (send signs with {signing})")
             }
         }
         SecretShown::FromVariable(variable) => format!("secret from {variable}"),
@@ -561,7 +562,7 @@ mod tests {
             Provider::Discord,
             &SecretShown::Test(public),
         );
-        assert!(line.contains(&format!("test key {public}")), "{line}");
+        assert!(line.contains(&format!("checks {public}")), "{line}");
         assert!(line.contains(private), "{line}");
     }
 
