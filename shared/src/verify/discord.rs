@@ -35,7 +35,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{
-    any_ed25519_key_verifies, check_window, ed25519_sign, header, signature_header, unix_timestamp,
+    any_ed25519_key_verifies, ed25519_sign, header, signature_header, timestamp_in_window,
     AuthFailure, Delivery, Handshake, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
@@ -114,9 +114,7 @@ impl SignatureScheme for Discord {
             .ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             })?;
-        check_window(unix_timestamp(request, TIMESTAMP)?, now, tolerance)?;
-        // The header's own text is what was signed: `unix_timestamp` read it as plain digits.
-        let timestamp = request.header(TIMESTAMP).unwrap_or_default();
+        let timestamp = timestamp_in_window(request, TIMESTAMP, now, tolerance)?;
         let signed = [timestamp.as_bytes(), &request.body].concat();
         if any_ed25519_key_verifies(keys, &signed, &signature) {
             Ok(())

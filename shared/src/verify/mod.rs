@@ -639,6 +639,19 @@ pub(crate) fn unix_timestamp(request: &InboundRequest, header: &str) -> Result<i
     })
 }
 
+/// The text of a timestamp header whose unix seconds are within `tolerance` of `now`: what
+/// schemes that sign the header as sent (Discord, SendGrid) put before the body.
+pub(crate) fn timestamp_in_window<'r>(
+    request: &'r InboundRequest,
+    header: &str,
+    now: OffsetDateTime,
+    tolerance: Duration,
+) -> Result<&'r str, AuthFailure> {
+    check_window(unix_timestamp(request, header)?, now, tolerance)?;
+    // `unix_timestamp` read it as plain digits, so the header is there.
+    Ok(request.header(header).unwrap_or_default())
+}
+
 pub(crate) fn parse_unix_seconds(value: &str) -> Option<i64> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{
-    any_p256_key_verifies, check_window, encode_base64, header, p256_sign, signature_header,
-    unix_timestamp, AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
+    any_p256_key_verifies, encode_base64, header, p256_sign, signature_header, timestamp_in_window,
+    AuthFailure, Delivery, MalformedRequest, OutgoingDelivery, SignatureScheme,
 };
 use crate::provider::Provider;
 use crate::request::InboundRequest;
@@ -85,9 +85,7 @@ impl SignatureScheme for Sendgrid {
             .ok_or_else(|| AuthFailure::MalformedSignature {
                 header: SIGNATURE.to_owned(),
             })?;
-        check_window(unix_timestamp(request, TIMESTAMP)?, now, tolerance)?;
-        // The header's own text is what was signed: `unix_timestamp` read it as plain digits.
-        let timestamp = request.header(TIMESTAMP).unwrap_or_default();
+        let timestamp = timestamp_in_window(request, TIMESTAMP, now, tolerance)?;
         let signed = [timestamp.as_bytes(), &request.body].concat();
         if any_p256_key_verifies(keys, &signed, &signature) {
             Ok(())
