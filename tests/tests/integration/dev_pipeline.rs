@@ -743,7 +743,9 @@ async fn forward_to_sends_every_event_to_one_agent_signed_with_the_printed_secre
         calls[0].json()["delivery_id"],
         calls[1].json()["delivery_id"]
     );
-    drop(dev);
+    // Reaped before the restart: a process killed but still exiting holds the data
+    // directory's lock, and the second `dev` would be refused.
+    dev.kill_hard().await;
 
     // The secret is the data directory's: a restart signs with the same one.
     let again = DevServer::start(
